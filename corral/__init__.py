@@ -1,0 +1,1 @@
+"""The ``corral`` command: one entry point for the server, worker, dashboard and demo."""

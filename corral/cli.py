@@ -1,0 +1,374 @@
+"""The ``corral`` command line: argparse subcommands kept in one registry, ``COMMANDS``.
+
+Each subcommand is a ``Command``: a function that adds its flags to a subparser, and a handler
+that gets the parsed ``Namespace`` and returns an exit status. Handlers of the heavy subcommands
+(``worker``, ``dash``, ``demo``) are imported lazily, so ``corral --help`` and ``corral server``
+never import the dashboard (nor Textual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
+
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+REDIS_URL_ENV: Final = "REDIS_URL"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One ``corral`` subcommand: its name, one-line help, flags and handler."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Handler
+    description: str | None = None
+
+
+# -- argument types ---------------------------------------------------------------------------
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small: expected >= {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a number of seconds that may be zero but not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a number >= 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    """Parse a TCP port, 1-65535."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is invalid: expected 1-65535")
+    return value
+
+
+def queue_name(text: str) -> str:
+    """Parse a queue name with the engine's own rules."""
+    try:
+        return validate_queue_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def key_prefix(text: str) -> str:
+    """Parse a key prefix with the engine's own rules."""
+    try:
+        return validate_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def import_target(text: str) -> str:
+    """Check that ``text`` looks like ``package.module:function`` (it is imported later)."""
+    module, sep, func = text.partition(":")
+    if (
+        not sep
+        or not module
+        or not func
+        or not all(part.isidentifier() for part in [*module.split("."), *func.split(".")])
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid: expected MODULE:FUNCTION, e.g. myapp.tasks:send_email"
+        )
+    return text
+
+
+def _redis_url_default() -> str:
+    return os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+
+
+# -- lazy handlers ----------------------------------------------------------------------------
+
+
+def lazy(target: str) -> Handler:
+    """A handler that imports ``module:function`` only when the subcommand runs.
+
+    The function gets the ``Namespace``; it may return an exit status, ``None`` (meaning 0) or a
+    coroutine, which is run with ``asyncio.run``.
+    """
+    module_name, _, func_name = target.partition(":")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if not (module_name == missing or module_name.startswith(missing + ".")):
+                raise
+            print(
+                f"corral {args.command}: not available ({module_name} is missing)", file=sys.stderr
+            )
+            return 2
+        result: object = getattr(module, func_name)(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        if result is None:
+            return 0
+        if isinstance(result, bool) or not isinstance(result, int):
+            raise TypeError(f"{target} returned {result!r}, expected an exit status or None")
+        return result
+
+    run.__name__ = run.__qualname__ = f"lazy_{func_name}"
+    return run
+
+
+# -- corral server ----------------------------------------------------------------------------
+
+
+def configure_server(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral server``."""
+    parser.add_argument(
+        "--port", type=port_number, default=None, help="TCP port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
+        "--persistence",
+        choices=["none", "aof-everysec", "aof-always"],
+        default="none",
+        help="append-only file mode (default: none, data is lost on exit)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="data directory for the AOF and the log (default: a temporary one, removed on exit)",
+    )
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """Run the embedded server in the foreground until SIGINT or SIGTERM; print its URL first."""
+    from engine.server import EmbeddedServer, ServerError
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server: EmbeddedServer | None = None
+    try:
+        server = EmbeddedServer(port=args.port, data_dir=args.dir, persistence=args.persistence)
+        server.start()
+        print(server.url, flush=True)
+        print(
+            f"corral server: pid {server.pid}, persistence {server.persistence}, "
+            f"dir {server.data_dir}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.25):
+            if not server.is_running:
+                print(
+                    f"corral server: the server exited with status {server.returncode}; "
+                    f"see {server.log_path}",
+                    file=sys.stderr,
+                )
+                return 1
+        return 0
+    except ServerError as exc:
+        print(f"corral server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- corral worker / dash / demo (flags here, handlers elsewhere) -----------------------------
+
+
+def configure_worker(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral worker``; ``engine.cli_worker.run_worker`` gets the Namespace."""
+    parser.add_argument(
+        "target",
+        type=import_target,
+        metavar="MODULE:FUNCTION",
+        help="the job processor, an async function taking a job",
+    )
+    parser.add_argument("--queue", type=queue_name, required=True, metavar="NAME")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=1, metavar="N", help="jobs run at once"
+    )
+    parser.add_argument(
+        "--redis",
+        default=_redis_url_default(),
+        metavar="URL",
+        help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    tunables = parser.add_argument_group("tuning (default: the engine's own defaults)")
+    tunables.add_argument(
+        "--lock-duration", type=positive_int, default=None, metavar="MS", help="job lock TTL"
+    )
+    tunables.add_argument(
+        "--stalled-interval",
+        type=positive_int,
+        default=None,
+        metavar="MS",
+        help="how often to look for jobs whose lock expired",
+    )
+    tunables.add_argument(
+        "--max-stalled-count",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="stalls allowed before a job fails",
+    )
+    tunables.add_argument(
+        "--shutdown-grace",
+        type=non_negative_float,
+        default=None,
+        metavar="S",
+        help="seconds running jobs get to finish on SIGINT/SIGTERM",
+    )
+
+
+def configure_dash(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral dash``; ``dashboard.cli.run_dash`` gets the Namespace."""
+    parser.add_argument(
+        "--redis",
+        default=_redis_url_default(),
+        metavar="URL",
+        help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        type=queue_name,
+        default=None,
+        metavar="NAME",
+        help="show this queue (repeatable; default: every queue found under the prefix)",
+    )
+    parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    parser.add_argument(
+        "--read-only", action="store_true", help="hide actions that change jobs or queues"
+    )
+
+
+def configure_demo(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral demo``; ``dashboard.demo.run_demo`` gets the Namespace."""
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="use this server (default: start a private one on 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--no-dash",
+        action="store_true",
+        help="run the workload only and print the server URL (attach with 'corral dash')",
+    )
+    parser.add_argument(
+        "--duration",
+        type=non_negative_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
+
+
+# -- registry and entry point -----------------------------------------------------------------
+
+COMMANDS: Final[tuple[Command, ...]] = (
+    Command(
+        "server",
+        "run a private Redis-compatible server on 127.0.0.1 in the foreground",
+        configure_server,
+        run_server,
+        description="Start the bundled server, print its URL on the first line of stdout, and "
+        "stop it cleanly on Ctrl-C or SIGTERM.",
+    ),
+    Command(
+        "worker",
+        "process jobs of one queue with a Python function",
+        configure_worker,
+        lazy("engine.cli_worker:run_worker"),
+    ),
+    Command(
+        "dash", "open the live terminal dashboard", configure_dash, lazy("dashboard.cli:run_dash")
+    ),
+    Command(
+        "demo",
+        "run a sample workload (and the dashboard) against a private server",
+        configure_demo,
+        lazy("dashboard.demo:run_demo"),
+    ),
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("corral")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Corral: Redis-backed background jobs with a live dashboard."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in commands:
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.description or command.help
+        )
+        command.configure(sub)
+        sub.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``corral``: parse ``argv`` and run the chosen subcommand."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130

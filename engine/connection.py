@@ -1,0 +1,85 @@
+"""Building Redis clients: from a URL or a given client, with retries, and the server check."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+from .errors import UnsafeServerConfig
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
+
+Connection = str | Redis | None
+
+
+def default_url() -> str:
+    """``REDIS_URL`` from the environment, else the local default."""
+    return os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+def make_client(connection: Connection, **overrides: Any) -> tuple[Redis, bool]:
+    """A decoded-responses asyncio client, and whether the caller owns (and must close) it."""
+    if isinstance(connection, Redis):
+        if not connection.get_encoder().decode_responses:  # type: ignore[no-untyped-call]
+            raise ValueError("connection: the redis.asyncio client needs decode_responses=True")
+        return connection, False
+    if connection is not None and not isinstance(connection, str):
+        raise TypeError(
+            f"connection={connection!r} is invalid: expected a redis:// URL or a "
+            "redis.asyncio.Redis client"
+        )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.05), retries=3),
+        "retry_on_error": list(TRANSIENT_ERRORS),
+        "health_check_interval": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+    }
+    options.update(overrides)
+    return Redis.from_url(connection or default_url(), **options), True
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the engine checks about the server before it writes anything."""
+
+    flavour: str
+    version: tuple[int, ...]
+    maxmemory_policy: str
+    run_id: str
+
+
+async def check_server(client: Redis, *, allow_unsafe_eviction: bool = False) -> ServerInfo:
+    """Refuse servers that are too old or may evict keys; return what was found."""
+    server = await client.info("server")
+    memory = await client.info("memory")
+    flavour = "valkey" if "valkey_version" in server else "redis"
+    version = _version(str(server.get("valkey_version") or server.get("redis_version", "0")))
+    minimum = MIN_VERSIONS[flavour]
+    if version < minimum:
+        raise UnsafeServerConfig(
+            f"{flavour} {'.'.join(map(str, version))} is too old: Corral needs "
+            f"{flavour} {'.'.join(map(str, minimum))} or newer (scripts use #!lua flags so a "
+            "server out of memory refuses them before they start)"
+        )
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction" and not allow_unsafe_eviction:
+        raise UnsafeServerConfig(
+            f"maxmemory-policy is {policy!r}: the server may evict job keys and silently lose "
+            "jobs. Only 'noeviction' is safe. Fix: CONFIG SET maxmemory-policy noeviction (and "
+            "set it in redis.conf), or pass allow_unsafe_eviction=True if you accept the risk"
+        )
+    return ServerInfo(flavour, version, policy, str(server.get("run_id", "")))

@@ -1,0 +1,92 @@
+"""LockRenewer: one timer renews the locks of every job a worker holds, and writes the
+worker's heartbeat record that ``Queue.get_workers`` and the dashboard read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+from . import commands
+from .connection import TRANSIENT_ERRORS
+from .keys import QueueKeys
+from .scripts import ScriptRegistry
+
+log = logging.getLogger("corral.worker")
+
+
+class LockRenewer:
+    """Every ``lock_ms / 2``: extend all held locks in one script call, then beat."""
+
+    def __init__(
+        self,
+        scripts: ScriptRegistry,
+        keys: QueueKeys,
+        lock_ms: int,
+        worker_id: str,
+        concurrency: int,
+        held: Callable[[], Sequence[tuple[str, str]]],
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self._scripts = scripts
+        self._keys = keys
+        self._lock_ms = lock_ms
+        self._worker_id = worker_id
+        self._concurrency = concurrency
+        self._held = held
+        self._on_lost = on_lost
+        self._started = int(time.time() * 1000)
+
+    async def renew_once(self) -> None:
+        """Extend every held lock; report the ones that were lost."""
+        held = list(self._held())
+        if held:
+            for job_id in await commands.extend_locks(
+                self._scripts, self._keys, self._lock_ms, held
+            ):
+                self._on_lost(job_id)
+
+    async def beat(self, client: object, in_flight: int) -> None:
+        """Write this worker's heartbeat hash (expires when the worker stops beating)."""
+        from redis.asyncio import Redis
+
+        assert isinstance(client, Redis)
+        key = self._keys.worker(self._worker_id)
+        now = int(time.time() * 1000)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "concurrency": self._concurrency,
+                    "in_flight": in_flight,
+                    "started": self._started,
+                    "last_beat": now,
+                },
+            )
+            pipe.pexpire(key, max(self._lock_ms * 2, 5_000))
+            pipe.zadd(self._keys.workers, {self._worker_id: now})
+            pipe.zremrangebyscore(self._keys.workers, "-inf", now - max(self._lock_ms * 4, 60_000))
+            await pipe.execute()
+
+    async def run(self, client: object, in_flight: Callable[[], int]) -> None:
+        """Renew and beat forever (until cancelled); transient errors retry sooner."""
+        interval = self._lock_ms / 2000
+        failing = False
+        while True:
+            try:
+                await self.renew_once()
+                await self.beat(client, in_flight())
+                if failing:
+                    log.info("lock renewal works again")
+                failing = False
+                await asyncio.sleep(interval)
+            except TRANSIENT_ERRORS as exc:
+                if not failing:
+                    log.warning("lock renewal failed (%s); retrying", exc)
+                failing = True
+                await asyncio.sleep(min(interval / 4, 1.0))

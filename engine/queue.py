@@ -1,0 +1,396 @@
+"""Queue: add jobs, read them, and manage them (retry, discard, promote, pause, clean...).
+
+The producer API and the admin API the dashboard uses; every change runs one Lua script.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from . import commands
+from .connection import Connection, check_server, make_client
+from .errors import InvalidJobOptions, JobNotFound, JobStateError
+from .job import ALL_STATES, CorruptJob, Job, JobState
+from .keys import DEFAULT_PREFIX, QueueKeys
+from .options import JobOptions
+from .scripts import ScriptRegistry
+from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+
+log = logging.getLogger("corral.queue")
+
+DEFAULT_MAX_EVENTS = 10_000
+BATCH = 500  # jobs per script call in bulk operations: keeps each call well under a few ms
+
+_NEWEST_FIRST = frozenset({JobState.COMPLETED, JobState.FAILED})
+_FINISHED = ("failed", "completed")
+
+BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
+
+
+def _state(value: str | JobState) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise InvalidJobOptions(
+            f"state={value!r} is invalid: expected one of {[s.value for s in ALL_STATES]}"
+        ) from None
+
+
+def _name(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > 256 or not name.isprintable():
+        raise InvalidJobOptions(
+            f"job name {name!r} is invalid: expected 1-256 printable characters"
+        )
+    return name
+
+
+class Queue:
+    """A named queue on a Redis server: ``Queue("emails", connection="redis://...")``."""
+
+    def __init__(
+        self,
+        name: str,
+        connection: Connection = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        allow_unsafe_eviction: bool = False,
+    ) -> None:
+        self.keys = QueueKeys(name, prefix)
+        if not isinstance(max_events, int) or max_events < 100:
+            raise InvalidJobOptions(f"max_events={max_events!r} is invalid: expected an int >= 100")
+        if not isinstance(max_payload, int) or max_payload < 1:
+            raise InvalidJobOptions(f"max_payload={max_payload!r} is invalid: expected an int >= 1")
+        self.max_events = max_events
+        self.max_payload = max_payload
+        self._allow_unsafe = allow_unsafe_eviction
+        self.client, self._owns_client = make_client(connection)
+        self.scripts = ScriptRegistry(self.client)
+        self._checked = False
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self.keys.queue
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection if this queue opened it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def _check(self) -> None:
+        if not self._checked:
+            await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
+            self._checked = True
+
+    # ---- adding ----------------------------------------------------------------------------
+
+    def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        opts = JobOptions.build(**options)
+        return {
+            "job_id": opts.job_id or "",
+            "name": _name(name),
+            "data": dumps(data, what=f"data of job {name!r}", limit=self.max_payload),
+            "opts": dumps(opts.to_json(), what="opts"),
+            "delay": opts.delay,
+            "priority": opts.priority,
+            "lifo": opts.lifo,
+            "attempts": opts.attempts,
+            "max_events": self.max_events,
+        }
+
+    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Add one job; with a ``job_id`` that exists already, return the existing job instead.
+
+        Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
+        remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}).
+        """
+        prepared = self._prepare(name, data, options)
+        await self._check()
+        reply = await commands.add_job(self.scripts, self.keys, **prepared)
+        job_id, _created = commands.parse_add(reply)
+        job = await self.get_job(job_id)
+        if job is None:  # removed between the add and the read (e.g. retention): rebuild it
+            raise JobNotFound(f"job {job_id!r} vanished right after it was added")
+        return job
+
+    async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
+        """Add many jobs in one round trip: items are (name, data) or (name, data, options)."""
+        prepared = []
+        for index, item in enumerate(jobs):
+            if not isinstance(item, tuple) or len(item) not in (2, 3):
+                raise InvalidJobOptions(
+                    f"add_bulk item {index} is {item!r}: expected (name, data) or "
+                    "(name, data, options)"
+                )
+            options = item[2] if len(item) == 3 else {}  # type: ignore[misc]
+            if not isinstance(options, Mapping):
+                raise InvalidJobOptions(f"add_bulk item {index}: options must be a dict")
+            prepared.append(self._prepare(item[0], item[1], options))
+        if not prepared:
+            return []
+        await self._check()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for fields in prepared:
+                await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
+            replies = await pipe.execute()
+            ids = [commands.parse_add(reply)[0] for reply in replies]
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        return [Job.from_hash(self.name, i, h, None) for i, h in zip(ids, hashes, strict=True)]
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    async def get_counts(self, *states: str | JobState) -> dict[str, int]:
+        """Jobs per state, read in one round trip (all states when none are named)."""
+        wanted = [_state(s) for s in states] or list(ALL_STATES)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for state in wanted:
+                key = self.state_key(state)
+                if state in (JobState.WAIT, JobState.PAUSED):
+                    pipe.llen(key)
+                else:
+                    pipe.zcard(key)
+            counts = await pipe.execute()
+        return {state.value: int(n) for state, n in zip(wanted, counts, strict=True)}
+
+    async def get_totals(self) -> tuple[int, int]:
+        """Monotonic (completed, failed) totals since the queue was created."""
+        completed, failed = await self.client.hmget(self.keys.counters, "completed", "failed")
+        return int(completed or 0), int(failed or 0)
+
+    get_completed_failed_totals = get_totals
+
+    def state_key(self, state: str | JobState) -> str:
+        """The Redis key that holds the jobs of ``state``."""
+        state = _state(state)
+        return {
+            JobState.WAIT: self.keys.wait,
+            JobState.PAUSED: self.keys.paused,
+            JobState.PRIORITIZED: self.keys.prioritized,
+            JobState.DELAYED: self.keys.delayed,
+            JobState.ACTIVE: self.keys.active,
+            JobState.COMPLETED: self.keys.completed,
+            JobState.FAILED: self.keys.failed,
+            JobState.WAITING_CHILDREN: self.keys.waiting_children,
+        }[state]
+
+    async def get_job_ids(self, state: str | JobState, start: int = 0, end: int = 49) -> list[str]:
+        """Ids of one page of ``state``: newest first for completed/failed and wait, else in
+        the order they will run (bounded range reads only)."""
+        state = _state(state)
+        if start < 0 or end < start - 1:
+            raise InvalidJobOptions(f"start={start}, end={end}: expected 0 <= start <= end + 1")
+        key = self.state_key(state)
+        if state in (JobState.WAIT, JobState.PAUSED):
+            return [str(x) for x in await self.client.lrange(key, start, end)]
+        if state in _NEWEST_FIRST:
+            return [str(x) for x in await self.client.zrevrange(key, start, end)]
+        return [str(x) for x in await self.client.zrange(key, start, end)]
+
+    async def get_job_entries(
+        self, state: str | JobState, start: int = 0, end: int = 49
+    ) -> list[Job | CorruptJob]:
+        """One page of ``state``; a hash that cannot be read comes back as ``CorruptJob``."""
+        state = _state(state)
+        ids = await self.get_job_ids(state, start, end)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        out: list[Job | CorruptJob] = []
+        for job_id, fields in zip(ids, hashes, strict=True):
+            try:
+                if not fields:
+                    raise CorruptJob(job_id, "the job hash is missing", {})
+                out.append(Job.from_hash(self.name, job_id, fields, state))
+            except CorruptJob as exc:
+                out.append(exc)
+        return out
+
+    async def get_jobs(self, state: str | JobState, start: int = 0, end: int = 49) -> list[Job]:
+        """One page of ``state`` as jobs (unreadable hashes are skipped and logged)."""
+        jobs: list[Job] = []
+        for entry in await self.get_job_entries(state, start, end):
+            if isinstance(entry, CorruptJob):
+                log.warning("%s", entry)
+            else:
+                jobs.append(entry)
+        return jobs
+
+    async def get_job_state(self, job_id: str) -> JobState | None:
+        """The state ``job_id`` is in, or None if there is no such job."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.job(job_id))
+            zstates = [s for s in ALL_STATES if s not in (JobState.WAIT, JobState.PAUSED)]
+            for state in zstates:
+                pipe.zscore(self.state_key(state), job_id)
+            pipe.lpos(self.keys.wait, job_id)
+            pipe.lpos(self.keys.paused, job_id)
+            exists, *found = await pipe.execute()
+        if not exists:
+            return None
+        ordered: list[JobState] = [*zstates, JobState.WAIT, JobState.PAUSED]
+        for candidate, score in zip(ordered, found, strict=True):
+            if score is not None:
+                return candidate
+        return None
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """One job with its state, or None. Raises ``CorruptJob`` for an unreadable hash."""
+        fields: dict[str, str] = dict(await self.client.hgetall(self.keys.job(job_id)))  # type: ignore[arg-type]
+        if not fields:
+            return None
+        return Job.from_hash(self.name, job_id, fields, await self.get_job_state(job_id))
+
+    async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
+        """Log lines a processor wrote for ``job_id`` (bounded: at most 1000 are kept)."""
+        return [str(x) for x in await self.client.lrange(self.keys.logs(job_id), start, end)]
+
+    async def is_paused(self) -> bool:
+        """True while the queue is paused."""
+        return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    # ---- managing --------------------------------------------------------------------------
+
+    async def pause(self) -> bool:
+        """Stop workers taking jobs (active ones finish). False if it was paused already."""
+        await self._check()
+        return await commands.pause_queue(self.scripts, self.keys)
+
+    async def resume(self) -> bool:
+        """Let workers take jobs again. False if it was not paused."""
+        await self._check()
+        return await commands.resume_queue(self.scripts, self.keys)
+
+    async def retry_job(self, job_id: str, state: str = "failed") -> None:
+        """Run a failed (or completed) job again with fresh attempts.
+
+        Raises ``JobStateError`` naming the job's current state if it is no longer in ``state``.
+        """
+        if state not in _FINISHED:
+            raise InvalidJobOptions(f"state={state!r}: only failed or completed jobs are retried")
+        await self._check()
+        (retried,) = await commands.retry_job(self.scripts, self.keys, state, [job_id])
+        if not retried:
+            await self._raise_state(job_id, f"not retried: job {job_id!r} is", state)
+
+    async def retry_job_ids(self, job_ids: Sequence[str], state: str = "failed") -> dict[str, bool]:
+        """Retry exactly these jobs (those still in ``state``), in batches; id -> retried."""
+        if state not in _FINISHED:
+            raise InvalidJobOptions(f"state={state!r}: only failed or completed jobs are retried")
+        await self._check()
+        out: dict[str, bool] = {}
+        for i in range(0, len(job_ids), BATCH):
+            chunk = list(job_ids[i : i + BATCH])
+            done = await commands.retry_job(self.scripts, self.keys, state, chunk)
+            out.update(zip(chunk, done, strict=True))
+        return out
+
+    async def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
+        """Retry every job of ``state`` that had finished when this call began, in batches."""
+        if state not in _FINISHED:
+            raise InvalidJobOptions(f"state={state!r}: only failed or completed jobs are retried")
+        await self._check()
+        cutoff = await self._server_ms()
+        total = 0
+        while count is None or total < count:
+            batch = BATCH if count is None else min(BATCH, count - total)
+            n = await commands.retry_jobs(self.scripts, self.keys, state, cutoff, batch)
+            total += n
+            if n < batch:
+                break
+        return total
+
+    async def remove_job(self, job_id: str) -> str:
+        """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""
+        await self._check()
+        return await commands.remove_job(self.scripts, self.keys, job_id)
+
+    async def promote_job(self, job_id: str) -> None:
+        """Make a delayed job ready now; ``JobStateError`` if it is not delayed any more."""
+        await self._check()
+        (done,) = await commands.promote_job(self.scripts, self.keys, [job_id])
+        if not done:
+            await self._raise_state(job_id, f"not promoted: job {job_id!r} is", "delayed")
+
+    async def promote_jobs(self, count: int | None = None) -> int:
+        """Promote delayed jobs (earliest first), in batches; returns how many."""
+        await self._check()
+        total = 0
+        while count is None or total < count:
+            batch = BATCH if count is None else min(BATCH, count - total)
+            n = await commands.promote_jobs(self.scripts, self.keys, batch)
+            total += n
+            if n < batch:
+                break
+        return total
+
+    async def clean(self, grace_ms: int, limit: int, state: str = "completed") -> list[str]:
+        """Remove up to ``limit`` completed or failed jobs that finished over ``grace_ms`` ago."""
+        if state not in _FINISHED:
+            raise InvalidJobOptions(f"state={state!r}: clean takes completed or failed")
+        if not isinstance(grace_ms, int) or grace_ms < 0:
+            raise InvalidJobOptions(f"grace_ms={grace_ms!r}: expected an int >= 0")
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidJobOptions(f"limit={limit!r}: expected an int >= 1")
+        await self._check()
+        removed: list[str] = []
+        while len(removed) < limit:
+            batch = min(BATCH, limit - len(removed))
+            ids = await commands.clean_jobs(self.scripts, self.keys, state, grace_ms, batch)
+            removed += ids
+            if len(ids) < batch:
+                break
+        return removed
+
+    async def drain(self, delayed: bool = False) -> int:
+        """Remove every job waiting to run (and delayed ones if asked); returns how many."""
+        await self._check()
+        total = 0
+        while n := await commands.drain_queue(self.scripts, self.keys, delayed, BATCH):
+            total += n
+        return total
+
+    async def obliterate(self, force: bool = False) -> None:
+        """Delete the whole queue. Refused while workers hold jobs unless ``force``."""
+        await self._check()
+        while True:
+            n = await commands.obliterate_queue(self.scripts, self.keys, force, BATCH)
+            if n == -8:
+                raise JobStateError(
+                    f"queue {self.name!r} has active jobs held by workers; close them first "
+                    "or pass force=True",
+                    state="active",
+                )
+            if n == 0:
+                break
+        async for key in self.client.scan_iter(match=self.keys.base + ":*", count=1000):
+            await self.client.delete(key)
+
+    async def _server_ms(self) -> int:
+        seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def _raise_state(self, job_id: str, prefix: str, wanted: str) -> None:
+        state = await self.get_job_state(job_id)
+        if state is None and not await self.client.exists(self.keys.job(job_id)):
+            raise JobNotFound(f"job {job_id!r} does not exist in queue {self.name!r}")
+        now = state.value if state else "in no state"
+        raise JobStateError(f"{prefix} now {now} (expected {wanted})", state=now)

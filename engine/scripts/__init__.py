@@ -1,0 +1,70 @@
+"""ScriptRegistry: reads the ``.lua`` files once, expands includes, and calls them by SHA.
+
+redis-py's script objects send EVALSHA and reload the script on NOSCRIPT, so a ``SCRIPT FLUSH``
+or a restarted server costs one transparent reload. Inside a pipeline, the pipeline loads any
+missing script before it runs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+_INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
+
+SCRIPT_NAMES = (
+    "add_job",
+    "move_to_active",
+    "complete_job",
+    "fail_job",
+    "extend_locks",
+    "recover_stalled",
+    "hand_back_job",
+    "update_progress",
+    "retry_job",
+    "retry_jobs",
+    "promote_job",
+    "remove_job",
+    "pause_queue",
+    "resume_queue",
+    "clean_jobs",
+    "drain_queue",
+    "obliterate_queue",
+)
+
+
+def _read(name: str) -> str:
+    return (files(__name__) / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text of one script, with its ``-- include: x`` lines replaced by ``x.lua``."""
+    if name not in SCRIPT_NAMES:
+        raise KeyError(f"no script named {name!r}")
+    return _INCLUDE.sub(lambda m: _read(m.group(1)), _read(name))
+
+
+class ScriptRegistry:
+    """The engine's scripts, registered once on one client."""
+
+    def __init__(self, client: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    async def call(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        pipeline: Pipeline | None = None,
+    ) -> Any:
+        """Run script ``name`` (or queue it on ``pipeline``) and return its reply."""
+        return await self._scripts[name](keys=keys, args=args, client=pipeline)

@@ -1,0 +1,45 @@
+#!lua
+--[[ complete_job: record an active job's success, fenced by its lock token, and take the
+next ready jobs in the same call (so a busy worker needs one round trip per job).
+
+KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
+      7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
+ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
+      5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
+      7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
+returns {0, next_delay_ms, id, token, fields, ...} like move_to_active on success;
+        {-1} no such job; {-2} lock missing; {-6} lock held by another token;
+        {-3} job is not active
+events  completed (returnvalue, prev active); then those of move_to_active
+]]
+-- include: _common
+
+local prefix, job_id, token = ARGV[1], ARGV[2], ARGV[3]
+local job_key = prefix .. job_id
+if redis.call('EXISTS', job_key) == 0 then return {-1} end
+local held = redis.call('GET', job_key .. ':lock')
+if not held then return {-2} end
+if held ~= token then return {-6} end
+if not redis.call('ZSCORE', KEYS[1], job_id) then return {-3} end
+
+local now = now_ms()
+redis.call('ZREM', KEYS[1], job_id)
+redis.call('SREM', KEYS[3], job_id)
+redis.call('DEL', job_key .. ':lock')
+redis.call('HINCRBY', KEYS[4], 'completed', 1)
+emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
+
+local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+if keep == 0 then
+  delete_job_keys(job_key)
+else
+  redis.call('HINCRBY', job_key, 'attempts_made', 1)
+  redis.call('HSET', job_key, 'returnvalue', ARGV[4], 'finished_on', now)
+  redis.call('ZADD', KEYS[2], now, job_id)
+  apply_retention(KEYS[2], prefix, keep, max_age, now)
+end
+
+local out = take_jobs(tonumber(ARGV[7]), prefix, ARGV[8], tonumber(ARGV[9]), ARGV[10], now,
+  KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6])
+table.insert(out, 1, 0)
+return out

@@ -1,0 +1,30 @@
+#!lua
+--[[ retry_job: send finished jobs (failed, or completed) back to be run again with fresh
+attempts, but only those still in the state the caller saw.
+
+KEYS  1 source zset (failed or completed)   2 wait   3 paused   4 prioritized
+      5 priority sequence   6 marker   7 meta   8 events
+ARGV  1 job key prefix   2 source state name ("failed" or "completed")   3.. job ids
+returns for each id in order: 1 retried, 0 not in the source state (or gone)
+events  waiting (prev <source state>) per job retried
+]]
+-- include: _common
+
+local prefix, source = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local job_key = prefix .. id
+  if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('EXISTS', job_key) == 1 then
+    redis.call('HSET', job_key, 'attempts_made', 0, 'attempts_started', 0, 'stalled_count', 0)
+    redis.call('HDEL', job_key, 'finished_on', 'processed_on', 'failed_reason', 'returnvalue',
+               'stacktrace', 'progress')
+    local priority = tonumber(redis.call('HGET', job_key, 'priority')) or 0
+    push_ready(id, priority, false, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+    emit(KEYS[8], KEYS[7], 'waiting', 'job_id', id, 'prev', source)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

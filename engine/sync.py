@@ -1,0 +1,128 @@
+"""SyncQueue: the ``Queue`` producer and admin API for code without asyncio (Django, Flask,
+scripts). It runs a private event loop in one daemon thread and waits for each call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from .connection import Connection
+from .job import Job, JobState
+from .keys import DEFAULT_PREFIX
+from .queue import BulkItem, Queue
+
+T = TypeVar("T")
+
+
+class SyncQueue:
+    """Same methods as ``Queue``, blocking. The connection must be a URL (or None)."""
+
+    def __init__(
+        self,
+        name: str,
+        connection: str | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        **options: Any,
+    ) -> None:
+        if connection is not None and not isinstance(connection, str):
+            raise TypeError("SyncQueue takes a redis:// URL (an asyncio client belongs to a loop)")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"corral-sync-{name}", daemon=True
+        )
+        self._thread.start()
+        conn: Connection = connection
+        self._queue: Queue = self._run(_make(name, conn, prefix, options))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._queue.name
+
+    def close(self) -> None:
+        """Close the connection and stop the private loop."""
+        if self._loop.is_running():
+            self._run(self._queue.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> SyncQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """See ``Queue.add``."""
+        return self._run(self._queue.add(name, data, **options))
+
+    def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
+        """See ``Queue.add_bulk``."""
+        return self._run(self._queue.add_bulk(list(jobs)))
+
+    def get_counts(self, *states: str | JobState) -> dict[str, int]:
+        """See ``Queue.get_counts``."""
+        return self._run(self._queue.get_counts(*states))
+
+    def get_job(self, job_id: str) -> Job | None:
+        """See ``Queue.get_job``."""
+        return self._run(self._queue.get_job(job_id))
+
+    def get_jobs(self, state: str | JobState, start: int = 0, end: int = 49) -> list[Job]:
+        """See ``Queue.get_jobs``."""
+        return self._run(self._queue.get_jobs(state, start, end))
+
+    def get_job_state(self, job_id: str) -> JobState | None:
+        """See ``Queue.get_job_state``."""
+        return self._run(self._queue.get_job_state(job_id))
+
+    def pause(self) -> bool:
+        """See ``Queue.pause``."""
+        return self._run(self._queue.pause())
+
+    def resume(self) -> bool:
+        """See ``Queue.resume``."""
+        return self._run(self._queue.resume())
+
+    def is_paused(self) -> bool:
+        """See ``Queue.is_paused``."""
+        return self._run(self._queue.is_paused())
+
+    def retry_job(self, job_id: str, state: str = "failed") -> None:
+        """See ``Queue.retry_job``."""
+        self._run(self._queue.retry_job(job_id, state))
+
+    def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
+        """See ``Queue.retry_jobs``."""
+        return self._run(self._queue.retry_jobs(state, count))
+
+    def remove_job(self, job_id: str) -> str:
+        """See ``Queue.remove_job``."""
+        return self._run(self._queue.remove_job(job_id))
+
+    def promote_job(self, job_id: str) -> None:
+        """See ``Queue.promote_job``."""
+        self._run(self._queue.promote_job(job_id))
+
+    def clean(self, grace_ms: int, limit: int, state: str = "completed") -> Sequence[str]:
+        """See ``Queue.clean``."""
+        return self._run(self._queue.clean(grace_ms, limit, state))
+
+    def drain(self, delayed: bool = False) -> int:
+        """See ``Queue.drain``."""
+        return self._run(self._queue.drain(delayed))
+
+    def obliterate(self, force: bool = False) -> None:
+        """See ``Queue.obliterate``."""
+        self._run(self._queue.obliterate(force))
+
+
+async def _make(name: str, connection: Connection, prefix: str, options: dict[str, Any]) -> Queue:
+    return Queue(name, connection, prefix=prefix, **options)

@@ -1,0 +1,461 @@
+"""Worker: takes jobs from one queue and runs them, ``concurrency`` at a time.
+
+Orchestration only: the fetch loop (block on the marker, take jobs, finish one and take the
+next in the same call), lock renewal, the stalled check, and graceful shutdown. Running one
+job lives in ``processing.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import commands
+from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
+from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .job import CorruptJob, Job
+from .keys import DEFAULT_PREFIX, QueueKeys
+from .locks import LockRenewer
+from .options import Backoff, retention_from_opts
+from .processing import Outcome, Processor, is_async_processor, run_processor
+from .scripts import ScriptRegistry
+from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+
+log = logging.getLogger("corral.worker")
+
+MAX_LOG_LINES = 1000
+RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
+
+
+@dataclass(slots=True)
+class _Running:
+    job_id: str
+    token: str
+    task: asyncio.Task[None] | None = None
+    lock_lost: bool = False
+    handed_back: bool = False
+
+
+@dataclass(slots=True)
+class _Backoff:
+    """Exponential reconnect delay: 0.1 s doubling to ``RECONNECT_CAP``."""
+
+    delay: float = 0.0
+    failing: bool = field(default=False)
+
+    def next(self) -> float:
+        self.delay = min(max(self.delay * 2, 0.1), RECONNECT_CAP)
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = 0.0
+
+
+def _positive_int(name: str, value: object, low: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise InvalidJobOptions(f"{name}={value!r} is invalid: expected an integer >= {low}")
+    return value
+
+
+class Worker:
+    """Runs ``processor(job)`` for the jobs of queue ``name``; ``def`` processors run in threads."""
+
+    def __init__(
+        self,
+        name: str,
+        processor: Processor,
+        connection: Connection = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        concurrency: int = 1,
+        lock_duration: int = 30_000,
+        stalled_interval: int = 30_000,
+        max_stalled_count: int = 1,
+        block_timeout: float = 5.0,
+        shutdown_grace: float = 30.0,
+        backoff: Backoff | None = None,
+        max_result_size: int = DEFAULT_MAX_PAYLOAD,
+        allow_unsafe_eviction: bool = False,
+    ) -> None:
+        if not callable(processor):
+            raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
+        self.keys = QueueKeys(name, prefix)
+        self.concurrency = _positive_int("concurrency", concurrency)
+        self.lock_duration = _positive_int("lock_duration", lock_duration, 100)
+        self.stalled_interval = _positive_int("stalled_interval", stalled_interval, 10)
+        self.max_stalled_count = _positive_int("max_stalled_count", max_stalled_count, 0)
+        if not isinstance(block_timeout, int | float) or not 0.01 <= block_timeout <= 300:
+            raise InvalidJobOptions(f"block_timeout={block_timeout!r}: expected 0.01-300 seconds")
+        if not isinstance(shutdown_grace, int | float) or shutdown_grace < 0:
+            raise InvalidJobOptions(f"shutdown_grace={shutdown_grace!r}: expected seconds >= 0")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise InvalidJobOptions(f"backoff={backoff!r}: expected a Backoff")
+        self.block_timeout = float(block_timeout)
+        self.shutdown_grace = float(shutdown_grace)
+        self.processor = processor
+        self._is_async = is_async_processor(processor)
+        self._backoff = backoff
+        self._max_result = max_result_size
+        self._allow_unsafe = allow_unsafe_eviction
+
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._token_base = uuid.uuid4().hex
+        self.client, self._owns_client = make_client(connection)
+        self._blocking, _ = make_client(
+            connection
+            if isinstance(connection, str) or connection is None
+            else _url_of(connection),
+            socket_timeout=self.block_timeout + 10,
+            retry=None,
+            health_check_interval=0,
+        )
+        self.scripts = ScriptRegistry(self.client)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"corral-{name}"
+        )
+        self._running: dict[str, _Running] = {}
+        self._slot_free = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._force = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.handed_back: list[str] = []
+        self._renewer = LockRenewer(
+            self.scripts,
+            self.keys,
+            self.lock_duration,
+            self.id,
+            self.concurrency,
+            self._held,
+            self._lock_lost,
+        )
+
+    # ---- public ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The queue this worker takes jobs from."""
+        return self.keys.queue
+
+    @property
+    def running(self) -> bool:
+        """True between ``run()`` starting and shutdown finishing."""
+        return self._started and not self._stopped.is_set()
+
+    async def run(self) -> None:
+        """Take and run jobs until ``close()``; returns when shutdown is complete."""
+        if self._started:
+            raise RuntimeError(f"worker {self.id} is already running or has run")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        await self._wait_for_server()
+        helpers = [
+            asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
+            asyncio.create_task(self._stalled_loop()),
+        ]
+        try:
+            await self._fetch_loop()
+            await self._drain_running()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._release()
+            self._stopped.set()
+
+    async def close(self, force: bool = False) -> None:
+        """Stop taking jobs, let running ones finish (up to ``shutdown_grace`` seconds), hand
+        back the rest to wait, and close connections. ``force`` hands back at once."""
+        self._closing.set()
+        if force:
+            self._force.set()
+        if self._started:
+            await self._stopped.wait()
+        else:
+            await self._release()
+
+    # ---- fetch loop ------------------------------------------------------------------------
+
+    def _lease(self, count: int) -> commands.Lease:
+        return commands.Lease(self._token_base, self.lock_duration, self.id, count)
+
+    async def _wait_for_server(self) -> None:
+        backoff = _Backoff()
+        while not self._closing.is_set():
+            try:
+                await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
+                return
+            except TRANSIENT_ERRORS as exc:
+                delay = backoff.next()
+                if delay <= 0.1 or delay >= RECONNECT_CAP:
+                    log.warning("worker %s: Redis not reachable (%s); retrying", self.id, exc)
+                await self._sleep_unless_closing(delay)
+
+    async def _fetch_loop(self) -> None:
+        backoff = _Backoff()
+        next_delay = -1
+        while not self._closing.is_set():
+            try:
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    self._slot_free.clear()
+                    await self._wait_either(self._slot_free.wait())
+                    continue
+                taken = await commands.move_to_active(self.scripts, self.keys, self._lease(free))
+                self._start(taken.jobs)
+                next_delay = taken.next_delay_ms
+                if backoff.failing:
+                    log.info("worker %s: connection to Redis is back", self.id)
+                backoff.failing = False
+                backoff.reset()
+                if taken.jobs:
+                    continue
+                timeout = self.block_timeout
+                if next_delay >= 0:
+                    timeout = max(min(timeout, next_delay / 1000), 0.01)
+                await self._wait_either(self._blocking.bzpopmin(self.keys.marker, timeout))
+            except TRANSIENT_ERRORS as exc:
+                if not backoff.failing:
+                    log.warning("worker %s: lost Redis (%s); reconnecting", self.id, exc)
+                backoff.failing = True
+                await self._sleep_unless_closing(backoff.next())
+
+    async def _wait_either(self, awaitable: Any) -> None:
+        """Wait for ``awaitable`` unless the worker starts closing first."""
+        task = asyncio.ensure_future(awaitable)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *TRANSIENT_ERRORS):
+                await task
+            return
+        task.result()
+
+    async def _sleep_unless_closing(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    # ---- one job ---------------------------------------------------------------------------
+
+    def _start(self, jobs: list[commands.TakenJob]) -> None:
+        for taken in jobs:
+            running = _Running(taken.id, taken.token)
+            self._running[taken.id] = running
+            running.task = asyncio.create_task(self._process(taken, running))
+
+    async def _process(self, taken: commands.TakenJob, running: _Running) -> None:
+        try:
+            try:
+                job = Job.from_hash(self.name, taken.id, taken.fields, None)
+                job = _with_context(job, _Context(self, running))
+            except CorruptJob as exc:
+                job = None
+                outcome = Outcome(False, reason=str(exc), retry_delay=-1)
+            if job is not None:
+                outcome = await run_processor(
+                    self.processor,
+                    job,
+                    is_async=self._is_async,
+                    executor=self._executor,
+                    max_result=self._max_result,
+                    default_backoff=self._backoff,
+                )
+            await self._finish(taken, running, job, outcome)
+        except asyncio.CancelledError:
+            if not running.handed_back:
+                raise
+        except Exception:
+            log.exception("worker %s: unexpected error finishing job %s", self.id, taken.id)
+        finally:
+            if self._running.get(taken.id) is running:
+                del self._running[taken.id]
+            self._slot_free.set()
+
+    async def _finish(
+        self, taken: commands.TakenJob, running: _Running, job: Job | None, outcome: Outcome
+    ) -> None:
+        opts = job.opts if job is not None else {}
+        backoff = _Backoff()
+        while True:
+            # take a replacement job in the same call unless the worker is closing
+            lease = self._lease(0 if self._closing.is_set() else 1)
+            try:
+                if outcome.ok:
+                    nxt = await commands.complete_job(
+                        self.scripts,
+                        self.keys,
+                        taken.id,
+                        running.token,
+                        outcome.returnvalue,
+                        retention_from_opts(opts, "remove_on_complete"),
+                        lease,
+                    )
+                else:
+                    nxt = await commands.fail_job(
+                        self.scripts,
+                        self.keys,
+                        taken.id,
+                        running.token,
+                        outcome.reason,
+                        outcome.stacktrace,
+                        outcome.retry_delay,
+                        retention_from_opts(opts, "remove_on_fail"),
+                        lease,
+                    )
+            except (LockLost, JobNotFound, JobStateError) as exc:
+                log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if not backoff.failing:
+                    log.warning("worker %s: cannot record job %s yet (%s)", self.id, taken.id, exc)
+                backoff.failing = True
+                await asyncio.sleep(backoff.next())
+                continue
+            break
+        if self._closing.is_set():
+            # the lease asked for no jobs; nothing to start
+            return
+        self._start(nxt.jobs)
+
+    # ---- locks, stalled jobs, shutdown -----------------------------------------------------
+
+    def _held(self) -> list[tuple[str, str]]:
+        return [(r.job_id, r.token) for r in self._running.values() if not r.lock_lost]
+
+    def _lock_lost(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None and not running.lock_lost:
+            running.lock_lost = True
+            log.warning(
+                "worker %s: lost the lock of job %s; another worker may run it, and this "
+                "worker's result will be discarded",
+                self.id,
+                job_id,
+            )
+
+    async def _stalled_loop(self) -> None:
+        while True:
+            try:
+                recovered, failed = await commands.recover_stalled(
+                    self.scripts, self.keys, self.max_stalled_count, self.stalled_interval
+                )
+                if recovered or failed:
+                    log.warning(
+                        "queue %s: %d stalled job(s) moved back to wait, %d failed for stalling "
+                        "too often",
+                        self.name,
+                        len(recovered),
+                        len(failed),
+                    )
+            except TRANSIENT_ERRORS:
+                pass  # the fetch loop reports the connection state
+            await asyncio.sleep(self.stalled_interval / 1000)
+
+    async def _drain_running(self) -> None:
+        """Shutdown: let running jobs finish within the grace period, then hand back the rest."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks and not self._force.is_set():
+            force = asyncio.ensure_future(self._force.wait())
+            await _wait_all_or(tasks, force, self.shutdown_grace)
+            force.cancel()
+        await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        left = list(self._running.values())
+        for running in left:
+            running.handed_back = True
+            if running.task is not None and self._is_async:
+                running.task.cancel()
+        for running in left:
+            try:
+                await commands.hand_back_job(self.scripts, self.keys, running.job_id, running.token)
+                self.handed_back.append(running.job_id)
+            except (LockLost, JobNotFound, JobStateError):
+                pass  # finished, or recovered by another worker, meanwhile
+            except TRANSIENT_ERRORS:
+                log.warning(
+                    "worker %s: Redis unreachable; job %s is left to the stalled check",
+                    self.id,
+                    running.job_id,
+                )
+        if self.handed_back:
+            log.warning(
+                "worker %s: handed back unfinished job(s) %s", self.id, ", ".join(self.handed_back)
+            )
+        tasks = [r.task for r in left if r.task is not None and self._is_async]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    async def _release(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.client.delete(self.keys.worker(self.id))
+            await self.client.zrem(self.keys.workers, self.id)
+        if self._owns_client:
+            await self.client.aclose()
+        await self._blocking.aclose()
+
+
+async def _wait_all_or(
+    tasks: list[asyncio.Task[None]], stop: asyncio.Future[Any], seconds: float
+) -> None:
+    """Wait until all ``tasks`` are done, ``stop`` completes, or ``seconds`` pass."""
+    everything = asyncio.ensure_future(asyncio.wait(tasks))
+    await asyncio.wait({everything, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    everything.cancel()
+
+
+def _url_of(client: Any) -> str:
+    """Rebuild a URL for a second connection to the server ``client`` talks to."""
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+    scheme = "rediss" if kw.get("ssl") or "ssl_context" in kw else "redis"
+    auth = ""
+    if kw.get("password"):
+        auth = f"{kw.get('username') or ''}:{kw['password']}@"
+    return (
+        f"{scheme}://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+    )
+
+
+class _Context:
+    """Lets a running job write progress and logs under the worker's lock token."""
+
+    def __init__(self, worker: Worker, running: _Running) -> None:
+        self._worker = worker
+        self._running = running
+
+    async def update_progress(self, job_id: str, progress: Any) -> None:
+        value = dumps(progress, what=f"progress of job {job_id!r}", limit=64 * 1024)
+        w = self._worker
+        await commands.update_progress(w.scripts, w.keys, job_id, self._running.token, value)
+
+    async def log(self, job_id: str, line: str) -> None:
+        w = self._worker
+        key = w.keys.logs(job_id)
+        async with w.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, str(line)[:10_000])
+            pipe.ltrim(key, -MAX_LOG_LINES, -1)
+            await pipe.execute()
+
+    def run_sync(self, coro: Any) -> Any:
+        loop = self._worker._loop
+        assert loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _with_context(job: Job, context: _Context) -> Job:
+    return replace(job, context=context)

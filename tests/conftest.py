@@ -1,0 +1,84 @@
+"""Shared fixtures: a session-wide server, per-test URLs, queue names and clients.
+
+Set ``CORRAL_TEST_REDIS_URL`` (loopback only) to run against a server you started yourself;
+otherwise the suite starts a private one. ``fresh_server`` and ``server_factory`` always start
+private servers, which tests may kill and restart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from support.server import (
+    ExternalServer,
+    FaultServer,
+    RunningServer,
+    ServerFactory,
+    external_redis_url,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a non-loopback ``CORRAL_TEST_REDIS_URL`` before any test runs."""
+    try:
+        external_redis_url()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """A running server shared by the whole session (no persistence, notifications off)."""
+    url = external_redis_url()
+    if url is not None:
+        yield ExternalServer(url)
+        return
+    with FaultServer() as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def redis_url(server: RunningServer) -> str:
+    """URL of the session server."""
+    return server.url
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue name no other test uses."""
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client (``decode_responses=True``) to the session server, closed afterwards."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[ServerFactory]:
+    """Start private ``FaultServer``s with any constructor arguments; all closed at teardown."""
+    started: list[FaultServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> FaultServer:
+        fault_server = FaultServer(*args, **kwargs)
+        started.append(fault_server)
+        return fault_server.start()
+
+    yield make
+    for fault_server in started:
+        fault_server.close()
+
+
+@pytest.fixture
+def fresh_server(server_factory: ServerFactory) -> FaultServer:
+    """A private server of this test's own, which it may kill, pause and restart."""
+    return server_factory()

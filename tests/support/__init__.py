@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: servers to break on purpose, and test-only utilities."""
