@@ -1,0 +1,112 @@
+"""``corral worker MODULE:FUNCTION``: run a worker process until SIGTERM/SIGINT.
+
+The first signal starts a graceful shutdown (stop taking jobs, let running ones finish within
+the grace period, hand back the rest); a second signal hands everything back at once.
+Exit status: 0 after a clean shutdown, 3 when unfinished jobs were handed back to the queue,
+2 for a bad processor or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from .errors import EngineError
+from .processing import Processor
+from .worker import Worker
+
+log = logging.getLogger("corral.worker")
+
+EXIT_HANDED_BACK = 3
+EXIT_USAGE = 2
+
+
+def load_processor(target: str) -> Processor:
+    """Import ``module:function`` (the current directory is importable, as with ``python -m``)."""
+    module_name, _, attr = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    processor: Any = module
+    for part in attr.split("."):
+        processor = getattr(processor, part)
+    if not callable(processor):
+        raise TypeError(f"{target} is not callable")
+    return processor  # type: ignore[no-any-return]
+
+
+def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "lock_duration": "lock_duration",
+        "stalled_interval": "stalled_interval",
+        "max_stalled_count": "max_stalled_count",
+        "shutdown_grace": "shutdown_grace",
+    }
+    return {
+        option: getattr(args, attr)
+        for option, attr in names.items()
+        if getattr(args, attr, None) is not None
+    }
+
+
+async def serve(worker: Worker) -> int:
+    """Run ``worker`` with signal handlers installed; return the process exit status."""
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+    closing: set[asyncio.Future[None]] = set()
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            log.info("%s: finishing running jobs (signal again to hand them back now)", name)
+            closing.add(asyncio.ensure_future(worker.close()))
+        else:
+            log.info("%s: handing back running jobs now", name)
+            closing.add(asyncio.ensure_future(worker.close(force=True)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return EXIT_HANDED_BACK if worker.handed_back else 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Entry point of ``corral worker``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        processor = load_processor(args.target)
+    except (ImportError, AttributeError, TypeError) as exc:
+        print(f"corral worker: cannot load processor {args.target!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main() -> int:
+        worker = Worker(
+            args.queue,
+            processor,
+            args.redis,
+            prefix=args.prefix,
+            concurrency=args.concurrency,
+            **_worker_options(args),
+        )
+        log.info("worker %s on queue %r (concurrency %d)", worker.id, args.queue, args.concurrency)
+        return await serve(worker)
+
+    try:
+        return asyncio.run(main())
+    except EngineError as exc:
+        print(f"corral worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE

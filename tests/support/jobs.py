@@ -1,0 +1,62 @@
+"""Job processors the tests run, in-process or in ``corral worker`` processes.
+
+Each ledger processor appends one JSON line per start and per finish to the file named by
+``CORRAL_LEDGER`` (opened with O_APPEND and flushed before returning), outside the Redis under
+test, so a SIGKILL cannot lose what was written; ``support.ledger`` reads it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from engine import Job
+
+
+def record(kind: str, job: Job) -> None:
+    """Append one ledger line for ``job`` (no-op when CORRAL_LEDGER is unset)."""
+    path = os.environ.get("CORRAL_LEDGER")
+    if not path:
+        return
+    line = json.dumps(
+        {
+            "kind": kind,
+            "job_id": job.id,
+            "attempt": job.attempts_started,
+            "pid": os.getpid(),
+            "t": time.time(),
+        }
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+async def ledger_job(job: Job) -> Any:
+    """Record start, sleep ``data["sleep"]`` seconds, die at once if ``data["die"]``, record
+    finish, return the data."""
+    record("start", job)
+    data = job.data if isinstance(job.data, dict) else {}
+    if data.get("die"):
+        os._exit(1)
+    await asyncio.sleep(float(data.get("sleep", 0)))
+    record("finish", job)
+    return data
+
+
+def blocking_job(job: Job) -> Any:
+    """A ``def`` processor that blocks its thread for ``data["sleep"]`` seconds."""
+    record("start", job)
+    time.sleep(float(job.data.get("sleep", 0)))
+    record("finish", job)
+    return {"slept": job.data.get("sleep", 0)}
+
+
+async def noop(job: Job) -> Any:
+    """Return the job's data."""
+    return job.data

@@ -1,0 +1,104 @@
+"""Running workers for tests: in this process (``running_worker``) or as real ``corral worker``
+processes that tests signal (``WorkerProcess``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from engine import Worker
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def running_worker(*args: Any, **kwargs: Any) -> AsyncIterator[Worker]:
+    """Start ``Worker(*args, **kwargs).run()`` in a task; close it on exit."""
+    kwargs.setdefault("block_timeout", 1.0)
+    worker = Worker(*args, **kwargs)
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        await worker.close()
+        await asyncio.wait_for(task, 30)
+
+
+class WorkerProcess:
+    """``python -m corral worker TARGET`` as a child process, with the ledger env var set."""
+
+    def __init__(
+        self,
+        target: str,
+        queue: str,
+        url: str,
+        *,
+        ledger: Path | None = None,
+        concurrency: int = 1,
+        lock_duration: int = 1000,
+        stalled_interval: int = 500,
+        max_stalled_count: int = 1,
+        shutdown_grace: float = 30.0,
+    ) -> None:
+        env = dict(os.environ)
+        if ledger is not None:
+            env["CORRAL_LEDGER"] = str(ledger)
+        self.args = [
+            sys.executable, "-m", "corral", "worker", target, "--queue", queue,
+            "--redis", url, "--concurrency", str(concurrency),
+            "--lock-duration", str(lock_duration), "--stalled-interval", str(stalled_interval),
+            "--max-stalled-count", str(max_stalled_count), "--shutdown-grace", str(shutdown_grace),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=TESTS_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker process."""
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies holding whatever it held."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit; return its exit status."""
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        """Everything it printed (after it exited)."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read()
+
+    def stop(self) -> None:
+        """Make sure the process is gone (test teardown)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+async def wait_until(predicate: Any, within: float = 10.0, interval: float = 0.05) -> None:
+    """Poll an async ``predicate()`` until it is true; fail the test after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        if await predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
