@@ -35,6 +35,11 @@ def validate_job_id(job_id: object) -> str:
             f"job_id={job_id!r} is invalid: expected 1-256 characters without ':', braces, "
             "control characters or leading/trailing spaces"
         )
+    if job_id == "*":
+        raise InvalidJobOptions(
+            "job_id='*' is invalid: '*' is reserved (promote_job takes it to mean every "
+            "delayed job)"
+        )
     if job_id.isdigit():
         raise InvalidJobOptions(
             f"job_id={job_id!r} is invalid: custom ids cannot be plain integers, which are "

@@ -325,6 +325,8 @@ class Queue:
 
     async def promote_job(self, job_id: str) -> None:
         """Make a delayed job ready now; ``JobStateError`` if it is not delayed any more."""
+        if job_id == "*":  # the script reads a lone "*" as "promote all"; no job has that id
+            raise JobNotFound(f"job {job_id!r} does not exist in queue {self.name!r}")
         await self._check()
         (done,) = await commands.promote_job(self.scripts, self.keys, [job_id])
         if not done:

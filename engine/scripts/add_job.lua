@@ -17,7 +17,7 @@ local prefix, custom_id = ARGV[1], ARGV[2]
 local delay, priority = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 
-if redis.call('EXISTS', KEYS[7]) == 0 then
+if redis.call('HEXISTS', KEYS[7], 'version') == 0 then
   redis.call('HSET', KEYS[7], 'version', '1', 'created', now, 'max_events', ARGV[10])
 end
 

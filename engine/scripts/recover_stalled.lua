@@ -3,15 +3,16 @@
 the whole queue (whichever worker gets there first does it).
 
 Mark and sweep: jobs marked by the previous run that still have no lock are stalled; each goes
-back to the front of wait, or fails once it has stalled more than the allowed number of times.
-Then every active job is marked again; renewing a lock clears the mark. A crashed worker's jobs
-are back within lock duration + 2 x interval.
+back to be run next (front of wait, or paused; by its priority if it has one), or fails once it
+has stalled more than the allowed number of times. Then the active jobs are marked again (the
+first 10,000: far more than any fleet's total concurrency); renewing a lock clears the mark. A
+crashed worker's jobs are back within lock duration + 2 x interval.
 
 KEYS  1 stalled   2 stalled-check   3 active   4 wait   5 paused   6 prioritized
       7 priority sequence   8 marker   9 failed   10 counters   11 meta   12 events
 ARGV  1 job key prefix   2 max stalled count   3 interval ms
 returns {recovered ids..., "|", failed ids...}; {} when a check ran less than one interval ago
-events  stalled then waiting for each job recovered; failed for each job over the limit
+events  stalled for each job found, then waiting (recovered) or failed (over the limit)
 ]]
 -- include: _common
 

@@ -1,6 +1,7 @@
 #!lua
 --[[ retry_job: send finished jobs (failed, or completed) back to be run again with fresh
-attempts, but only those still in the state the caller saw.
+attempts, but only those still in the state the caller saw. attempts_started is kept, so every
+later run gets a lock token never used before.
 
 KEYS  1 source zset (failed or completed)   2 wait   3 paused   4 prioritized
       5 priority sequence   6 marker   7 meta   8 events
@@ -16,7 +17,7 @@ for i = 3, #ARGV do
   local id = ARGV[i]
   local job_key = prefix .. id
   if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('EXISTS', job_key) == 1 then
-    redis.call('HSET', job_key, 'attempts_made', 0, 'attempts_started', 0, 'stalled_count', 0)
+    redis.call('HSET', job_key, 'attempts_made', 0, 'stalled_count', 0)
     redis.call('HDEL', job_key, 'finished_on', 'processed_on', 'failed_reason', 'returnvalue',
                'stacktrace', 'progress')
     local priority = tonumber(redis.call('HGET', job_key, 'priority')) or 0

@@ -19,7 +19,7 @@ for _, id in ipairs(ids) do
   local job_key = prefix .. id
   redis.call('ZREM', KEYS[1], id)
   if redis.call('EXISTS', job_key) == 1 then
-    redis.call('HSET', job_key, 'attempts_made', 0, 'attempts_started', 0, 'stalled_count', 0)
+    redis.call('HSET', job_key, 'attempts_made', 0, 'stalled_count', 0)
     redis.call('HDEL', job_key, 'finished_on', 'processed_on', 'failed_reason', 'returnvalue',
                'stacktrace', 'progress')
     local priority = tonumber(redis.call('HGET', job_key, 'priority')) or 0

@@ -171,10 +171,10 @@ async def test_sigterm_lets_running_jobs_finish_and_takes_no_new_ones(
     tmp_path: Path,
     procs: list[WorkerProcess],
 ) -> None:
-    """S1: SIGTERM with 5 in-flight 1 s jobs: they complete, nothing else starts, exit 0."""
+    """S1: SIGTERM with 5 in-flight 2 s jobs: they complete, nothing else starts, exit 0."""
     ledger = tmp_path / "ledger.jsonl"
     async with Queue(queue_name, redis_url) as queue:
-        await queue.add_bulk([("j", {"sleep": 1.0}) for _ in range(15)])
+        await queue.add_bulk([("j", {"sleep": 2.0}) for _ in range(15)])
         proc = WorkerProcess(LEDGER_JOB, queue_name, redis_url, ledger=ledger, concurrency=5)
         procs.append(proc)
 
@@ -186,7 +186,7 @@ async def test_sigterm_lets_running_jobs_finish_and_takes_no_new_ones(
         sent = time.monotonic()
         status = await asyncio.to_thread(proc.wait, 20)
         assert status == 0, proc.output()
-        assert time.monotonic() - sent < 1.0 + 3.0
+        assert time.monotonic() - sent < 2.0 + 3.0
         lines = read_ledger(ledger)
         assert len([x for x in lines if x["kind"] == "start"]) == 5
         assert len([x for x in lines if x["kind"] == "finish"]) == 5
