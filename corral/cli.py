@@ -287,7 +287,7 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``corral demo``; ``dashboard.demo.run_demo`` gets the Namespace."""
+    """Flags of ``corral demo``; ``corral.demo.run_demo`` gets the Namespace."""
     parser.add_argument(
         "--redis",
         default=None,
@@ -332,7 +332,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "demo",
         "run a sample workload (and the dashboard) against a private server",
         configure_demo,
-        lazy("dashboard.demo:run_demo"),
+        lazy("corral.demo:run_demo"),
     ),
 )
 
