@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from engine.connection import DEFAULT_URL
 from engine.keys import DEFAULT_PREFIX
-from engine.server import EmbeddedServer, find_running_server
+from engine.server import EmbeddedServer, die_with_parent, find_running_server
 
 from .demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
 
@@ -64,6 +64,7 @@ class Workload:
             stderr=self.log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the dashboard is ours to handle, not theirs
+            preexec_fn=die_with_parent,  # and if the demo is killed, they go with it
         )
 
     def _spawn_worker(self, worker: DemoWorker) -> None:
@@ -118,7 +119,7 @@ def _server_url(args: argparse.Namespace) -> tuple[str, EmbeddedServer | None]:
         return configured, None
     if find_running_server(DEFAULT_URL):
         return DEFAULT_URL, None
-    server = EmbeddedServer(notify_keyspace_events="Kgz").start()
+    server = EmbeddedServer(notify_keyspace_events="KA").start()  # live view, not polling
     return server.url, server
 
 

@@ -27,7 +27,11 @@ async def test_worker_resumes_after_the_server_is_killed_and_restarted(
     async with running_worker(queue_name, process, url, stalled_interval=200):
         async with Queue(queue_name, url) as queue:
             first = await queue.add("before", {}, job_id="before-restart")
-            await wait_until(lambda: _has(done, first.id))
+
+            async def first_completed() -> bool:
+                return await queue.get_job_state(first.id) is JobState.COMPLETED
+
+            await wait_until(first_completed)  # the worker is idle, blocked on the marker
         fresh_server.kill()
         await asyncio.sleep(3.0)  # the worker keeps trying, quietly, with backoff
         fresh_server.restart()
@@ -37,8 +41,9 @@ async def test_worker_resumes_after_the_server_is_killed_and_restarted(
             assert await queue.get_job_state(after.id) is JobState.COMPLETED
     lost = [r for r in caplog.records if "lost Redis" in r.getMessage()]
     back = [r for r in caplog.records if "is back" in r.getMessage()]
-    assert len(lost) == 1  # one line per state change, not one per retry
-    assert len(back) == 1
+    # one line per change of state (lost, back), never one per retry during the outage
+    assert 1 <= len(lost) <= 2
+    assert len(back) == len(lost)
 
 
 async def test_scripts_are_reloaded_after_script_flush(redis_url: str, queue_name: str) -> None:

@@ -1,0 +1,86 @@
+"""``JobActions``: the dashboard's only way to change queues, refused in read-only mode.
+
+Every action goes through the backend (so through ``engine.Queue`` for Corral queues) and comes
+back as a short outcome message, e.g. "not retried: job '7' is now completed".
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from dashboard.backend import ActionRefused, Backend
+
+RETRY_ALL_LIMIT = 100_000
+"""Most failed jobs one "retry all" sends back (the engine works in bounded batches)."""
+
+
+class ReadOnlyError(PermissionError):
+    """An action was asked of a read-only dashboard."""
+
+
+class JobActions:
+    """Retry, discard, promote, pause/resume and clean, on their own connection."""
+
+    def __init__(self, backend: Backend, client: Redis | None, read_only: bool) -> None:
+        self.backend = backend
+        self._client = client
+        self.read_only = read_only
+
+    def _writer(self, what: str) -> Redis:
+        if self.read_only or self._client is None:
+            raise ReadOnlyError(f"read-only mode: {what} refused")
+        return self._client
+
+    async def retry(self, queue: str, job_id: str) -> str:
+        """Retry one failed job."""
+        client = self._writer("retry")
+        try:
+            await self.backend.retry_job(client, queue, job_id)
+        except ActionRefused as exc:
+            return _refused("retried", job_id, exc)
+        return f"retried job {job_id!r}: back in wait"
+
+    async def retry_all(self, queue: str, count: int = RETRY_ALL_LIMIT) -> str:
+        """Retry the failed jobs of a queue (those failed when the action starts)."""
+        client = self._writer("retry all")
+        retried = await self.backend.retry_all(client, queue, count)
+        return f"retried {retried} failed job{'s' if retried != 1 else ''} of {queue!r}"
+
+    async def discard(self, queue: str, job_id: str) -> str:
+        """Remove one job that no worker holds."""
+        client = self._writer("discard")
+        try:
+            await self.backend.remove_job(client, queue, job_id)
+        except ActionRefused as exc:
+            return _refused("discarded", job_id, exc)
+        return f"discarded job {job_id!r}"
+
+    async def promote(self, queue: str, job_id: str) -> str:
+        """Run a delayed job now."""
+        client = self._writer("promote")
+        try:
+            await self.backend.promote_job(client, queue, job_id)
+        except ActionRefused as exc:
+            return _refused("promoted", job_id, exc)
+        return f"promoted job {job_id!r}"
+
+    async def set_paused(self, queue: str, paused: bool) -> str:
+        """Pause or resume a queue."""
+        client = self._writer("pause" if paused else "resume")
+        if paused:
+            await self.backend.pause(client, queue)
+            return f"paused {queue!r}"
+        await self.backend.resume(client, queue)
+        return f"resumed {queue!r}"
+
+    async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> str:
+        """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""
+        client = self._writer("clean")
+        removed = await self.backend.clean(client, queue, state, grace_ms, limit)
+        return f"removed {len(removed)} {state} job{'s' if len(removed) != 1 else ''}"
+
+
+def _refused(verb: str, job_id: str, exc: ActionRefused) -> str:
+    if exc.state is None:
+        return f"not {verb}: job {job_id!r} no longer exists"
+    return f"not {verb}: job {job_id!r} is now {exc.state}"

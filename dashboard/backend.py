@@ -1,0 +1,114 @@
+"""The small interface a queue layout offers the dashboard: discovery, reads, events, actions.
+
+The monitor, the actions and the screens know only ``Backend``; ``CorralBackend`` implements it
+for the engine's own layout, and other layouts can implement it beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from dashboard.model import ActiveJob, Event, JobDetail, JobPage, StateCounts
+
+
+class ActionRefused(Exception):
+    """An action did not apply, e.g. the job is no longer in the state it needs."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class QueueReading:
+    """What one counts round trip tells about a queue."""
+
+    name: str
+    counts: StateCounts
+    paused: bool
+    completed_total: int
+    failed_total: int
+    workers: int | None
+
+
+class Backend(Protocol):
+    """Reads and changes the queues of one layout under one key prefix.
+
+    Reads take the client to use, so the caller decides which connection serves what.
+    """
+
+    prefix: str
+
+    async def discover_queues(self, client: Redis) -> list[str]:
+        """Names of every queue under the prefix, found with a cursored SCAN."""
+        ...
+
+    async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
+        """Counts, paused flag, finished totals and workers of many queues in one round trip."""
+        ...
+
+    async def read_page(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> JobPage:
+        """``count`` jobs of ``state`` from index ``start``; a bounded range read."""
+        ...
+
+    async def read_job(self, client: Redis, queue: str, job_id: str) -> JobDetail | None:
+        """One job with its state and logs, flagged malformed if its hash is not a job."""
+        ...
+
+    async def read_active(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> tuple[list[ActiveJob], int]:
+        """Active jobs longest-running first, with their lock state; and the active count."""
+        ...
+
+    def events_key(self, queue: str) -> str:
+        """The key of the queue's events stream."""
+        ...
+
+    def parse_event(self, queue: str, entry_id: str, fields: Mapping[str, str]) -> Event:
+        """One stream entry as an ``Event``."""
+        ...
+
+    def keyspace_pattern(self, db: int) -> str:
+        """PSUBSCRIBE pattern matching keyspace notifications of every queue's keys."""
+        ...
+
+    def queue_of_channel(self, channel: str) -> str | None:
+        """The queue a keyspace notification channel is about, or None."""
+        ...
+
+    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Send a failed job back to wait; ``ActionRefused`` if it is not failed."""
+        ...
+
+    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
+        """Retry up to ``count`` failed jobs in bounded batches; return how many were retried."""
+        ...
+
+    async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Delete a job that is not active; ``ActionRefused`` otherwise."""
+        ...
+
+    async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Make a delayed job ready now; ``ActionRefused`` if it is not delayed."""
+        ...
+
+    async def pause(self, client: Redis, queue: str) -> None:
+        """Stop workers taking jobs from the queue."""
+        ...
+
+    async def resume(self, client: Redis, queue: str) -> None:
+        """Let workers take jobs again."""
+        ...
+
+    async def clean(
+        self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
+    ) -> list[str]:
+        """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""
+        ...

@@ -1,0 +1,326 @@
+"""``CorralBackend``: the dashboard's reads and actions on queues in the engine's own layout.
+
+Reads are bounded, read-only commands over ``QueueKeys`` (one pipeline for the counts of all
+queues), so a read-only dashboard never writes; actions go through ``engine.Queue``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+
+from dashboard.backend import ActionRefused, QueueReading
+from dashboard.model import ActiveJob, Event, JobDetail, JobPage, JobRow, StateCounts
+from engine.errors import JobNotFound, JobStateError
+from engine.job import ALL_STATES, F, Job, JobState
+from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
+from engine.queue import Queue
+
+SCAN_COUNT = 1_000
+LOG_LINES = 200
+"""Newest log lines read for the detail view."""
+LPOS_MAX = 100_000
+"""List entries compared when looking for a job in wait/paused, so the search stays bounded."""
+WORKER_TTL_MS = 60_000
+"""A worker whose last heartbeat is older than this is not counted as live."""
+
+_ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
+_NEWEST_FIRST = frozenset({JobState.COMPLETED, JobState.FAILED})
+_LIST_STATES = frozenset({JobState.WAIT, JobState.PAUSED})
+
+
+def _key_of_state(keys: QueueKeys, state: JobState) -> str:
+    key: str = getattr(keys, state.value.replace("-", "_"))
+    return key
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
+    name, timestamp, finished, made, attempts, reason = values
+    numbers = (timestamp, finished, made, attempts)
+    malformed = name is None or any(
+        raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
+    )
+    return JobRow(
+        id=job_id,
+        state=state,
+        name=name or "",
+        timestamp_ms=_int_or_none(timestamp),
+        finished_on_ms=_int_or_none(finished),
+        attempts_made=_int_or_none(made) or 0,
+        attempts=_int_or_none(attempts) or 1,
+        failed_reason=reason,
+        malformed=malformed,
+    )
+
+
+class CorralBackend:
+    """The ``Backend`` for queues written by ``engine`` under one prefix."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, worker_ttl_ms: int = WORKER_TTL_MS) -> None:
+        self.prefix = validate_prefix(prefix)
+        self.worker_ttl_ms = worker_ttl_ms
+        self._channel = re.compile(r"^__keyspace@\d+__:" + re.escape(prefix) + r":\{([^}]*)\}:")
+
+    def keys(self, queue: str) -> QueueKeys:
+        """The keys of one queue."""
+        return QueueKeys(queue, self.prefix)
+
+    async def discover_queues(self, client: Redis) -> list[str]:
+        """Every queue with a ``meta`` key under the prefix (SCAN with MATCH and COUNT)."""
+        found: set[str] = set()
+        async for key in client.scan_iter(
+            match=QueueKeys.meta_pattern(self.prefix), count=SCAN_COUNT
+        ):
+            keys = QueueKeys.from_meta_key(_text(key), self.prefix)
+            if keys is not None:
+                found.add(keys.queue)
+        return sorted(found)
+
+    async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
+        """One pipeline: LLEN/ZCARD per state, paused flag, totals and live workers per queue."""
+        live_since = int(time.time() * 1000) - self.worker_ttl_ms
+        async with client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                keys = self.keys(queue)
+                for state in ALL_STATES:
+                    key = _key_of_state(keys, state)
+                    if state in _LIST_STATES:
+                        pipe.llen(key)
+                    else:
+                        pipe.zcard(key)
+                pipe.hexists(keys.meta, "paused")
+                pipe.hmget(keys.counters, ["completed", "failed"])
+                pipe.zcard(keys.workers)
+                pipe.zcount(keys.workers, live_since, "+inf")
+            replies: list[Any] = await pipe.execute()
+        per_queue = len(ALL_STATES) + 4
+        readings: dict[str, QueueReading] = {}
+        for index, queue in enumerate(queues):
+            chunk = replies[index * per_queue : (index + 1) * per_queue]
+            counts = dict(zip((s.value for s in ALL_STATES), chunk, strict=False))
+            paused, totals, registered, live = chunk[len(ALL_STATES) :]
+            readings[queue] = QueueReading(
+                name=queue,
+                counts=StateCounts.from_mapping(counts),
+                paused=bool(paused),
+                completed_total=_int_or_none(totals[0]) or 0,
+                failed_total=_int_or_none(totals[1]) or 0,
+                workers=int(live) if registered else None,
+            )
+        return readings
+
+    async def read_page(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> JobPage:
+        """A page of ids with bounded LRANGE/ZRANGE, then the row fields (never job data)."""
+        job_state = JobState(state)
+        key = _key_of_state(self.keys(queue), job_state)
+        end = start + count - 1
+        async with client.pipeline(transaction=False) as pipe:
+            if job_state in _LIST_STATES:
+                # Producers push on the left, so like the engine this reads newest first.
+                pipe.lrange(key, start, end)
+                pipe.llen(key)
+            else:
+                pipe.zrange(key, start, end, desc=job_state in _NEWEST_FIRST)
+                pipe.zcard(key)
+            raw_ids, total = await pipe.execute()
+        ids = [_text(i) for i in raw_ids]
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self.keys(queue).job(job_id), list(_ROW_FIELDS))
+            values = await pipe.execute() if ids else []
+        rows = tuple(
+            _row(job_id, state, [None if v is None else _text(v) for v in row])
+            for job_id, row in zip(ids, values, strict=True)
+        )
+        return JobPage(queue=queue, state=state, start=start, rows=rows, total=int(total))
+
+    async def read_active(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> tuple[list[ActiveJob], int]:
+        """ZRANGE of ``active`` with scores (oldest first), then EXISTS lock and name per job."""
+        keys = self.keys(queue)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.active, start, start + count - 1, withscores=True)
+            pipe.zcard(keys.active)
+            members, total = await pipe.execute()
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id, _ in members:
+                pipe.exists(keys.lock(_text(job_id)))
+                pipe.hmget(keys.job(_text(job_id)), [F.NAME, F.WORKER])
+            replies = await pipe.execute() if members else []
+        jobs = [
+            ActiveJob(
+                id=_text(job_id),
+                name=_text(fields[0] or ""),
+                active_since_ms=int(score),
+                lock_held=bool(held),
+                worker=_text(fields[1]) if fields[1] else None,
+            )
+            for (job_id, score), held, fields in zip(
+                members, replies[::2], replies[1::2], strict=True
+            )
+        ]
+        return jobs, int(total)
+
+    async def _state_of(self, client: Redis, keys: QueueKeys, job_id: str) -> str | None:
+        zset_states = [s for s in ALL_STATES if s not in _LIST_STATES]
+        async with client.pipeline(transaction=False) as pipe:
+            for state in zset_states:
+                pipe.zscore(_key_of_state(keys, state), job_id)
+            for state in (JobState.WAIT, JobState.PAUSED):
+                pipe.lpos(_key_of_state(keys, state), job_id, maxlen=LPOS_MAX)
+            replies = await pipe.execute()
+        states = [*zset_states, JobState.WAIT, JobState.PAUSED]
+        for state, reply in zip(states, replies, strict=True):
+            if reply is not None:
+                return state.value
+        return None
+
+    async def read_job(self, client: Redis, queue: str, job_id: str) -> JobDetail | None:
+        """The job hash, its state and its newest log lines; malformed hashes are flagged."""
+        keys = self.keys(queue)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.job(job_id))
+            pipe.lrange(keys.logs(job_id), -LOG_LINES, -1)
+            raw_fields, raw_logs = await pipe.execute()
+        if not raw_fields:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+        logs = tuple(_text(line) for line in raw_logs)
+        state = await self._state_of(client, keys, job_id)
+        raw = tuple(sorted(fields.items()))
+        try:
+            job = Job.from_hash(queue, job_id, fields)
+        except ValueError as exc:  # CorruptJob, or a parse error it did not wrap
+            return JobDetail(
+                id=job_id,
+                queue=queue,
+                state=state,
+                name=fields.get(F.NAME, ""),
+                logs=logs,
+                malformed=True,
+                malformed_reason=getattr(exc, "reason", str(exc)),
+                raw=raw,
+            )
+        return JobDetail(
+            id=job_id,
+            queue=queue,
+            state=state,
+            name=job.name,
+            data=job.data,
+            opts=job.opts,
+            timestamp_ms=job.timestamp,
+            processed_on_ms=job.processed_on,
+            finished_on_ms=job.finished_on,
+            attempts_made=job.attempts_made,
+            attempts=job.attempts,
+            progress=job.progress,
+            returnvalue=job.returnvalue,
+            failed_reason=job.failed_reason,
+            stacktrace=tuple(job.stacktrace),
+            logs=logs,
+            worker=job.worker,
+            raw=raw,
+        )
+
+    # -- actions, all through engine.Queue ---------------------------------------------------
+
+    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Send a failed job back to wait (``Queue.retry_job``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            await q.retry_job(job_id)
+
+    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
+        """Retry up to ``count`` failed jobs, in the engine's batches (``Queue.retry_jobs``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.retry_jobs("failed", count)
+
+    async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Discard a job that no worker holds (``Queue.remove_job``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            await q.remove_job(job_id)
+
+    async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Make a delayed job ready now (``Queue.promote_job``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            await q.promote_job(job_id)
+
+    async def pause(self, client: Redis, queue: str) -> None:
+        """Pause the queue (``Queue.pause``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            await q.pause()
+
+    async def resume(self, client: Redis, queue: str) -> None:
+        """Resume the queue (``Queue.resume``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            await q.resume()
+
+    async def clean(
+        self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
+    ) -> list[str]:
+        """Remove old completed or failed jobs (``Queue.clean``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.clean(grace_ms, limit, state)
+
+    # -- events and notifications ------------------------------------------------------------
+
+    def events_key(self, queue: str) -> str:
+        """``prefix:{queue}:events``."""
+        return self.keys(queue).events
+
+    def parse_event(self, queue: str, entry_id: str, fields: Mapping[str, str]) -> Event:
+        """An entry's ``event`` and ``job_id``, the other fields kept as pairs."""
+        rest = tuple((k, v) for k, v in fields.items() if k not in ("event", "job_id"))
+        return Event(
+            queue=queue,
+            entry_id=entry_id,
+            event=fields.get("event", "?"),
+            job_id=fields.get("job_id", ""),
+            fields=rest,
+        )
+
+    def keyspace_pattern(self, db: int) -> str:
+        """``__keyspace@<db>__:<prefix>:{*}*``."""
+        return f"__keyspace@{db}__:{self.prefix}:{{*}}*"
+
+    def queue_of_channel(self, channel: str) -> str | None:
+        """The ``{queue}`` part of a keyspace channel of this prefix."""
+        match = self._channel.match(channel)
+        return match.group(1) if match else None
+
+
+@asynccontextmanager
+async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[Queue]:
+    """An ``engine.Queue`` on the caller's client; engine state errors become ``ActionRefused``."""
+    queue = Queue(name, client, prefix=prefix)
+    try:
+        yield queue
+    except JobStateError as exc:
+        raise ActionRefused(str(exc), exc.state) from exc
+    except JobNotFound as exc:
+        raise ActionRefused(str(exc), None) from exc
+    finally:
+        await queue.close()
+
+
+def _text(value: str | bytes) -> str:
+    """Clients may or may not decode replies; the backend always works with ``str``."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value

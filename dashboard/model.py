@@ -1,0 +1,196 @@
+"""Frozen snapshots of what the dashboard shows: queues, counts, throughput, jobs and events.
+
+The monitor builds these and the widgets render them; nothing here does I/O or knows Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+STATE_ORDER: tuple[str, ...] = (
+    "wait",
+    "active",
+    "delayed",
+    "prioritized",
+    "failed",
+    "completed",
+    "paused",
+    "waiting-children",
+)
+"""Job states in tab order (keys 1-8)."""
+
+
+class Mode(StrEnum):
+    """How fresh the numbers on screen are."""
+
+    LIVE = "LIVE"
+    POLLING = "POLLING"
+    FROZEN = "FROZEN"
+    DISCONNECTED = "DISCONNECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class StateCounts:
+    """How many jobs one queue holds in each state."""
+
+    wait: int = 0
+    active: int = 0
+    delayed: int = 0
+    prioritized: int = 0
+    failed: int = 0
+    completed: int = 0
+    paused: int = 0
+    waiting_children: int = 0
+
+    @classmethod
+    def from_mapping(cls, counts: Mapping[str, int]) -> StateCounts:
+        """Build from state names as the engine spells them (``waiting-children``)."""
+        return cls(**{name.replace("-", "_"): int(n) for name, n in counts.items()})
+
+    def get(self, state: str) -> int:
+        """The count of one state, by its engine name."""
+        value: int = getattr(self, state.replace("-", "_"))
+        return value
+
+    def as_dict(self) -> dict[str, int]:
+        """State name (engine spelling) to count, in tab order."""
+        return {state: self.get(state) for state in STATE_ORDER}
+
+    @property
+    def total(self) -> int:
+        """Jobs in all states together."""
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a queue's events stream, as the backend parsed it."""
+
+    queue: str
+    entry_id: str
+    event: str
+    job_id: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str | None:
+        """An optional field of the entry (``prev``, ``failed_reason``...), or None."""
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """One queue at one moment."""
+
+    name: str
+    paused: bool = False
+    counts: StateCounts = field(default_factory=StateCounts)
+    completed_per_sec: float = 0.0
+    failed_per_sec: float = 0.0
+    history: tuple[float, ...] = ()
+    """Finished jobs per second, one sample per second, oldest first."""
+    workers: int | None = None
+    """Live workers, or None when no worker ever registered a heartbeat."""
+    oldest_wait_age_ms: int | None = None
+    events_gap: bool = False
+    """True once events were trimmed from the stream before the dashboard read them."""
+
+    @property
+    def jobs_per_sec(self) -> float:
+        """Completed plus failed jobs per second."""
+        return self.completed_per_sec + self.failed_per_sec
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSnapshot:
+    """Everything the overview shows, at ``as_of`` (epoch seconds of the last good read)."""
+
+    queues: tuple[QueueSnapshot, ...] = ()
+    mode: Mode = Mode.POLLING
+    as_of: float | None = None
+    alerts: tuple[str, ...] = ()
+    completed_history: tuple[float, ...] = ()
+    """Completed jobs per second over all queues, oldest first."""
+    failed_history: tuple[float, ...] = ()
+    recent_events: tuple[Event, ...] = ()
+    error: str | None = None
+
+    def queue(self, name: str) -> QueueSnapshot | None:
+        """The snapshot of one queue, or None if it is not (or no longer) known."""
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One line of a job table."""
+
+    id: str
+    state: str
+    name: str = ""
+    timestamp_ms: int | None = None
+    finished_on_ms: int | None = None
+    attempts_made: int = 0
+    attempts: int = 1
+    failed_reason: str | None = None
+    malformed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveJob:
+    """A job a worker holds: since when, and whether its lock still exists."""
+
+    id: str
+    name: str
+    active_since_ms: int
+    lock_held: bool
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """Everything known about one job; ``raw`` keeps the hash fields as read."""
+
+    id: str
+    queue: str
+    state: str | None
+    name: str = ""
+    data: Any = None
+    opts: Mapping[str, Any] = field(default_factory=dict)
+    timestamp_ms: int | None = None
+    processed_on_ms: int | None = None
+    finished_on_ms: int | None = None
+    attempts_made: int = 0
+    attempts: int = 1
+    progress: Any = None
+    returnvalue: Any = None
+    failed_reason: str | None = None
+    stacktrace: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()
+    worker: str | None = None
+    malformed: bool = False
+    malformed_reason: str | None = None
+    raw: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a state's jobs; ``total`` is the state's count when the page was read."""
+
+    queue: str
+    state: str
+    start: int
+    rows: tuple[JobRow, ...]
+    total: int
+
+    @property
+    def end(self) -> int:
+        """Index (inclusive) of the last row, or ``start - 1`` for an empty page."""
+        return self.start + len(self.rows) - 1

@@ -1,0 +1,290 @@
+"""``QueueMonitor``: watches every queue and yields coalesced ``DashboardSnapshot``s.
+
+It re-discovers queues with SCAN, reads all counts in one pipeline, tails the events streams with
+one XREAD, and uses keyspace notifications as "queue changed" hints only when the server already
+sends them (it never turns them on). Pub/sub, stream reads and counts use separate connections.
+A lost connection turns the mode to DISCONNECTED, keeps the last data, and reconnects with
+exponential backoff. No Textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dashboard.backend import Backend, QueueReading
+from dashboard.event_tail import EventTail
+from dashboard.model import DashboardSnapshot, Event, Mode, QueueSnapshot
+from dashboard.sanitize import mask_url, redact_string
+from dashboard.throughput import Throughput
+
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+RECENT_EVENTS = 100
+STALLED_WINDOW_S = 60.0
+
+
+def keyspace_enabled(flags: str) -> bool:
+    """True if ``notify-keyspace-events`` sends keyspace events for lists and sorted sets."""
+    return "K" in flags and ("A" in flags or ("l" in flags and "z" in flags))
+
+
+class QueueMonitor:
+    """The dashboard's data source; iterate ``snapshots()`` to run it."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        url: str,
+        *,
+        queues: Sequence[str] = (),
+        poll_interval: float = 1.0,
+        discover_interval: float = 10.0,
+        max_rate: float = 10.0,
+        block_ms: int = 1_000,
+        backoff_cap: float = 4.0,
+    ) -> None:
+        self.backend = backend
+        self.url = url
+        self.fixed_queues = tuple(queues)
+        self.poll_interval = max(poll_interval, 0.05)
+        self.discover_interval = discover_interval
+        self.min_gap = 1.0 / max_rate
+        self.backoff_cap = backoff_cap
+        self.tail = EventTail(backend, block_ms)
+        self.throughput = Throughput()
+        self.mode = Mode.DISCONNECTED
+        self.as_of: float | None = None
+        self.error: str | None = None
+        self.queues: list[str] = list(self.fixed_queues)
+        self.readings: dict[str, QueueReading] = {}
+        self.gaps: set[str] = set()
+        self.events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._stalled: deque[tuple[float, str]] = deque(maxlen=RECENT_EVENTS)
+        self._dirty = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._discovered_at = -1e9
+        self._counted_at = -1e9
+        self._healthy = False
+        self._stopping = False
+
+    # -- the public side ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Ask for a recount now (after an action, or when a screen opens)."""
+        self._dirty.set()
+
+    def snapshot(self) -> DashboardSnapshot:
+        """The current state as a frozen snapshot."""
+        queues = tuple(self._queue_snapshot(name) for name in sorted(self.readings))
+        return DashboardSnapshot(
+            queues=queues,
+            mode=self.mode,
+            as_of=self.as_of,
+            alerts=self._alerts(queues),
+            completed_history=tuple(self.throughput.completed_history),
+            failed_history=tuple(self.throughput.failed_history),
+            recent_events=tuple(self.events),
+            error=self.error,
+        )
+
+    async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
+        """Run the monitor and yield a snapshot whenever something changed, at most ``max_rate``/s.
+
+        Iterate and close the iterator in one task (as one Textual worker does).
+        """
+        loop = asyncio.get_running_loop()
+        runner = asyncio.create_task(self._run(), name="queue-monitor")
+        last = -1e9
+        try:
+            while True:
+                changed = asyncio.create_task(self._changed.wait())
+                await asyncio.wait({changed, runner}, return_when=asyncio.FIRST_COMPLETED)
+                if runner.done():
+                    changed.cancel()
+                    runner.result()
+                    return
+                wait = last + self.min_gap - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._changed.clear()
+                last = loop.time()
+                yield self.snapshot()
+        finally:
+            self._stopping = True
+            runner.cancel()
+            # never hang on close: a blocked stream read ends within block_ms by itself
+            await asyncio.wait({runner}, timeout=self.tail.block_ms / 1000 + 2.0)
+            if runner.done() and not runner.cancelled():
+                runner.exception()  # retrieved, so asyncio does not log it
+
+    # -- building snapshots ------------------------------------------------------------------
+
+    def _queue_snapshot(self, name: str) -> QueueSnapshot:
+        reading = self.readings[name]
+        completed, failed = self.throughput.rates(name)
+        return QueueSnapshot(
+            name=name,
+            paused=reading.paused,
+            counts=reading.counts,
+            completed_per_sec=completed,
+            failed_per_sec=failed,
+            history=self.throughput.history(name),
+            workers=reading.workers,
+            events_gap=name in self.gaps,
+        )
+
+    def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:
+        alerts = []
+        for queue in queues:
+            if queue.events_gap:
+                alerts.append(f"{queue.name}: events trimmed before they were read")
+            if queue.workers == 0 and queue.counts.wait and not queue.paused:
+                alerts.append(f"{queue.name}: {queue.counts.wait} waiting, no live worker")
+        horizon = time.monotonic() - STALLED_WINDOW_S
+        stalled: dict[str, int] = {}
+        for seen, queue_name in self._stalled:
+            if seen >= horizon:
+                stalled[queue_name] = stalled.get(queue_name, 0) + 1
+        alerts.extend(f"{name}: {n} stalled in the last minute" for name, n in stalled.items())
+        return tuple(alerts)
+
+    def _publish(self) -> None:
+        self._changed.set()
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            self._healthy = False
+            try:
+                await self._session()
+            except* CONNECTION_ERRORS as group:
+                self._set_error(Mode.DISCONNECTED, group.exceptions[0])
+            except* RedisError as group:
+                self._set_error(self.mode, group.exceptions[0])
+            else:
+                return
+            if self._stopping:
+                # a cancel that surfaced as an error in a child task (TaskGroup on 3.11)
+                raise asyncio.CancelledError
+            if self._healthy:  # the session worked for a while: start the backoff over
+                attempt = 0
+            await asyncio.sleep(min(self.backoff_cap, 0.25 * 2**attempt))
+            attempt += 1
+
+    def _set_error(self, mode: Mode, exc: BaseException) -> None:
+        self.mode = mode
+        message = redact_string(str(exc)) or type(exc).__name__
+        self.error = f"{type(exc).__name__}: {message} ({mask_url(self.url)})"
+        self._publish()
+
+    def _client(self, socket_timeout: float) -> Redis:
+        client: Redis = Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_connect_timeout=3.0,
+            socket_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), retries=0),  # the monitor reconnects itself, with backoff
+        )
+        return client
+
+    async def _session(self) -> None:
+        counts = self._client(5.0)
+        streams = self._client(5.0 + self.tail.block_ms / 1000)
+        pubsub_client = self._client(5.0)
+        try:
+            await counts.ping()
+            live = await self._notifications_on(counts)
+            self.mode = Mode.LIVE if live else Mode.POLLING
+            self.error = None
+            self._discovered_at = -1e9
+            await self._count(counts)
+            self._healthy = True
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._counts_loop(counts))
+                group.create_task(self._events_loop(streams))
+                if live:
+                    group.create_task(self._keyspace_loop(pubsub_client, counts))
+        finally:
+            for client in (counts, streams, pubsub_client):
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _notifications_on(self, client: Redis) -> bool:
+        try:
+            config = await client.config_get("notify-keyspace-events")
+        except ResponseError:  # CONFIG refused (ACL, managed service): poll instead
+            return False
+        return keyspace_enabled(str(config.get("notify-keyspace-events", "")))
+
+    async def _count(self, client: Redis) -> None:
+        now = time.monotonic()
+        if not self.fixed_queues and now - self._discovered_at >= self.discover_interval:
+            self.queues = await self.backend.discover_queues(client)
+            self._discovered_at = now
+            gone = [q for q in self.tail.last_ids if q not in self.queues]
+            self.tail.forget(gone)
+        self.readings = await self.backend.read_counts(client, self.queues)
+        self._counted_at = time.monotonic()
+        self.as_of = time.time()
+        self.throughput.observe(
+            time.monotonic(),
+            {q: (r.completed_total, r.failed_total) for q, r in self.readings.items()},
+        )
+        self._publish()
+
+    async def _counts_loop(self, client: Redis) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.poll_interval)
+            # a burst of hints folds into one recount per min_gap
+            await asyncio.sleep(max(0.0, self._counted_at + self.min_gap - time.monotonic()))
+            self._dirty.clear()
+            await self._count(client)
+
+    async def _events_loop(self, client: Redis) -> None:
+        while not self._stopping:
+            if not self.queues:
+                await asyncio.sleep(self.poll_interval)
+                continue
+            round_ = await self.tail.read(client, list(self.queues))
+            for queue in round_.gaps:
+                self.gaps.add(queue)
+            if round_.gaps:
+                self._dirty.set()
+            for event in round_.events:
+                self.events.append(event)
+                if event.event == "stalled":
+                    self._stalled.append((time.monotonic(), event.queue))
+            if round_.events:
+                self._dirty.set()
+                self._publish()
+
+    async def _keyspace_loop(self, client: Redis, counts: Redis) -> None:
+        db = int(counts.connection_pool.connection_kwargs.get("db", 0))
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe(self.backend.keyspace_pattern(db))
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                queue = self.backend.queue_of_channel(str(message.get("channel", "")))
+                if queue is not None:
+                    if queue not in self.queues and not self.fixed_queues:
+                        self._discovered_at = -1e9  # a new queue: re-discover on the next count
+                    self._dirty.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

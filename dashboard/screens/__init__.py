@@ -1,0 +1,1 @@
+"""The dashboard's screens: overview, one queue, one job, confirmation and help."""

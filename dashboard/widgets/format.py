@@ -1,0 +1,52 @@
+"""Small number, time and sparkline formatting shared by the widgets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import humanize
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def compact(n: int) -> str:
+    """``1234`` -> ``1234``, ``12345`` -> ``12.3k``, ``1234567`` -> ``1.2M``."""
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def rate(per_sec: float) -> str:
+    """Jobs per second, short."""
+    if per_sec == 0:
+        return "0"
+    if per_sec < 10:
+        return f"{per_sec:.1f}"
+    return compact(round(per_sec))
+
+
+def spark(values: Sequence[float], width: int = 10) -> str:
+    """The last ``width`` values as a one-line bar chart."""
+    tail = list(values)[-width:]
+    if not tail:
+        return ""
+    top = max(tail)
+    if top <= 0:
+        return BARS[0] * len(tail)
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1)))] for v in tail)
+
+
+def age(ms: int | None, now: float | None = None) -> str:
+    """``3 minutes ago`` style age of an epoch-ms time, or ``-``."""
+    if ms is None:
+        return "-"
+    seconds = (now if now is not None else time.time()) - ms / 1000
+    return humanize.naturaldelta(max(0.0, seconds))
+
+
+def clock(epoch: float | None) -> str:
+    """``HH:MM:SS`` local time, or ``--:--:--``."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else "--:--:--"

@@ -1,0 +1,61 @@
+"""The overview's queue table: counts, rate and a text sparkline per queue."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from dashboard.model import DashboardSnapshot, QueueSnapshot
+from dashboard.sanitize import display_text
+from dashboard.widgets.format import compact, rate, spark
+
+COLUMNS = ("queue", "wait", "active", "delay", "failed", "done", "/s", "trend")
+
+
+class QueueTable(DataTable[Text]):
+    """One row per queue, keyed by queue name so the cursor stays on its queue."""
+
+    def on_mount(self) -> None:
+        """Columns and row cursor."""
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for label in COLUMNS:
+            self.add_column(Text(label, style="bold"), key=label)
+
+    @property
+    def selected_queue(self) -> str | None:
+        """The queue under the cursor."""
+        if self.row_count == 0:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return str(key.value) if key.value is not None else None
+
+    def show(self, snapshot: DashboardSnapshot) -> None:
+        """Replace the rows with the snapshot's queues, keeping the cursor's queue."""
+        selected = self.selected_queue
+        self.clear()
+        for queue in snapshot.queues:
+            self.add_row(*self._cells(queue), key=queue.name)
+        names = [q.name for q in snapshot.queues]
+        if selected in names:
+            self.move_cursor(row=names.index(selected))
+
+    @staticmethod
+    def _cells(queue: QueueSnapshot) -> list[Text]:
+        name = display_text(queue.name, limit=18)
+        if queue.paused:
+            name = Text.assemble(("⏸ ", "yellow"), name)
+        if queue.events_gap:
+            name.append(" !", style="bold red")
+        counts = queue.counts
+        failed = Text(compact(counts.failed), style="red" if counts.failed else "")
+        return [
+            name,
+            Text(compact(counts.wait + counts.paused + counts.prioritized)),
+            Text(compact(counts.active)),
+            Text(compact(counts.delayed)),
+            failed,
+            Text(compact(counts.completed)),
+            Text(rate(queue.jobs_per_sec)),
+            Text(spark(queue.history, width=16), style="green"),
+        ]

@@ -1,0 +1,226 @@
+"""QueueMonitor against a real server: exact counts, polling vs live, gaps, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import pytest
+import redis.asyncio as aioredis
+from workload import finish_jobs
+
+from dashboard.corral_backend import CorralBackend
+from dashboard.model import DashboardSnapshot, Mode
+from dashboard.monitor import QueueMonitor, keyspace_enabled
+from engine import Job, Worker
+from engine.keys import QueueKeys
+from engine.queue import Queue
+
+pytestmark = pytest.mark.timeout(30)
+
+Check = Callable[[DashboardSnapshot], bool]
+
+
+class FaultServer(Protocol):
+    """What these tests use of the ``fresh_server`` fixture."""
+
+    @property
+    def url(self) -> str: ...
+    def kill(self) -> None: ...
+    def restart(self) -> Any: ...
+    def config_set(self, name: str, value: str) -> None: ...
+    def client(self) -> Any: ...
+
+
+async def wait_for(stream: AsyncIterator[DashboardSnapshot], check: Check) -> DashboardSnapshot:
+    """The first snapshot that passes ``check`` (within 10 s).
+
+    The stream is iterated in the caller's task, the one that closes it too.
+    """
+    async with asyncio.timeout(10):
+        async for snapshot in stream:
+            if check(snapshot):
+                return snapshot
+    raise AssertionError("the monitor stopped")
+
+
+async def add_and_finish(url: str, name: str) -> None:
+    """5 wait, 3 completed, 2 failed, 1 delayed."""
+    async with Queue(name, url) as queue:
+        for i in range(10):
+            await queue.add("send", {"i": i})
+        await queue.add("later", {}, delay=60_000)
+        await finish_jobs(queue, complete=3, fail=2)
+
+
+def test_keyspace_flags() -> None:
+    assert keyspace_enabled("KEA")
+    assert keyspace_enabled("Klz")
+    assert not keyspace_enabled("")
+    assert not keyspace_enabled("EA")
+    assert not keyspace_enabled("Kh")
+
+
+async def test_counts_are_exact_and_queues_discovered(redis_url: str, queue_name: str) -> None:
+    await add_and_finish(redis_url, queue_name)
+    monitor = QueueMonitor(CorralBackend(), redis_url, poll_interval=0.2)
+    stream = monitor.snapshots()
+    try:
+        snapshot = await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+    finally:
+        await stream.aclose()
+    queue = snapshot.queue(queue_name)
+    assert queue is not None
+    assert queue.counts.as_dict() == {
+        "wait": 5,
+        "active": 0,
+        "delayed": 1,
+        "prioritized": 0,
+        "failed": 2,
+        "completed": 3,
+        "paused": 0,
+        "waiting-children": 0,
+    }
+    assert snapshot.mode is Mode.POLLING  # the session server has notifications off
+    assert snapshot.as_of is not None
+
+
+async def test_polling_follows_changes_and_rates(redis_url: str, queue_name: str) -> None:
+    await add_and_finish(redis_url, queue_name)
+    monitor = QueueMonitor(CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2)
+    stream = monitor.snapshots()
+    try:
+        await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+        async with Queue(queue_name, redis_url) as queue:
+            await finish_jobs(queue, complete=4, fail=1)
+            await queue.pause()
+        snapshot = await wait_for(
+            stream,
+            lambda s: (q := s.queue(queue_name)) is not None and q.paused and q.history != (),
+        )
+    finally:
+        await stream.aclose()
+    queue_snapshot = snapshot.queue(queue_name)
+    assert queue_snapshot is not None
+    assert queue_snapshot.counts.completed == 7
+    assert queue_snapshot.counts.failed == 3
+    assert queue_snapshot.counts.paused == 0  # all ready jobs were taken before the pause
+    assert sum(snapshot.completed_history) > 0
+    assert any(e.event == "paused" for e in snapshot.recent_events)
+
+
+async def test_live_mode_when_notifications_are_on(fresh_server: FaultServer) -> None:
+    fresh_server.config_set("notify-keyspace-events", "KEA")
+    monitor = QueueMonitor(CorralBackend(), fresh_server.url, queues=["live"], poll_interval=30)
+    stream = monitor.snapshots()
+    try:
+        await wait_for(stream, lambda s: s.mode is Mode.LIVE and s.queue("live") is not None)
+        async with Queue("live", fresh_server.url) as queue:
+            await queue.add("send", {})
+            await queue.add("send", {})
+        snapshot = await wait_for(
+            stream, lambda s: (q := s.queue("live")) is not None and q.counts.wait == 2
+        )
+    finally:
+        await stream.aclose()
+    assert snapshot.mode is Mode.LIVE
+
+
+async def test_never_turns_notifications_on(fresh_server: FaultServer) -> None:
+    monitor = QueueMonitor(CorralBackend(), fresh_server.url, queues=["q"], poll_interval=0.2)
+    stream = monitor.snapshots()
+    try:
+        snapshot = await wait_for(stream, lambda s: s.queue("q") is not None)
+    finally:
+        await stream.aclose()
+    assert snapshot.mode is Mode.POLLING
+    client = fresh_server.client()
+    try:
+        assert client.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+    finally:
+        client.close()
+
+
+async def test_gap_after_trim_is_reported_and_counts_resynced(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    await add_and_finish(redis_url, queue_name)
+    monitor = QueueMonitor(
+        CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2, block_ms=100
+    )
+    stream = monitor.snapshots()
+    events = QueueKeys(queue_name).events
+    try:
+        await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+        await wait_for(stream, lambda s: queue_name in monitor.tail.last_ids)
+        async with redis.pipeline(transaction=True) as pipe:  # added and trimmed at once
+            for i in range(5):
+                pipe.xadd(events, {"event": "added", "job_id": f"x{i}"})
+            pipe.xtrim(events, maxlen=0, approximate=False)
+            await pipe.execute()
+        snapshot = await wait_for(stream, lambda s: any(q.events_gap for q in s.queues))
+    finally:
+        await stream.aclose()
+    assert any("events trimmed" in alert for alert in snapshot.alerts)
+    assert not any(e.job_id.startswith("x") for e in snapshot.recent_events)
+
+
+async def test_reconnects_after_the_server_comes_back(fresh_server: FaultServer) -> None:
+    await add_and_finish(fresh_server.url, "jobs")
+    monitor = QueueMonitor(
+        CorralBackend(), fresh_server.url, queues=["jobs"], poll_interval=0.2, backoff_cap=0.5
+    )
+    stream = monitor.snapshots()
+    try:
+        before = await wait_for(stream, lambda s: s.queue("jobs") is not None)
+        fresh_server.kill()
+        down = await wait_for(stream, lambda s: s.mode is Mode.DISCONNECTED)
+        assert down.queue("jobs") == before.queue("jobs") or down.queue("jobs") is not None
+        assert down.as_of is not None and down.error
+        assert "Traceback" not in down.error
+        fresh_server.restart()
+        async with Queue("jobs", fresh_server.url) as queue:
+            await queue.add("send", {})
+        back = await wait_for(
+            stream,
+            lambda s: (
+                s.mode is Mode.POLLING
+                and (q := s.queue("jobs")) is not None
+                and q.counts.total == 1
+            ),
+        )
+    finally:
+        await stream.aclose()
+    assert back.error is None
+    assert back.as_of is not None and back.as_of > down.as_of
+
+
+async def test_a_real_worker_shows_up_with_its_throughput(redis_url: str, queue_name: str) -> None:
+    async def process(job: Job) -> str:
+        if job.data["fail"]:
+            raise ValueError("asked to fail")
+        return "ok"
+
+    async with Queue(queue_name, redis_url) as queue:
+        for i in range(20):
+            await queue.add("work", {"fail": i % 4 == 0}, attempts=1)
+    monitor = QueueMonitor(CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2)
+    stream = monitor.snapshots()
+    await wait_for(stream, lambda s: s.queue(queue_name) is not None)  # rates count from here
+    worker = Worker(queue_name, process, redis_url, concurrency=4, block_timeout=0.1)
+    running = asyncio.create_task(worker.run())
+    try:
+        snapshot = await wait_for(
+            stream,
+            lambda s: (
+                (q := s.queue(queue_name)) is not None
+                and (q.counts.completed, q.counts.failed, q.workers) == (15, 5, 1)
+                and sum(s.completed_history) > 0
+            ),
+        )
+    finally:
+        await stream.aclose()
+        await worker.close()
+        await running
+    assert any(e.event == "failed" for e in snapshot.recent_events)
