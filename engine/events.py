@@ -80,6 +80,8 @@ class QueueEvents:
         self.last_id = last_id
         self._block_ms = block_ms
         self._batch = batch
+        # (id, entries ever added up to it): set when a gap moved last_id past trimmed entries
+        self._floor: tuple[str, int] | None = None
         self.client, self._owns = make_client(connection, socket_timeout=block_ms / 1000 + 10)
 
     async def close(self) -> None:
@@ -94,10 +96,27 @@ class QueueEvents:
             info: dict[str, Any] = await self.client.xinfo_stream(self.keys.events)
         except ResponseError:  # no stream yet
             return None
-        deleted = str(info.get("max-deleted-entry-id") or "0-0")
-        if _id_tuple(deleted) > _id_tuple(self.last_id):
-            return Event(self.last_id, self.keys.queue, "gap", None, {"trimmed_to": deleted})
-        return None
+        last = _id_tuple(self.last_id)
+        # XDEL records the newest id it removed; trimming (MAXLEN) does not, so that is told by
+        # the oldest entry kept (or, for an emptied stream, the newest id it ever had).
+        gone = _id_tuple(str(info.get("max-deleted-entry-id") or "0-0"))
+        added, length = int(info.get("entries-added", 0)), int(info.get("length", 0))
+        if self._floor is not None and self._floor[0] == self.last_id:
+            removed = added - self._floor[1] > length  # any added since the last gap are gone
+        else:
+            removed = added > length
+        first: Any = info.get("first-entry")
+        if removed and first:
+            ms, seq = _id_tuple(str(first[0]))
+            gone = max(gone, (ms, seq - 1) if seq else (ms - 1, 2**64 - 1))
+        elif removed:
+            gone = max(gone, _id_tuple(str(info.get("last-generated-id") or "0-0")))
+        if gone <= last:
+            return None
+        trimmed_to = f"{gone[0]}-{gone[1]}"
+        if not first:  # emptied: exactly `added` entries were written up to trimmed_to
+            self._floor = (trimmed_to, added)
+        return Event(self.last_id, self.keys.queue, "gap", None, {"trimmed_to": trimmed_to})
 
     async def read(self) -> list[Event]:
         """One blocking read: the next events after ``last_id`` (may be empty)."""
@@ -106,7 +125,9 @@ class QueueEvents:
             self.last_id = str(newest[0][0]) if newest else "0-0"
         gap = await self._gap()
         reply = await self.client.xread(
-            {self.keys.events: self.last_id}, count=self._batch, block=self._block_ms
+            {self.keys.events: self.last_id},
+            count=self._batch,
+            block=None if gap else self._block_ms,  # report a gap at once
         )
         events = [gap] if gap else []
         streams: list[Any] = list(reply or [])
@@ -114,6 +135,8 @@ class QueueEvents:
             for entry_id, fields in entries:
                 events.append(Event.from_entry(self.keys.queue, str(entry_id), dict(fields)))
                 self.last_id = str(entry_id)
+        if gap and len(events) == 1:  # nothing newer is kept: go past the gap, report it once
+            self.last_id = gap.fields["trimmed_to"]
         return events
 
     def __aiter__(self) -> AsyncIterator[Event]:

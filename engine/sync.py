@@ -35,7 +35,13 @@ class SyncQueue:
         )
         self._thread.start()
         conn: Connection = connection
-        self._queue: Queue = self._run(_make(name, conn, prefix, options))
+        try:
+            self._queue: Queue = self._run(_make(name, conn, prefix, options))
+        except BaseException:  # bad name or options: stop the thread started for nothing
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
