@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
@@ -16,6 +16,8 @@ from .errors import UnsafeServerConfig
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
+
+MAX_CONNECTIONS = 64  # per client; pipelines and scripts keep each use short
 
 Connection = str | Redis | None
 
@@ -45,7 +47,12 @@ def make_client(connection: Connection, **overrides: Any) -> tuple[Redis, bool]:
         "socket_keepalive": True,
     }
     options.update(overrides)
-    return Redis.from_url(connection or default_url(), **options), True
+    # a blocking pool: with more concurrent calls than connections, a call waits for a free
+    # connection instead of failing with "Too many connections"
+    pool = BlockingConnectionPool.from_url(
+        connection or default_url(), max_connections=MAX_CONNECTIONS, timeout=30, **options
+    )
+    return Redis.from_pool(pool), True
 
 
 def _version(text: str) -> tuple[int, ...]:

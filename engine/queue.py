@@ -13,7 +13,7 @@ from typing import Any, Self
 from . import commands
 from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
-from .job import ALL_STATES, CorruptJob, Job, JobState
+from .job import ALL_STATES, LIST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
 from .scripts import ScriptRegistry
@@ -235,21 +235,29 @@ class Queue:
         return jobs
 
     async def get_job_state(self, job_id: str) -> JobState | None:
-        """The state ``job_id`` is in, or None if there is no such job."""
+        """The state ``job_id`` is in, or None if there is no such job.
+
+        Sorted sets are checked first (O(log n) each); only a job in none of them is looked
+        for in the wait and paused lists, which costs a scan of those lists."""
+        zstates = [s for s in ALL_STATES if s not in LIST_STATES]
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.exists(self.keys.job(job_id))
-            zstates = [s for s in ALL_STATES if s not in (JobState.WAIT, JobState.PAUSED)]
             for state in zstates:
                 pipe.zscore(self.state_key(state), job_id)
-            pipe.lpos(self.keys.wait, job_id)
-            pipe.lpos(self.keys.paused, job_id)
-            exists, *found = await pipe.execute()
+            exists, *scores = await pipe.execute()
         if not exists:
             return None
-        ordered: list[JobState] = [*zstates, JobState.WAIT, JobState.PAUSED]
-        for candidate, score in zip(ordered, found, strict=True):
+        for state, score in zip(zstates, scores, strict=True):
             if score is not None:
-                return candidate
+                return state
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.lpos(self.keys.wait, job_id)
+            pipe.lpos(self.keys.paused, job_id)
+            in_wait, in_paused = await pipe.execute()
+        if in_wait is not None:
+            return JobState.WAIT
+        if in_paused is not None:
+            return JobState.PAUSED
         return None
 
     async def get_job(self, job_id: str) -> Job | None:

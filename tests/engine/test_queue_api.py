@@ -1,0 +1,472 @@
+"""The ``Queue`` producer and admin API against a real server.
+
+Jobs are moved through active/completed/failed with the scripts a worker uses
+(``engine.commands``), so these tests need no running worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from engine import commands
+from engine.commands import Lease
+from engine.errors import InvalidJobOptions, JobNotFound, JobStateError
+from engine.job import ALL_STATES, JobState
+from engine.keys import QueueKeys
+from engine.options import Retention
+from engine.queue import Queue
+
+
+@pytest.fixture
+async def queue(queue_name: str, redis_url: str) -> AsyncIterator[Queue]:
+    async with Queue(queue_name, redis_url) as q:
+        yield q
+
+
+async def take(queue: Queue, count: int = 1) -> list[tuple[str, str]]:
+    """Make up to ``count`` ready jobs active, as a worker would; (id, token) pairs."""
+    taken = await commands.move_to_active(
+        queue.scripts, queue.keys, Lease("tok-api", 30_000, "w-api", count)
+    )
+    return [(job.id, job.token) for job in taken.jobs]
+
+
+async def finish(queue: Queue, outcome: str, count: int = 1, value: str = '"ok"') -> list[str]:
+    """Add ``count`` jobs and complete or fail each for good, in order; return their ids."""
+    ids = [(await queue.add(f"{outcome}-{i}", i)).id for i in range(count)]
+    for job_id in ids:
+        (taken_id, token), *_ = await take(queue)
+        assert taken_id == job_id, "finish() needs a queue with nothing else ready"
+        if outcome == "completed":
+            await commands.complete_job(
+                queue.scripts, queue.keys, job_id, token, value, Retention()
+            )
+        else:
+            await commands.fail_job(
+                queue.scripts, queue.keys, job_id, token, "boom", '["tb"]', -1, Retention()
+            )
+        await asyncio.sleep(0.002)  # distinct finish times, so newest-first is well defined
+    return ids
+
+
+async def keys_left(redis: aioredis.Redis, queue: Queue) -> list[str]:
+    return sorted([k async for k in redis.scan_iter(match=queue.keys.base + ":*", count=1000)])
+
+
+async def event_kinds(redis: aioredis.Redis, queue: Queue) -> list[str]:
+    entries = await redis.xrange(queue.keys.events) or []
+    return [str((fields or {}).get("event")) for _id, fields in entries]
+
+
+# ---- adding --------------------------------------------------------------------------------
+
+
+async def test_add_returns_the_stored_job(queue: Queue) -> None:
+    job = await queue.add("email", {"to": "a@example.com", "n": [1, 2.5, None]}, attempts=3)
+
+    assert job.id == "1"
+    assert job.name == "email"
+    assert job.queue == queue.name
+    assert job.data == {"to": "a@example.com", "n": [1, 2.5, None]}
+    assert job.attempts == 3
+    assert job.opts["attempts"] == 3
+    assert job.state is JobState.WAIT
+    assert job.timestamp > 0
+    assert (await queue.add("email")).id == "2"
+
+
+async def test_add_with_options_lands_in_the_right_state(queue: Queue) -> None:
+    delayed = await queue.add("d", delay=60_000)
+    prioritized = await queue.add("p", priority=3)
+
+    assert delayed.state is JobState.DELAYED
+    assert delayed.delay == 60_000
+    assert prioritized.state is JobState.PRIORITIZED
+    assert prioritized.priority == 3
+
+
+async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Queue) -> None:
+    before = await redis.info("commandstats")
+    jobs = await queue.add_bulk(
+        [
+            ("a", 1),
+            ("b", {"x": 2}, {"priority": 2}),
+            ("c", None, {"job_id": "custom-c"}),
+            ("d", [4], {"delay": 60_000}),
+            ("e", "five"),
+        ]
+    )
+    after = await redis.info("commandstats")
+
+    assert [j.id for j in jobs] == ["1", "2", "custom-c", "3", "4"]
+    assert [j.name for j in jobs] == ["a", "b", "c", "d", "e"]
+    assert [j.data for j in jobs] == [1, {"x": 2}, None, [4], "five"]
+    assert await queue.get_job_ids("wait") == ["4", "custom-c", "1"]  # newest first
+    assert await queue.get_job_ids("prioritized") == ["2"]
+    assert await queue.get_job_ids("delayed") == ["3"]
+
+    def calls(stats: dict[str, dict[str, int]], cmd: str) -> int:
+        return int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0))
+
+    # one script call per job (no per-job extra round trips such as a server check each)
+    scripted = sum(calls(after, c) - calls(before, c) for c in ("evalsha", "eval"))
+    assert scripted == 5
+    assert await queue.add_bulk([]) == []
+
+
+async def test_add_bulk_rejects_bad_items_before_writing(
+    redis: aioredis.Redis, queue: Queue
+) -> None:
+    with pytest.raises(InvalidJobOptions, match="item 1"):
+        await queue.add_bulk([("a", 1), ("b",)])  # type: ignore[list-item]
+    with pytest.raises(InvalidJobOptions, match="options must be a dict"):
+        await queue.add_bulk([("a", 1, ["not", "a", "dict"])])  # type: ignore[list-item]
+    assert await keys_left(redis, queue) == []
+
+
+async def test_custom_job_id_returns_the_existing_job(redis: aioredis.Redis, queue: Queue) -> None:
+    first = await queue.add("first", {"v": 1}, job_id="invoice-42")
+    again = await queue.add("second", {"v": 2}, job_id="invoice-42", delay=5_000)
+    bulk = await queue.add_bulk([("third", {"v": 3}, {"job_id": "invoice-42"})])
+
+    assert first.id == again.id == bulk[0].id == "invoice-42"
+    assert again.name == "first"
+    assert again.data == {"v": 1}
+    assert again.state is JobState.WAIT
+    assert bulk[0].name == "first"
+    assert await queue.get_counts("wait", "delayed") == {"wait": 1, "delayed": 0}
+    assert (await event_kinds(redis, queue)).count("duplicated") == 2
+
+
+def pooled_client(url: str) -> aioredis.Redis:
+    """A client whose callers wait for one of 50 connections instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=50, timeout=20, decode_responses=True
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def test_concurrent_duplicate_custom_ids_make_exactly_one_job_each(
+    redis: aioredis.Redis, queue_name: str, redis_url: str
+) -> None:
+    ids = [f"user-{i:04d}" for i in range(1_000)]
+    one, two = pooled_client(redis_url), pooled_client(redis_url)
+    try:
+        singles_queue, bulk_queue = Queue(queue_name, one), Queue(queue_name, two)
+        singles = asyncio.gather(*(singles_queue.add("sync", {"id": i}, job_id=i) for i in ids))
+        bulk_a = bulk_queue.add_bulk([("sync", {"id": i}, {"job_id": i}) for i in ids[::2]])
+        bulk_b = bulk_queue.add_bulk([("sync", {"id": i}, {"job_id": i}) for i in ids[1::2]])
+        added, from_a, from_b = await asyncio.gather(singles, bulk_a, bulk_b)
+        counts = await singles_queue.get_counts()
+        waiting = await singles_queue.get_job_ids("wait", 0, 1_999)
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+    assert sorted(j.id for j in added) == ids
+    assert sorted(j.id for j in [*from_a, *from_b]) == ids
+    assert all(j.data == {"id": j.id} for j in added)
+    assert counts["wait"] == 1_000
+    assert sum(counts.values()) == 1_000
+    assert sorted(waiting) == ids
+    entries = await redis.xrange(QueueKeys(queue_name).events) or []
+    kinds = [str((fields or {}).get("event")) for _id, fields in entries]
+    assert kinds.count("added") == 1_000
+    assert kinds.count("duplicated") == 1_000
+    assert not await redis.exists(QueueKeys(queue_name).id)
+
+
+async def test_many_concurrent_adds_on_a_queue_built_from_a_url(queue: Queue) -> None:
+    """More concurrent calls than pooled connections wait for one instead of failing."""
+    jobs = await asyncio.gather(*(queue.add("burst", i) for i in range(300)))
+    assert len({j.id for j in jobs}) == 300
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+async def test_get_counts_covers_every_state(queue: Queue) -> None:
+    assert await queue.get_counts() == {s.value: 0 for s in ALL_STATES}
+    await finish(queue, "completed", 2)
+    await finish(queue, "failed", 1)
+    await queue.add("w")
+    await take(queue)
+    for _ in range(3):
+        await queue.add("w")
+    await queue.add("p", priority=1)
+    await queue.add("d", delay=60_000)
+    await queue.add("d", delay=60_000)
+    await queue.client.zadd(queue.keys.waiting_children, {"parent-1": 1})
+
+    counts = await queue.get_counts()
+
+    assert counts == {
+        "wait": 3,
+        "active": 1,
+        "delayed": 2,
+        "prioritized": 1,
+        "failed": 1,
+        "completed": 2,
+        "paused": 0,
+        "waiting-children": 1,
+    }
+    await queue.pause()
+    assert await queue.get_counts("wait", JobState.PAUSED) == {"wait": 0, "paused": 3}
+    with pytest.raises(InvalidJobOptions, match="state='nope'"):
+        await queue.get_counts("nope")
+
+
+async def test_get_job_sets_the_state(queue: Queue) -> None:
+    done = (await finish(queue, "completed", value='{"r":1}'))[0]
+    failed = (await finish(queue, "failed"))[0]
+    active = (await queue.add("a")).id
+    await take(queue)
+    waiting = (await queue.add("w")).id
+    delayed = (await queue.add("d", delay=60_000)).id
+    prioritized = (await queue.add("p", priority=9)).id
+
+    expected = {
+        done: JobState.COMPLETED,
+        failed: JobState.FAILED,
+        active: JobState.ACTIVE,
+        waiting: JobState.WAIT,
+        delayed: JobState.DELAYED,
+        prioritized: JobState.PRIORITIZED,
+    }
+    for job_id, state in expected.items():
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert job.state is state
+        assert await queue.get_job_state(job_id) is state
+
+    done_job = await queue.get_job(done)
+    assert done_job is not None
+    assert done_job.returnvalue == {"r": 1}
+    assert done_job.attempts_made == 1
+    assert done_job.finished_on is not None
+    failed_job = await queue.get_job(failed)
+    assert failed_job is not None
+    assert failed_job.failed_reason == "boom"
+    assert failed_job.stacktrace == ["tb"]
+    active_job = await queue.get_job(active)
+    assert active_job is not None
+    assert active_job.worker == "w-api"
+    assert active_job.attempts_started == 1
+
+    await queue.pause()
+    assert await queue.get_job_state(waiting) is JobState.PAUSED
+    assert await queue.get_job("missing") is None
+    assert await queue.get_job_state("missing") is None
+
+
+async def test_get_jobs_pages_through_each_state(queue: Queue) -> None:
+    completed = await finish(queue, "completed", 5)
+    failed = await finish(queue, "failed", 5)
+    wait = [(await queue.add("w", i)).id for i in range(5)]
+    active = [job_id for job_id, _token in await take(queue, 2)]
+    wait = wait[2:]
+    delayed = [(await queue.add("d", i, delay=60_000 - i * 1_000)).id for i in range(5)]
+    prioritized = [(await queue.add("p", i, priority=5 - i)).id for i in range(5)]
+
+    async def pages(state: str, size: int, total: int) -> list[str]:
+        out: list[str] = []
+        for start in range(0, total + size, size):
+            page = await queue.get_jobs(state, start, start + size - 1)
+            assert len(page) <= size
+            assert all(j.state == state for j in page)
+            out += [j.id for j in page]
+        return out
+
+    assert await pages("completed", 2, 5) == completed[::-1]  # newest first
+    assert await pages("failed", 2, 5) == failed[::-1]
+    assert await pages("wait", 2, 3) == wait[::-1]  # newest first
+    assert await pages("active", 1, 2) == active
+    assert await pages("delayed", 2, 5) == delayed[::-1]  # soonest due first
+    assert await pages("prioritized", 2, 5) == prioritized[::-1]  # in run order
+    assert await queue.get_jobs("completed", 10, 20) == []
+    with pytest.raises(InvalidJobOptions):
+        await queue.get_jobs("completed", -1, 5)
+
+
+# ---- managing ------------------------------------------------------------------------------
+
+
+async def test_pause_resume_is_paused(redis: aioredis.Redis, queue: Queue) -> None:
+    await queue.add("a")
+    assert await queue.is_paused() is False
+    assert await queue.pause() is True
+    assert await queue.pause() is False
+    assert await queue.is_paused() is True
+    assert (await queue.add("b")).state is JobState.PAUSED
+    assert [j.id for j in await queue.get_jobs("paused")] == ["2", "1"]
+    assert await take(queue) == []
+    assert await queue.resume() is True
+    assert await queue.resume() is False
+    assert await queue.is_paused() is False
+    assert await queue.get_counts("wait", "paused") == {"wait": 2, "paused": 0}
+    assert [job_id for job_id, _ in await take(queue, 5)] == ["1", "2"]
+    assert [k for k in await event_kinds(redis, queue) if k in ("paused", "resumed")] == [
+        "paused",
+        "resumed",
+    ]
+
+
+async def test_retry_job(queue: Queue) -> None:
+    (failed,) = await finish(queue, "failed")
+
+    await queue.retry_job(failed)
+
+    job = await queue.get_job(failed)
+    assert job is not None
+    assert job.state is JobState.WAIT
+    assert job.attempts_made == 0
+    assert job.failed_reason is None
+    with pytest.raises(JobStateError, match="now wait") as info:
+        await queue.retry_job(failed)
+    assert info.value.state == "wait"
+    with pytest.raises(JobNotFound):
+        await queue.retry_job("missing")
+    with pytest.raises(InvalidJobOptions):
+        await queue.retry_job(failed, state="wait")
+
+
+async def test_retry_job_names_the_state_a_job_moved_to(queue: Queue) -> None:
+    (job_id,) = await finish(queue, "failed")
+    # someone else retried it and a worker completed it meanwhile
+    await queue.retry_job(job_id)
+    (_, token), *_ = await take(queue)
+    await commands.complete_job(queue.scripts, queue.keys, job_id, token, "1", Retention())
+
+    with pytest.raises(JobStateError, match="completed") as info:
+        await queue.retry_job(job_id)
+
+    assert info.value.state == "completed"
+    assert f"{job_id!r}" in str(info.value)
+    await queue.retry_job(job_id, state="completed")
+    assert await queue.get_job_state(job_id) is JobState.WAIT
+
+
+async def test_retry_jobs_retries_all_and_honours_count(queue: Queue) -> None:
+    failed = await finish(queue, "failed", 4)
+
+    assert await queue.retry_jobs(count=1) == 1
+    assert await queue.get_job_ids("wait") == [failed[0]]
+    assert await queue.retry_jobs() == 3
+    assert await queue.get_counts("failed", "wait") == {"failed": 0, "wait": 4}
+    assert await queue.retry_jobs() == 0
+    with pytest.raises(InvalidJobOptions):
+        await queue.retry_jobs("active")
+
+
+async def test_retry_job_ids(queue: Queue) -> None:
+    failed = await finish(queue, "failed", 2)
+    waiting = (await queue.add("w")).id
+
+    assert await queue.retry_job_ids([failed[1], waiting]) == {failed[1]: True, waiting: False}
+    assert await queue.get_job_ids("failed") == [failed[0]]
+
+
+async def test_remove_job(redis: aioredis.Redis, queue: Queue) -> None:
+    (done,) = await finish(queue, "completed")
+    delayed = (await queue.add("d", delay=60_000)).id
+    held = (await queue.add("a")).id
+    await take(queue)
+    await redis.rpush(queue.keys.logs(delayed), "line")
+
+    assert await queue.remove_job(done) == "completed"
+    assert await queue.remove_job(delayed) == "delayed"
+    with pytest.raises(JobStateError) as info:
+        await queue.remove_job(held)
+    assert info.value.state == "active"
+    with pytest.raises(JobNotFound):
+        await queue.remove_job(done)
+
+    assert await queue.get_job(done) is None
+    assert await queue.get_job_logs(delayed) == []
+    assert await queue.get_job_state(held) is JobState.ACTIVE
+
+
+async def test_promote_job(queue: Queue) -> None:
+    delayed = [(await queue.add("d", i, delay=60_000 + i)).id for i in range(3)]
+
+    await queue.promote_job(delayed[2])
+    assert await queue.get_job_state(delayed[2]) is JobState.WAIT
+    with pytest.raises(JobStateError, match="now wait"):
+        await queue.promote_job(delayed[2])
+    with pytest.raises(JobNotFound):
+        await queue.promote_job("missing")
+    with pytest.raises(JobNotFound):  # not "promote every delayed job"
+        await queue.promote_job("*")
+    assert await queue.get_counts("delayed") == {"delayed": 2}
+
+    assert await queue.promote_jobs() == 2
+    assert await queue.get_counts("wait", "delayed") == {"wait": 3, "delayed": 0}
+    assert await queue.promote_jobs() == 0
+
+
+async def test_clean_by_grace_limit_and_state(redis: aioredis.Redis, queue: Queue) -> None:
+    completed = await finish(queue, "completed", 5)
+    failed = await finish(queue, "failed", 2)
+
+    assert await queue.clean(60_000, 10) == []  # all finished within the grace period
+    await asyncio.sleep(0.05)
+    assert await queue.clean(20, 3) == completed[:3]  # oldest first, up to the limit
+    assert await queue.get_job_ids("completed") == completed[:2:-1]
+    assert await queue.clean(20, 10, "failed") == failed
+    assert await queue.get_counts("completed", "failed") == {"completed": 2, "failed": 0}
+    for job_id in [*completed[:3], *failed]:
+        assert not await redis.exists(queue.keys.job(job_id))
+    with pytest.raises(InvalidJobOptions):
+        await queue.clean(0, 10, "wait")
+    with pytest.raises(InvalidJobOptions):
+        await queue.clean(-1, 10)
+    with pytest.raises(InvalidJobOptions):
+        await queue.clean(0, 0)
+
+
+async def test_drain(redis: aioredis.Redis, queue: Queue) -> None:
+    (done,) = await finish(queue, "completed")
+    await queue.add("a")
+    (held, _), *_ = await take(queue)
+    await queue.add_bulk([("w", i) for i in range(1_200)])  # more than one batch
+    await queue.add("p", priority=2)
+    delayed = (await queue.add("d", delay=60_000)).id
+
+    assert await queue.drain() == 1_201
+    assert await queue.get_counts() == {
+        **{s.value: 0 for s in ALL_STATES},
+        "active": 1,
+        "completed": 1,
+        "delayed": 1,
+    }
+    assert await queue.get_job(delayed) is not None
+    assert await queue.drain(delayed=True) == 1
+    assert await queue.get_job(delayed) is None
+    assert await queue.get_job_state(held) is JobState.ACTIVE
+    assert await queue.get_job_state(done) is JobState.COMPLETED
+    assert (await event_kinds(redis, queue)).count("drained") == 2
+
+
+async def test_obliterate(redis: aioredis.Redis, queue: Queue) -> None:
+    await finish(queue, "completed", 2)
+    await finish(queue, "failed", 1)
+    await queue.add("a")
+    await take(queue)
+    await queue.add_bulk([("w", i) for i in range(600)])
+    await queue.add("d", delay=60_000)
+    await redis.hset(queue.keys.worker("w-api"), mapping={"host": "h", "pid": "1"})
+    await redis.zadd(queue.keys.workers, {"w-api": 1})
+
+    with pytest.raises(JobStateError, match="force=True"):
+        await queue.obliterate()
+    assert await queue.get_counts("active") == {"active": 1}
+
+    await queue.obliterate(force=True)
+
+    assert await keys_left(redis, queue) == []
+    assert await queue.get_counts() == {s.value: 0 for s in ALL_STATES}
+    assert (await queue.add("fresh")).id == "1"  # a new queue starts over
