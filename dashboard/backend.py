@@ -33,6 +33,7 @@ class QueueReading:
     completed_total: int
     failed_total: int
     workers: int | None
+    oldest_wait_ms: int | None = None  # how long the next job to run has waited (server clock)
 
 
 class Backend(Protocol):

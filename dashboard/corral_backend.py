@@ -106,13 +106,16 @@ class CorralBackend:
                 pipe.hmget(keys.counters, ["completed", "failed"])
                 pipe.zcard(keys.workers)
                 pipe.zcount(keys.workers, live_since, "+inf")
+                pipe.lindex(keys.wait, -1)  # the next job to run from wait: the oldest there
+            pipe.time()
             replies: list[Any] = await pipe.execute()
-        per_queue = len(ALL_STATES) + 4
+        oldest = await self._oldest_wait(client, queues, replies)
+        per_queue = len(ALL_STATES) + 5
         readings: dict[str, QueueReading] = {}
         for index, queue in enumerate(queues):
             chunk = replies[index * per_queue : (index + 1) * per_queue]
             counts = dict(zip((s.value for s in ALL_STATES), chunk, strict=False))
-            paused, totals, registered, live = chunk[len(ALL_STATES) :]
+            paused, totals, registered, live, _next = chunk[len(ALL_STATES) :]
             readings[queue] = QueueReading(
                 name=queue,
                 counts=StateCounts.from_mapping(counts),
@@ -120,8 +123,33 @@ class CorralBackend:
                 completed_total=_int_or_none(totals[0]) or 0,
                 failed_total=_int_or_none(totals[1]) or 0,
                 workers=int(live) if registered else None,
+                oldest_wait_ms=oldest.get(queue),
             )
         return readings
+
+    async def _oldest_wait(
+        self, client: Redis, queues: Sequence[str], replies: list[Any]
+    ) -> dict[str, int]:
+        """Age of the next job in each queue's wait list, from its hash's ``timestamp``."""
+        per_queue = len(ALL_STATES) + 5
+        seconds, micros = replies[-1]
+        now = int(seconds) * 1000 + int(micros) // 1000
+        heads = {
+            queue: _text(replies[(i + 1) * per_queue - 1])
+            for i, queue in enumerate(queues)
+            if replies[(i + 1) * per_queue - 1] is not None
+        }
+        if not heads:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for queue, job_id in heads.items():
+                pipe.hget(self.keys(queue).job(job_id), "timestamp")
+            stamps: list[Any] = await pipe.execute()
+        return {
+            queue: max(now - stamp, 0)
+            for queue, raw in zip(heads, stamps, strict=True)
+            if (stamp := _int_or_none(raw)) is not None
+        }
 
     async def read_page(
         self, client: Redis, queue: str, state: str, start: int, count: int

@@ -140,6 +140,7 @@ class QueueMonitor:
             failed_per_sec=failed,
             history=self.throughput.history(name),
             workers=reading.workers,
+            oldest_wait_age_ms=reading.oldest_wait_ms,
             events_gap=name in self.gaps,
         )
 

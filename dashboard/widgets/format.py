@@ -47,6 +47,18 @@ def age(ms: int | None, now: float | None = None) -> str:
     return humanize.naturaldelta(max(0.0, seconds))
 
 
+def short_duration(ms: int | None) -> str:
+    """``850ms``, ``42s``, ``7m``, ``3h``, ``2d``; ``-`` for none (fits a narrow column)."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms >= size:
+            return f"{ms // size}{unit}"
+    return f"{ms // 1000}s"
+
+
 def clock(epoch: float | None) -> str:
     """``HH:MM:SS`` local time, or ``--:--:--``."""
     return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else "--:--:--"

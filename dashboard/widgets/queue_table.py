@@ -7,9 +7,9 @@ from textual.widgets import DataTable
 
 from dashboard.model import DashboardSnapshot, QueueSnapshot
 from dashboard.sanitize import display_text
-from dashboard.widgets.format import compact, rate, spark
+from dashboard.widgets.format import compact, rate, short_duration, spark
 
-COLUMNS = ("queue", "wait", "active", "delay", "failed", "done", "/s", "trend")
+COLUMNS = ("queue", "wait", "active", "delay", "failed", "done", "/s", "wkr", "oldest", "trend")
 
 
 class QueueTable(DataTable[Text]):
@@ -57,5 +57,15 @@ class QueueTable(DataTable[Text]):
             failed,
             Text(compact(counts.completed)),
             Text(rate(queue.jobs_per_sec)),
-            Text(spark(queue.history, width=16), style="green"),
+            _workers(queue),
+            Text(short_duration(queue.oldest_wait_age_ms)),
+            Text(spark(queue.history, width=10), style="green"),
         ]
+
+
+def _workers(queue: QueueSnapshot) -> Text:
+    """Live workers; red when jobs wait and no worker is alive to take them."""
+    if queue.workers is None:
+        return Text("-")
+    waiting = queue.counts.wait + queue.counts.prioritized
+    return Text(str(queue.workers), style="bold red" if waiting and not queue.workers else "")

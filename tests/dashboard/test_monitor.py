@@ -86,6 +86,24 @@ async def test_counts_are_exact_and_queues_discovered(redis_url: str, queue_name
     assert snapshot.as_of is not None
 
 
+async def test_age_of_the_oldest_waiting_job(redis_url: str, queue_name: str) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add("first", {})
+        await asyncio.sleep(0.4)
+        await queue.add("second", {})
+    monitor = QueueMonitor(CorralBackend(), redis_url, poll_interval=0.2)
+    stream = monitor.snapshots()
+    try:
+        snapshot = await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+    finally:
+        await stream.aclose()
+    queue_snapshot = snapshot.queue(queue_name)
+    assert queue_snapshot is not None
+    age = queue_snapshot.oldest_wait_age_ms
+    assert age is not None
+    assert 400 <= age < 5_000  # the first job's age (it runs next), not the second's
+
+
 async def test_polling_follows_changes_and_rates(redis_url: str, queue_name: str) -> None:
     await add_and_finish(redis_url, queue_name)
     monitor = QueueMonitor(CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2)
