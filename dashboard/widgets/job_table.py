@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from dashboard.model import JobPage, JobRow
 from dashboard.sanitize import display_text
 from dashboard.widgets.format import age
+from dashboard.widgets.keyed_table import KeyedTable
 
-COLUMNS = ("id", "name", "age", "tries", "info")
 
-
-class JobTable(DataTable[Text]):
+class JobTable(KeyedTable):
     """Rows keyed by job id."""
 
-    def on_mount(self) -> None:
-        """Columns and row cursor."""
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        for label in COLUMNS:
-            self.add_column(Text(label, style="bold"), key=label)
+    COLUMNS = ("id", "name", "age", "tries", "info")
 
     @property
     def selected_job(self) -> str | None:
         """The job id under the cursor."""
-        if self.row_count == 0:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return self.selected_key
 
     def show(self, page: JobPage) -> None:
         """Replace the rows, keeping the cursor on the same index."""

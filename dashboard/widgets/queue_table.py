@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from dashboard.model import DashboardSnapshot, QueueSnapshot
 from dashboard.sanitize import display_text
 from dashboard.widgets.format import compact, rate, short_duration, spark
+from dashboard.widgets.keyed_table import KeyedTable
 
-COLUMNS = ("queue", "wait", "active", "delay", "failed", "done", "/s", "wkr", "oldest", "trend")
 
-
-class QueueTable(DataTable[Text]):
+class QueueTable(KeyedTable):
     """One row per queue, keyed by queue name so the cursor stays on its queue."""
 
-    def on_mount(self) -> None:
-        """Columns and row cursor."""
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        for label in COLUMNS:
-            self.add_column(Text(label, style="bold"), key=label)
+    COLUMNS = ("queue", "wait", "active", "delay", "failed", "done", "/s", "wkr", "oldest", "trend")
 
     @property
     def selected_queue(self) -> str | None:
         """The queue under the cursor."""
-        if self.row_count == 0:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return self.selected_key
 
     def show(self, snapshot: DashboardSnapshot) -> None:
         """Replace the rows with the snapshot's queues, keeping the cursor's queue."""
