@@ -26,7 +26,7 @@ LOG_LINES = 200
 """Newest log lines read for the detail view."""
 LPOS_MAX = 100_000
 """List entries compared when looking for a job in wait/paused, so the search stays bounded."""
-WORKER_TTL_MS = 60_000
+CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
 _ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
@@ -70,9 +70,8 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
 class CorralBackend:
     """The ``Backend`` for queues written by ``engine`` under one prefix."""
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX, worker_ttl_ms: int = WORKER_TTL_MS) -> None:
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = validate_prefix(prefix)
-        self.worker_ttl_ms = worker_ttl_ms
         self._channel = re.compile(r"^__keyspace@\d+__:" + re.escape(prefix) + r":\{([^}]*)\}:")
 
     def keys(self, queue: str) -> QueueKeys:
@@ -92,7 +91,8 @@ class CorralBackend:
 
     async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
         """One pipeline: LLEN/ZCARD per state, paused flag, totals and live workers per queue."""
-        live_since = int(time.time() * 1000) - self.worker_ttl_ms
+        # a worker's score in ``workers`` is when its heartbeat expires
+        live_since = int(time.time() * 1000) - CLOCK_SLACK_MS
         async with client.pipeline(transaction=False) as pipe:
             for queue in queues:
                 keys = self.keys(queue)

@@ -118,6 +118,7 @@ class DashboardSnapshot:
     """Completed jobs per second over all queues, oldest first."""
     failed_history: tuple[float, ...] = ()
     recent_events: tuple[Event, ...] = ()
+    stalled_events: tuple[Event, ...] = ()  # kept apart, so busy queues do not push them out
     error: str | None = None
 
     def queue(self, name: str) -> QueueSnapshot | None:

@@ -69,7 +69,7 @@ class QueueMonitor:
         self.readings: dict[str, QueueReading] = {}
         self.gaps: set[str] = set()
         self.events: deque[Event] = deque(maxlen=RECENT_EVENTS)
-        self._stalled: deque[tuple[float, str]] = deque(maxlen=RECENT_EVENTS)
+        self._stalled: deque[tuple[float, Event]] = deque(maxlen=RECENT_EVENTS)
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
         self._discovered_at = -1e9
@@ -94,6 +94,7 @@ class QueueMonitor:
             completed_history=tuple(self.throughput.completed_history),
             failed_history=tuple(self.throughput.failed_history),
             recent_events=tuple(self.events),
+            stalled_events=tuple(event for _, event in self._stalled),
             error=self.error,
         )
 
@@ -153,10 +154,11 @@ class QueueMonitor:
                 alerts.append(f"{queue.name}: {queue.counts.wait} waiting, no live worker")
         horizon = time.monotonic() - STALLED_WINDOW_S
         stalled: dict[str, int] = {}
-        for seen, queue_name in self._stalled:
+        for seen, stalled_event in self._stalled:
+            queue_name = stalled_event.queue
             if seen >= horizon:
                 stalled[queue_name] = stalled.get(queue_name, 0) + 1
-        alerts.extend(f"{name}: {n} stalled in the last minute" for name, n in stalled.items())
+        alerts.extend(f"{name}: {n} stalled (1 min)" for name, n in stalled.items())
         return tuple(alerts)
 
     def _publish(self) -> None:
@@ -267,7 +269,7 @@ class QueueMonitor:
             for event in round_.events:
                 self.events.append(event)
                 if event.event == "stalled":
-                    self._stalled.append((time.monotonic(), event.queue))
+                    self._stalled.append((time.monotonic(), event))
             if round_.events:
                 self._dirty.set()
                 self._publish()

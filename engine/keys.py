@@ -133,7 +133,7 @@ class QueueKeys:
 
     @property
     def workers(self) -> str:
-        """ZSET of worker ids; score = last heartbeat in ms."""
+        """ZSET of worker ids; score = when the worker's heartbeat expires, in ms."""
         return f"{self.base}:workers"
 
     def worker(self, worker_id: str) -> str:

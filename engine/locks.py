@@ -68,9 +68,10 @@ class LockRenewer:
                     "last_beat": now,
                 },
             )
-            pipe.pexpire(key, max(self._lock_ms * 2, 5_000))
-            pipe.zadd(self._keys.workers, {self._worker_id: now})
-            pipe.zremrangebyscore(self._keys.workers, "-inf", now - max(self._lock_ms * 4, 60_000))
+            ttl = max(self._lock_ms * 2, 5_000)
+            pipe.pexpire(key, ttl)
+            pipe.zadd(self._keys.workers, {self._worker_id: now + ttl})  # scored by expiry
+            pipe.zremrangebyscore(self._keys.workers, "-inf", now - 60_000)
             await pipe.execute()
 
     async def run(self, client: object, in_flight: Callable[[], int]) -> None:

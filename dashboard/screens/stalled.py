@@ -46,9 +46,7 @@ class StalledScreen(DashScreen):
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Stalled events seen, then a fresh read of the active jobs."""
         super().show_snapshot(snapshot)
-        stalled = [
-            e for e in snapshot.recent_events if e.queue == self.queue and e.event == "stalled"
-        ]
+        stalled = [e for e in snapshot.stalled_events if e.queue == self.queue]
         line = Text(f"stalled events seen: {len(stalled)}", style="red" if stalled else "")
         if stalled:
             line.append("  last: job ")

@@ -47,10 +47,11 @@ def render_detail(detail: JobDetail, limit: int) -> Text:
     text.append(
         f"\nattempts {detail.attempts_made}/{detail.attempts}"
         f"  created {age(detail.timestamp_ms)} ago"
-        f"  finished {age(detail.finished_on_ms)}"
     )
+    if detail.finished_on_ms is not None:
+        text.append(f"  finished {age(detail.finished_on_ms)} ago")
     if detail.worker:
-        text.append("  worker ")
+        text.append("\nworker ")
         text.append_text(display_text(detail.worker, limit=40))
     _section(text, "data", display_json_field(raw.get("data"), limit=limit))
     if raw.get("progress"):
