@@ -116,9 +116,20 @@ async def add_job(
     )
 
 
-def parse_add(reply: Sequence[Any]) -> tuple[str, bool]:
-    """(job id, whether a new job was created) from add_job's reply."""
-    return str(reply[0]), int(reply[1]) == 1
+@dataclass(frozen=True, slots=True)
+class Added:
+    """add_job's reply: the id; for a new job its state and creation time, else None."""
+
+    job_id: str
+    state: str | None
+    timestamp: int | None
+
+
+def parse_add(reply: Sequence[Any]) -> Added:
+    """Read add_job's reply."""
+    if int(reply[1]) == 1:
+        return Added(str(reply[0]), str(reply[2]), int(reply[3]))
+    return Added(str(reply[0]), None, None)
 
 
 async def move_to_active(scripts: ScriptRegistry, keys: QueueKeys, lease: Lease) -> Taken:

@@ -145,6 +145,7 @@ class Job:
         job_id: str,
         fields: dict[str, str],
         state: JobState | None = None,
+        context: JobContext | None = None,
     ) -> Job:
         """Build a job from its hash; raise ``CorruptJob`` (keeping the raw fields) if it is not."""
         if F.NAME not in fields or F.DATA not in fields:
@@ -175,6 +176,7 @@ class Job:
                 stacktrace=[str(s) for s in stack] if isinstance(stack, list) else [str(stack)],
                 worker=fields.get(F.WORKER) or None,
                 state=state,
+                context=context,
             )
         except CorruptJob:
             raise

@@ -5,6 +5,7 @@ The producer API and the admin API the dashboard uses; every change runs one Lua
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -119,19 +120,16 @@ class Queue:
 
         Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
         remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}).
+        One round trip for a new job.
         """
         prepared = self._prepare(name, data, options)
         await self._check()
         reply = await commands.add_job(self.scripts, self.keys, **prepared)
-        job_id, _created = commands.parse_add(reply)
-        job = await self.get_job(job_id)
-        if job is None:  # removed between the add and the read (e.g. retention): rebuild it
-            raise JobNotFound(f"job {job_id!r} vanished right after it was added")
-        return job
+        return await self._added(commands.parse_add(reply), prepared)
 
     async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
         """Add many jobs in one round trip: items are (name, data) or (name, data, options)."""
-        prepared = []
+        prepared: list[dict[str, Any]] = []
         for index, item in enumerate(jobs):
             if not isinstance(item, tuple) or len(item) not in (2, 3):
                 raise InvalidJobOptions(
@@ -149,11 +147,31 @@ class Queue:
             for fields in prepared:
                 await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
             replies = await pipe.execute()
-            ids = [commands.parse_add(reply)[0] for reply in replies]
-            for job_id in ids:
-                pipe.hgetall(self.keys.job(job_id))
-            hashes = await pipe.execute()
-        return [Job.from_hash(self.name, i, h, None) for i, h in zip(ids, hashes, strict=True)]
+        return [
+            await self._added(commands.parse_add(reply), fields)
+            for reply, fields in zip(replies, prepared, strict=True)
+        ]
+
+    async def _added(self, added: commands.Added, fields: dict[str, Any]) -> Job:
+        """The job just added, built from what was sent (no read back), or the existing job
+        when its custom id was taken already."""
+        if added.state is None or added.timestamp is None:
+            existing = await self.get_job(added.job_id)
+            if existing is None:  # removed between the add and the read
+                raise JobNotFound(f"job {added.job_id!r} vanished right after it was added")
+            return existing
+        return Job(
+            id=added.job_id,
+            queue=self.name,
+            name=fields["name"],
+            data=json.loads(fields["data"]),  # as a worker will see it (tuples become lists)
+            opts=json.loads(fields["opts"]),
+            timestamp=added.timestamp,
+            delay=fields["delay"],
+            priority=fields["priority"],
+            attempts=fields["attempts"],
+            state=JobState(added.state),
+        )
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import commands
@@ -258,8 +258,9 @@ class Worker:
     async def _process(self, taken: commands.TakenJob, running: _Running) -> None:
         try:
             try:
-                job = Job.from_hash(self.name, taken.id, taken.fields, None)
-                job = _with_context(job, _Context(self, running))
+                job = Job.from_hash(
+                    self.name, taken.id, taken.fields, None, _Context(self, running)
+                )
             except CorruptJob as exc:
                 job = None
                 outcome = Outcome(False, reason=str(exc), retry_delay=-1)
@@ -455,7 +456,3 @@ class _Context:
         loop = self._worker._loop
         assert loop is not None
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-
-def _with_context(job: Job, context: _Context) -> Job:
-    return replace(job, context=context)

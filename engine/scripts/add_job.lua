@@ -8,7 +8,8 @@ ARGV  1 job key prefix ("corral:{q}:job:")
       3 name   4 data (JSON)   5 opts (JSON)
       6 delay ms (0 = ready now)   7 priority (0 = none, 1 = first)   8 lifo (1/0)
       9 attempts   10 max events kept in the stream (used when the queue is created)
-returns {job id, 1} when created; {job id, 0} when a job with that custom id already exists
+returns {job id, 1, state, timestamp ms} when created (state: wait, paused, prioritized or
+        delayed); {job id, 0} when a job with that custom id already exists
 events  added (name), then waiting or delayed (delay); duplicated when the id exists
 ]]
 -- include: _common
@@ -39,9 +40,11 @@ if delay > 0 then
   redis.call('ZADD', KEYS[5], now + delay, job_id)
   redis.call('ZADD', KEYS[6], now + delay, 'd')
   emit(KEYS[8], KEYS[7], 'delayed', 'job_id', job_id, 'delay', now + delay)
-else
-  push_ready(job_id, priority, ARGV[8] == '1', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6],
-             KEYS[7])
-  emit(KEYS[8], KEYS[7], 'waiting', 'job_id', job_id)
+  return {job_id, 1, 'delayed', now}
 end
-return {job_id, 1}
+push_ready(job_id, priority, ARGV[8] == '1', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6],
+           KEYS[7])
+emit(KEYS[8], KEYS[7], 'waiting', 'job_id', job_id)
+if priority > 0 then return {job_id, 1, 'prioritized', now} end
+if is_paused(KEYS[7]) then return {job_id, 1, 'paused', now} end
+return {job_id, 1, 'wait', now}

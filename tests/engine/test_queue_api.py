@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -87,6 +88,38 @@ async def test_add_with_options_lands_in_the_right_state(queue: Queue) -> None:
     assert delayed.delay == 60_000
     assert prioritized.state is JobState.PRIORITIZED
     assert prioritized.priority == 3
+
+
+async def test_the_returned_job_equals_the_stored_one(queue: Queue) -> None:
+    """``add`` builds its answer from what it sent and the script's reply; check it against
+    a read of the hash, for every state a new job can land in."""
+    cases: list[tuple[str, Any, dict[str, Any]]] = [
+        ("w", {"k": (1, 2)}, {"attempts": 2}),
+        ("p", None, {"priority": 2}),
+        ("d", [], {"delay": 60_000}),
+        ("paused", "x", {}),
+    ]
+    for name, data, options in cases:
+        if name == "paused":
+            await queue.pause()
+        job = await queue.add(name, data, **options)
+        assert job == await queue.get_job(job.id)
+
+
+async def test_add_is_one_round_trip(redis: aioredis.Redis, queue: Queue) -> None:
+    await queue.add("warm-up")
+    before = await redis.info("commandstats")
+    await queue.add("one", {"a": 1})
+    after = await redis.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(after[name]["calls"])
+        - int(before.get(name, {}).get("calls", 0))
+        for name in after
+        if int(after[name]["calls"]) != int(before.get(name, {}).get("calls", 0))
+    }
+    # (commandstats also counts the commands the script runs inside the server)
+    assert calls["evalsha"] == 1
+    assert not {"hgetall", "zscore", "lpos"} & set(calls)  # no read-back after the add
 
 
 async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Queue) -> None:

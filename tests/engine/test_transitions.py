@@ -67,9 +67,9 @@ async def add(
         attempts=attempts,
         max_events=10_000,
     )
-    new_id, created = commands.parse_add(reply)
-    assert created
-    return new_id
+    added = commands.parse_add(reply)
+    assert added.state is not None  # created
+    return added.job_id
 
 
 def lease(count: int = 1, lock_ms: int = LOCK_MS, base: str = "tok-w1") -> Lease:
@@ -190,7 +190,7 @@ async def test_add_job_duplicate_custom_id_returns_existing(
         max_events=10_000,
     )
 
-    assert commands.parse_add(reply) == ("order-7", False)
+    assert commands.parse_add(reply) == commands.Added("order-7", None, None)
     assert (await job_hash(redis, keys, "order-7"))["name"] == "first"
     assert await list_items(redis, keys.wait) == ["order-7"]
     assert not await redis.exists(keys.id)  # custom ids do not use the counter

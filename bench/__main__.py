@@ -1,0 +1,121 @@
+"""``python -m bench``: run the scenarios for Corral and its peers and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from bench import peers, report
+from bench.corral import CorralSubject
+from bench.scenarios import Settings, metrics, run_all
+from bench.server import BenchServer
+from bench.subjects import Subject
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark Corral against Node BullMQ."
+    )
+    parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs per run (default 20000)")
+    parser.add_argument("--chunk", type=int, default=1000, help="bulk chunk size")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2000 jobs, 1 run, short timings"
+    )
+    parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ peer")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SCENARIO",
+        help="run only scenarios starting with this (add, bulk, process, latency, ceiling)",
+    )
+    parser.add_argument(
+        "--write-docs",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="rewrite docs/performance.md (auto: not for --quick or --only runs)",
+    )
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Sizes and durations for this run."""
+    if args.quick:
+        base = Settings(
+            jobs=2_000, runs=1, latency_seconds=2.0, ceiling_seconds=1.0, process_timeout=120.0
+        )
+    else:
+        base = Settings()
+    return Settings(
+        jobs=args.jobs or base.jobs,
+        chunk=args.chunk,
+        runs=args.runs or base.runs,
+        latency_seconds=base.latency_seconds,
+        ceiling_seconds=base.ceiling_seconds,
+        process_timeout=base.process_timeout,
+    )
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Run everything; return the exit status."""
+    settings = settings_from(args)
+    async with BenchServer() as server:
+        subjects: list[Subject] = [CorralSubject(server.url)]
+        environment = {
+            "machine": (
+                f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
+                f"1-minute load average {os.getloadavg()[0]:.2f} at the start"
+            ),
+            "server": f'{await server.version()} (`--save "" --appendonly no`, 127.0.0.1)',
+            "Corral": (
+                f"Python {platform.python_version()}, redis-py {metadata.version('redis')}, "
+                f"hiredis {metadata.version('hiredis')}"
+            ),
+        }
+        if not args.no_node:
+            try:
+                versions = peers.ensure_node_peer()
+            except peers.PeerUnavailable as exc:
+                print(f"BullMQ (Node) skipped: {exc}", file=sys.stderr)
+            else:
+                subjects.append(peers.NodeBullMQ(server.url))
+                environment["BullMQ (Node)"] = ", ".join(
+                    [f"Node {peers.node_version()}"]
+                    + [f"{name} {version}" for name, version in versions.items()]
+                )
+        try:
+            samples = await run_all(subjects, server, settings, args.only)
+        finally:
+            for subject in subjects:
+                await subject.close()
+    labels = [subject.label for subject in subjects]
+    rows = metrics(settings)
+    print()
+    print(report.table(rows, samples, labels, "main"))
+    print()
+    print(report.table(rows, samples, labels, "cpu"))
+    write = args.write_docs == "yes" or (
+        args.write_docs == "auto" and not args.quick and not args.only
+    )
+    if write:
+        command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+        generated = report.section(command, date, environment, rows, samples, labels, settings.runs)
+        report.write_docs(DOCS, generated)
+        print(f"\nwrote {DOCS.relative_to(DOCS.parent.parent)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args(None))))

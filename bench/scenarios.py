@@ -1,0 +1,199 @@
+"""The scenarios: what is measured, how, and under which metric names.
+
+Every measurement starts from an empty server. Processing runs seed the jobs first (untimed),
+start the worker process, and time from ``go`` until a separate client, polling every 50 ms,
+sees every job finished; worker CPU comes from the worker process, server CPU from ``INFO cpu``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bench.child import WorkerChild
+from bench.server import BenchServer
+from bench.subjects import Subject
+
+POLL_INTERVAL = 0.05
+
+Samples = dict[str, dict[str, list[float]]]
+"""metric key -> subject label -> one value per run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Sizes and durations of one harness run."""
+
+    jobs: int = 20_000
+    chunk: int = 1_000
+    runs: int = 3
+    concurrencies: tuple[int, ...] = (1, 50)
+    latency_rate: float = 500.0
+    latency_seconds: float = 5.0
+    latency_concurrency: int = 50
+    ceiling_tasks: int = 50
+    ceiling_pipeline: int = 16
+    ceiling_seconds: float = 3.0
+    process_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One row of a result table."""
+
+    key: str
+    title: str
+    unit: str
+    higher_is_better: bool = True
+    table: str = "main"
+
+
+def _process_key(concurrency: int, remove: bool) -> str:
+    return f"process-c{concurrency}-{'remove' if remove else 'keep'}"
+
+
+def metrics(settings: Settings) -> list[Metric]:
+    """Every metric the scenarios report, in table order."""
+    out = [
+        Metric("add", "add one by one", "jobs/s"),
+        Metric("bulk", f"add bulk (chunks of {settings.chunk:,})", "jobs/s"),
+    ]
+    for concurrency in settings.concurrencies:
+        for remove in (False, True):
+            retention = "remove on complete" if remove else "keep completed"
+            key = _process_key(concurrency, remove)
+            out.append(Metric(key, f"process c={concurrency}, {retention}", "jobs/s"))
+            title = f"c={concurrency}, {retention}"
+            out.append(Metric(f"{key}:worker", f"worker CPU, {title}", "µs/job", False, "cpu"))
+            out.append(Metric(f"{key}:server", f"server CPU, {title}", "µs/job", False, "cpu"))
+    tasks, depth = settings.ceiling_tasks, settings.ceiling_pipeline
+    rate = f"@{settings.latency_rate:g}/s, c={settings.latency_concurrency}"
+    out += [
+        Metric("latency-p50", f"add→start p50 {rate}", "ms", False),
+        Metric("latency-p99", f"add→start p99 {rate}", "ms", False),
+        Metric("ceiling", f"trivial EVALSHA, {tasks} tasks", "calls/s"),
+        Metric(
+            "ceiling-pipelined",
+            f"trivial EVALSHA, {tasks} tasks, pipelined x{depth}",
+            "calls/s",
+        ),
+    ]
+    return out
+
+
+Measure = Callable[[Subject, BenchServer, Settings], Awaitable[dict[str, float]]]
+
+
+async def measure_add(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
+    """Jobs added per second, one awaited call at a time."""
+    return {"add": s.jobs / await subject.add_one_by_one(s.jobs)}
+
+
+async def measure_bulk(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
+    """Jobs added per second in bulk calls."""
+    return {"bulk": s.jobs / await subject.add_bulk(s.jobs, s.chunk)}
+
+
+async def _process(
+    subject: Subject, server: BenchServer, s: Settings, concurrency: int, remove: bool
+) -> dict[str, float]:
+    await subject.seed(s.jobs, remove)
+    spec = subject.worker(concurrency)
+    child = await WorkerChild.spawn(spec.argv, spec.cwd, spec.env)
+    try:
+        server_cpu = await server.cpu_seconds()
+        start = time.perf_counter()
+        await child.go()
+        while await subject.remaining(s.jobs) > 0:
+            if time.perf_counter() - start > s.process_timeout:
+                raise TimeoutError(f"{subject.label}: not done after {s.process_timeout}s")
+            await asyncio.sleep(POLL_INTERVAL)
+        elapsed = time.perf_counter() - start
+        server_cpu = await server.cpu_seconds() - server_cpu
+        worker_cpu = await child.stop()
+    finally:
+        await child.kill()
+    key = _process_key(concurrency, remove)
+    return {
+        key: s.jobs / elapsed,
+        f"{key}:worker": worker_cpu / s.jobs * 1e6,
+        f"{key}:server": server_cpu / s.jobs * 1e6,
+    }
+
+
+def measure_process(concurrency: int, remove: bool) -> Measure:
+    """Jobs processed per second by one worker process at ``concurrency``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
+        return await _process(subject, server, s, concurrency, remove)
+
+    return measure
+
+
+async def measure_latency(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
+    """Add-to-start delay percentiles at a steady add rate, one worker process running."""
+    spec = subject.worker(s.latency_concurrency)
+    child = await WorkerChild.spawn(spec.argv, spec.cwd, spec.env)
+    try:
+        await child.go()
+        result = await subject.latency(s.latency_rate, s.latency_seconds)
+        await child.stop()
+    finally:
+        await child.kill()
+    if result.achieved_rate < 0.95 * s.latency_rate:
+        print(
+            f"  note: {subject.label} added at only {result.achieved_rate:.0f}/s",
+            file=sys.stderr,
+        )
+    return {"latency-p50": result.p50_ms, "latency-p99": result.p99_ms}
+
+
+async def measure_ceiling(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
+    """Trivial script calls per second: plain, then pipelined."""
+    plain = await subject.ceiling(s.ceiling_tasks, 1, s.ceiling_seconds)
+    await server.flush()
+    piped = await subject.ceiling(s.ceiling_tasks, s.ceiling_pipeline, s.ceiling_seconds)
+    return {"ceiling": plain, "ceiling-pipelined": piped}
+
+
+def scenarios(settings: Settings) -> list[tuple[str, Measure]]:
+    """(name, measure) pairs in the order they run within one repetition."""
+    out: list[tuple[str, Measure]] = [("add", measure_add), ("bulk", measure_bulk)]
+    for concurrency in settings.concurrencies:
+        for remove in (False, True):
+            name = _process_key(concurrency, remove)
+            out.append((name, measure_process(concurrency, remove)))
+    out += [("latency", measure_latency), ("ceiling", measure_ceiling)]
+    return out
+
+
+async def run_all(
+    subjects: Sequence[Subject],
+    server: BenchServer,
+    settings: Settings,
+    selected: Sequence[str] | None = None,
+) -> Samples:
+    """Run every (selected) scenario ``settings.runs`` times, interleaving subjects so drift
+    hits them alike; return every value measured."""
+    samples: Samples = {}
+    for run in range(1, settings.runs + 1):
+        for name, measure in scenarios(settings):
+            if selected and not any(name.startswith(prefix) for prefix in selected):
+                continue
+            for subject in subjects:
+                await server.flush()
+                began = time.perf_counter()
+                values = await measure(subject, server, settings)
+                for key, value in values.items():
+                    samples.setdefault(key, {}).setdefault(subject.label, []).append(value)
+                shown = ", ".join(f"{k}={v:,.1f}" for k, v in values.items() if ":" not in k)
+                took = time.perf_counter() - began
+                print(
+                    f"[run {run}/{settings.runs}] {subject.label:<14} {shown} ({took:.1f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return samples
