@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from dashboard.backend import ActionRefused, QueueReading
 from dashboard.model import ActiveJob, Event, JobDetail, JobPage, JobRow, StateCounts
 from engine.errors import JobNotFound, JobStateError
-from engine.job import ALL_STATES, F, Job, JobState
+from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
-from engine.queue import Queue
+from engine.queue import Queue, read_job_state
 
 SCAN_COUNT = 1_000
 LOG_LINES = 200
@@ -30,13 +30,6 @@ CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
 _ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
-_NEWEST_FIRST = frozenset({JobState.COMPLETED, JobState.FAILED})
-_LIST_STATES = frozenset({JobState.WAIT, JobState.PAUSED})
-
-
-def _key_of_state(keys: QueueKeys, state: JobState) -> str:
-    key: str = getattr(keys, state.value.replace("-", "_"))
-    return key
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -97,8 +90,8 @@ class CorralBackend:
             for queue in queues:
                 keys = self.keys(queue)
                 for state in ALL_STATES:
-                    key = _key_of_state(keys, state)
-                    if state in _LIST_STATES:
+                    key = keys.of_state(state.value)
+                    if state in LIST_STATES:
                         pipe.llen(key)
                     else:
                         pipe.zcard(key)
@@ -156,15 +149,15 @@ class CorralBackend:
     ) -> JobPage:
         """A page of ids with bounded LRANGE/ZRANGE, then the row fields (never job data)."""
         job_state = JobState(state)
-        key = _key_of_state(self.keys(queue), job_state)
+        key = self.keys(queue).of_state(state)
         end = start + count - 1
         async with client.pipeline(transaction=False) as pipe:
-            if job_state in _LIST_STATES:
+            if job_state in LIST_STATES:
                 # Producers push on the left, so like the engine this reads newest first.
                 pipe.lrange(key, start, end)
                 pipe.llen(key)
             else:
-                pipe.zrange(key, start, end, desc=job_state in _NEWEST_FIRST)
+                pipe.zrange(key, start, end, desc=job_state in NEWEST_FIRST_STATES)
                 pipe.zcard(key)
             raw_ids, total = await pipe.execute()
         ids = [_text(i) for i in raw_ids]
@@ -206,20 +199,6 @@ class CorralBackend:
         ]
         return jobs, int(total)
 
-    async def _state_of(self, client: Redis, keys: QueueKeys, job_id: str) -> str | None:
-        zset_states = [s for s in ALL_STATES if s not in _LIST_STATES]
-        async with client.pipeline(transaction=False) as pipe:
-            for state in zset_states:
-                pipe.zscore(_key_of_state(keys, state), job_id)
-            for state in (JobState.WAIT, JobState.PAUSED):
-                pipe.lpos(_key_of_state(keys, state), job_id, maxlen=LPOS_MAX)
-            replies = await pipe.execute()
-        states = [*zset_states, JobState.WAIT, JobState.PAUSED]
-        for state, reply in zip(states, replies, strict=True):
-            if reply is not None:
-                return state.value
-        return None
-
     async def read_job(self, client: Redis, queue: str, job_id: str) -> JobDetail | None:
         """The job hash, its state and its newest log lines; malformed hashes are flagged."""
         keys = self.keys(queue)
@@ -231,7 +210,8 @@ class CorralBackend:
             return None
         fields = {_text(k): _text(v) for k, v in raw_fields.items()}
         logs = tuple(_text(line) for line in raw_logs)
-        state = await self._state_of(client, keys, job_id)
+        found = await read_job_state(client, keys, job_id, list_scan_limit=LPOS_MAX)
+        state = found.value if found is not None else None
         raw = tuple(sorted(fields.items()))
         try:
             job = Job.from_hash(queue, job_id, fields)

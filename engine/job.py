@@ -25,6 +25,7 @@ ALL_STATES: tuple[JobState, ...] = tuple(JobState)
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
 READY_STATES = frozenset({JobState.WAIT, JobState.PAUSED, JobState.PRIORITIZED})
 LIST_STATES = frozenset({JobState.WAIT, JobState.PAUSED})
+NEWEST_FIRST_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})  # pages list newest first
 
 
 class F:

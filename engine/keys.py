@@ -12,6 +12,10 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "corral"
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+_STATE_KEYS = frozenset(
+    {"wait", "paused", "prioritized", "delayed", "active", "completed", "failed",
+     "waiting-children"}
+)  # fmt: skip
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -151,6 +155,13 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         """LIST of log lines a processor wrote for one job (capped)."""
         return f"{self.base}:job:{job_id}:logs"
+
+    def of_state(self, state: str) -> str:
+        """The key holding the jobs of ``state`` ("wait", "waiting-children", ...)."""
+        key = getattr(self, state.replace("-", "_"), None) if state in _STATE_KEYS else None
+        if not isinstance(key, str):
+            raise ValueError(f"state {state!r} is invalid: expected one of {sorted(_STATE_KEYS)}")
+        return key
 
     @property
     def job_prefix(self) -> str:

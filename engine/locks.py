@@ -10,6 +10,8 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
+from redis.asyncio import Redis
+
 from . import commands
 from .connection import TRANSIENT_ERRORS
 from .keys import QueueKeys
@@ -49,11 +51,8 @@ class LockRenewer:
             ):
                 self._on_lost(job_id)
 
-    async def beat(self, client: object, in_flight: int) -> None:
+    async def beat(self, client: Redis, in_flight: int) -> None:
         """Write this worker's heartbeat hash (expires when the worker stops beating)."""
-        from redis.asyncio import Redis
-
-        assert isinstance(client, Redis)
         key = self._keys.worker(self._worker_id)
         now = int(time.time() * 1000)
         async with client.pipeline(transaction=True) as pipe:
@@ -74,7 +73,7 @@ class LockRenewer:
             pipe.zremrangebyscore(self._keys.workers, "-inf", now - 60_000)
             await pipe.execute()
 
-    async def run(self, client: object, in_flight: Callable[[], int]) -> None:
+    async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
         """Renew and beat forever (until cancelled); transient errors retry sooner."""
         interval = self._lock_ms / 2000
         failing = False

@@ -11,10 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from redis.asyncio import Redis
+
 from . import commands
 from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
-from .job import ALL_STATES, LIST_STATES, CorruptJob, Job, JobState
+from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
 from .scripts import ScriptRegistry
@@ -25,7 +27,6 @@ log = logging.getLogger("corral.queue")
 DEFAULT_MAX_EVENTS = 10_000
 BATCH = 500  # jobs per script call in bulk operations: keeps each call well under a few ms
 
-_NEWEST_FIRST = frozenset({JobState.COMPLETED, JobState.FAILED})
 _FINISHED = ("failed", "completed")
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
@@ -193,21 +194,9 @@ class Queue:
         completed, failed = await self.client.hmget(self.keys.counters, "completed", "failed")
         return int(completed or 0), int(failed or 0)
 
-    get_completed_failed_totals = get_totals
-
     def state_key(self, state: str | JobState) -> str:
         """The Redis key that holds the jobs of ``state``."""
-        state = _state(state)
-        return {
-            JobState.WAIT: self.keys.wait,
-            JobState.PAUSED: self.keys.paused,
-            JobState.PRIORITIZED: self.keys.prioritized,
-            JobState.DELAYED: self.keys.delayed,
-            JobState.ACTIVE: self.keys.active,
-            JobState.COMPLETED: self.keys.completed,
-            JobState.FAILED: self.keys.failed,
-            JobState.WAITING_CHILDREN: self.keys.waiting_children,
-        }[state]
+        return self.keys.of_state(_state(state).value)
 
     async def get_job_ids(self, state: str | JobState, start: int = 0, end: int = 49) -> list[str]:
         """Ids of one page of ``state``: newest first for completed/failed and wait, else in
@@ -218,7 +207,7 @@ class Queue:
         key = self.state_key(state)
         if state in (JobState.WAIT, JobState.PAUSED):
             return [str(x) for x in await self.client.lrange(key, start, end)]
-        if state in _NEWEST_FIRST:
+        if state in NEWEST_FIRST_STATES:
             return [str(x) for x in await self.client.zrevrange(key, start, end)]
         return [str(x) for x in await self.client.zrange(key, start, end)]
 
@@ -253,30 +242,8 @@ class Queue:
         return jobs
 
     async def get_job_state(self, job_id: str) -> JobState | None:
-        """The state ``job_id`` is in, or None if there is no such job.
-
-        Sorted sets are checked first (O(log n) each); only a job in none of them is looked
-        for in the wait and paused lists, which costs a scan of those lists."""
-        zstates = [s for s in ALL_STATES if s not in LIST_STATES]
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.exists(self.keys.job(job_id))
-            for state in zstates:
-                pipe.zscore(self.state_key(state), job_id)
-            exists, *scores = await pipe.execute()
-        if not exists:
-            return None
-        for state, score in zip(zstates, scores, strict=True):
-            if score is not None:
-                return state
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.lpos(self.keys.wait, job_id)
-            pipe.lpos(self.keys.paused, job_id)
-            in_wait, in_paused = await pipe.execute()
-        if in_wait is not None:
-            return JobState.WAIT
-        if in_paused is not None:
-            return JobState.PAUSED
-        return None
+        """The state ``job_id`` is in, or None if there is no such job."""
+        return await read_job_state(self.client, self.keys, job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job with its state, or None. Raises ``CorruptJob`` for an unreadable hash."""
@@ -422,3 +389,33 @@ class Queue:
             raise JobNotFound(f"job {job_id!r} does not exist in queue {self.name!r}")
         now = state.value if state else "in no state"
         raise JobStateError(f"{prefix} now {now} (expected {wanted})", state=now)
+
+
+async def read_job_state(
+    client: Redis, keys: QueueKeys, job_id: str, *, list_scan_limit: int = 0
+) -> JobState | None:
+    """The state of ``job_id``, or None if it has no hash (or is in no state).
+
+    Sorted sets are checked first (O(log n) each); only a job in none of them is looked for in
+    the wait and paused lists, which scans them (up to ``list_scan_limit`` entries; 0 = all).
+    """
+    zstates = [s for s in ALL_STATES if s not in LIST_STATES]
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.job(job_id))
+        for state in zstates:
+            pipe.zscore(keys.of_state(state.value), job_id)
+        exists, *scores = await pipe.execute()
+    if not exists:
+        return None
+    for state, score in zip(zstates, scores, strict=True):
+        if score is not None:
+            return state
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.lpos(keys.wait, job_id, maxlen=list_scan_limit or None)
+        pipe.lpos(keys.paused, job_id, maxlen=list_scan_limit or None)
+        in_wait, in_paused = await pipe.execute()
+    if in_wait is not None:
+        return JobState.WAIT
+    if in_paused is not None:
+        return JobState.PAUSED
+    return None
