@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from dashboard.actions import JobActions, ReadOnlyError
 from dashboard.backend import Backend
+from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
@@ -26,10 +27,10 @@ from dashboard.palette import KeyCommands
 from dashboard.sanitize import display_text, mask_url, redact_string
 from dashboard.screens.base import DashScreen
 from dashboard.screens.confirm import ConfirmScreen
-from dashboard.screens.goto import GotoScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
+from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
 
 CLEAN_LIMIT = 10_000
@@ -147,7 +148,7 @@ class DashboardApp(App[None]):
             if job_id:
                 self.open_job(target, job_id)
 
-        self.push_screen(GotoScreen(target), opened)
+        self.push_screen(PromptScreen("Job id:"), opened)
 
     # -- actions, always confirmed first -----------------------------------------------------
 
@@ -209,16 +210,39 @@ class DashboardApp(App[None]):
         self._ask(f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause))
 
     def confirm_clean(self, queue: str, state: str) -> None:
-        """Ask (typed), then remove the queue's finished jobs of ``state``."""
-        count = min(self._count(queue, state), CLEAN_LIMIT)
+        """Ask for an age, count the jobs it covers, then ask (typed) and remove them."""
+        if self.read_only:
+            self.notify("read-only mode: actions are off", severity="warning")
+            return
+
+        def aged(answer: str | None) -> None:
+            if answer is not None:
+                self.count_then_confirm_clean(queue, state, parse_age(answer))
+
+        label = f"Clean {state} jobs of {queue} finished longer ago than (30s, 15m, 2h, 7d, 0):"
+        self.push_screen(PromptScreen(label, value="1h", check=age_error), aged)
+
+    @work(group="actions", exit_on_error=False)
+    async def count_then_confirm_clean(self, queue: str, state: str, older_than_ms: int) -> None:
+        """Count exactly what a clean would remove, then ask for the typed confirmation."""
+        total = await self.backend.count_finished(self.reader, queue, state, older_than_ms)
+        count = min(total, CLEAN_LIMIT)
+        if count == 0:
+            self.notify(f"no {state} jobs older than {describe_age(older_than_ms)}")
+            return
         body = Text.assemble(
-            f"Remove {count} {state} jobs from queue ", display_text(queue, limit=60), "?"
+            f"Remove {count} {state} jobs finished longer ago than "
+            f"{describe_age(older_than_ms)} from queue ",
+            display_text(queue, limit=60),
+            "?",
         )
+        if total > count:
+            body.append(f" ({total - count} more stay: at most {CLEAN_LIMIT} at a time)")
         self._ask(
             f"Clean {state}",
             body,
             "Clean",
-            lambda: self.actions.clean(queue, state, 0, CLEAN_LIMIT),
+            lambda: self.actions.clean(queue, state, older_than_ms, CLEAN_LIMIT),
             queue,
         )
 

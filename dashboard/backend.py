@@ -84,6 +84,12 @@ class Backend(Protocol):
         """The queue a keyspace notification channel is about, or None."""
         ...
 
+    async def count_finished(
+        self, client: Redis, queue: str, state: str, older_than_ms: int
+    ) -> int:
+        """How many completed or failed jobs finished more than ``older_than_ms`` ago."""
+        ...
+
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Send a failed job back to wait; ``ActionRefused`` if it is not failed."""
         ...

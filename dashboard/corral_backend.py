@@ -279,6 +279,17 @@ class CorralBackend:
         async with _engine_queue(client, self.prefix, queue) as q:
             await q.resume()
 
+    async def count_finished(
+        self, client: Redis, queue: str, state: str, older_than_ms: int
+    ) -> int:
+        """ZCOUNT of the finished set up to the server's now minus the age."""
+        if state not in ("completed", "failed"):
+            raise ValueError(f"state {state!r} is invalid: expected 'completed' or 'failed'")
+        seconds, micros = await client.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        key = self.keys(queue).of_state(state)
+        return int(await client.zcount(key, "-inf", now_ms - older_than_ms))
+
     async def clean(
         self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
     ) -> list[str]:

@@ -59,6 +59,7 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("j", "cursor('down')", "Down", show=False),
     Key("k", "cursor('up')", "Up", show=False),
     Key("n,right_square_bracket", "page(1)", "Next page"),
+    Key("slash", "filter", "Filter"),
     Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("r", "retry_job", "Retry", mutates=True),
     Key("R", "retry_all", "Retry all", show=False, mutates=True),
@@ -104,5 +105,6 @@ def key_label(keys: str) -> str:
         "escape": "esc",
         "right_square_bracket": "]",
         "left_square_bracket": "[",
+        "slash": "/",
     }
     return "/".join(names.get(k, k) for k in keys.split(","))

@@ -133,12 +133,16 @@ def display_text(
     single_line: bool = True,
     pretty: bool = False,
     style: str = "",
+    say_how_much: bool = True,
 ) -> Text:
     """Render ``value`` as inert ``Text``: redacted, cut to ``limit`` chars, escapes visible.
 
     With ``single_line`` newlines and tabs are shown as symbols too, so a table cell stays one
-    line. Markup in the value is never interpreted.
+    line. Markup in the value is never interpreted. A cut value ends in "… (N more chars)", or
+    in a bare "…" within ``limit`` when ``say_how_much`` is off (a table cell of fixed width).
     """
+    if not say_how_much:
+        limit = max(1, limit - 1)
     plain, cut = to_plain(value, limit=limit, pretty=pretty)
     text = Text(style=style, no_wrap=single_line, end="")
     unsafe = _UNSAFE if single_line else _UNSAFE_KEEP_LINES
@@ -151,7 +155,7 @@ def display_text(
     if position < len(plain):
         text.append(plain[position:])
     if cut:
-        text.append(f"… ({cut})", style=TRUNCATED_STYLE)
+        text.append(f"… ({cut})" if say_how_much else "…", style=TRUNCATED_STYLE)
     return text
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, cast
 
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from dashboard.keymap import MUTATING_ACTIONS
 from dashboard.model import DashboardSnapshot, Mode
 from dashboard.widgets.status_bar import StatusBar
+
+STATE_ACTIONS: dict[str, frozenset[str]] = {
+    "retry_job": frozenset({"failed", "completed"}),
+    "promote_job": frozenset({"delayed"}),
+    "discard_job": frozenset(
+        {"wait", "paused", "prioritized", "delayed", "failed", "completed", "waiting-children"}
+    ),
+}
+"""The states each job action applies to (a worker holds active jobs: never touched)."""
 
 if TYPE_CHECKING:
     from dashboard.app import DashboardApp
@@ -27,8 +38,18 @@ class DashScreen(Screen[None]):
         return StatusBar(self.dash.masked_url, self.dash.read_only, id="status")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide (and refuse) every mutating key in read-only mode."""
-        return not (self.dash.read_only and action in MUTATING_ACTIONS)
+        """Hide (and refuse) every mutating key in read-only mode, and job actions that do not
+        apply to the state on screen (no "Promote" on a failed job)."""
+        if self.dash.read_only and action in MUTATING_ACTIONS:
+            return False
+        state = self.shown_state()
+        if state is not None and action in STATE_ACTIONS:
+            return state in STATE_ACTIONS[action]
+        return True
+
+    def shown_state(self) -> str | None:
+        """The state of the job(s) the screen's job keys act on, if it knows it."""
+        return None
 
     def on_screen_resume(self) -> None:
         """Show the latest data when the screen comes (back) to the top."""
@@ -37,7 +58,10 @@ class DashScreen(Screen[None]):
 
     def apply_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Show a snapshot once the screen's widgets exist (a pushed screen composes later)."""
-        if self.is_mounted and self.query(StatusBar):
+        if not (self.is_mounted and self.query(StatusBar)):
+            return
+        # Part of the screen may still be mounting; it shows the next snapshot then.
+        with contextlib.suppress(NoMatches):
             self.show_snapshot(snapshot)
 
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:

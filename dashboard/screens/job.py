@@ -51,6 +51,11 @@ class JobScreen(DashScreen):
             view.update(f"job {self.job_id!r} no longer exists")
         else:
             view.show(detail, self.limit)
+        self.refresh_bindings()
+
+    def shown_state(self) -> str | None:
+        """The job's state when last read: its keys apply to that state."""
+        return self.detail.state if self.detail is not None else None
 
     def action_more(self) -> None:
         """Show more of long values."""

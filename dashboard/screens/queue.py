@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from textual import work
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.binding import Binding
+from textual.widgets import Footer, Input, Static
 
 from dashboard.keymap import QUEUE_KEYS, bindings
 from dashboard.model import STATE_ORDER, DashboardSnapshot, JobPage
@@ -15,6 +17,18 @@ from dashboard.widgets.counts_bar import CountsBar
 from dashboard.widgets.job_table import JobTable
 
 PAGE_SIZE = 50
+
+
+class FilterInput(Input):
+    """The ``/`` box: Enter keeps the filter, Escape clears it; both go back to the table."""
+
+    BINDINGS = [Binding("escape", "clear", "Clear filter", show=False)]
+
+    def action_clear(self) -> None:
+        """Drop the filter and hide the box."""
+        self.value = ""
+        self.display = False
+        self.screen.query_one(JobTable).focus()
 
 
 class QueueScreen(DashScreen):
@@ -38,6 +52,7 @@ class QueueScreen(DashScreen):
         yield CountsBar(id="tabs")
         yield Static("", id="page-line")
         yield JobTable(id="jobs")
+        yield FilterInput(placeholder="filter this page: id, name or reason", id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -63,12 +78,44 @@ class QueueScreen(DashScreen):
         page = await self.dash.read_page(self.queue, self.state, self.start, PAGE_SIZE)
         self.page = page
         self.query_one(JobTable).show(page)
+        self._update_page_line()
+
+    def _update_page_line(self) -> None:
+        page = self.page
+        if page is None:
+            return
+        table = self.query_one(JobTable)
         last = max(1, -(-page.total // PAGE_SIZE))
         first = page.start + 1 if page.rows else 0
-        self.query_one("#page-line", Static).update(
+        line = Text(
             f"{self.state}: rows {first}-{page.end + 1} of {page.total}"
             f"  page {page.start // PAGE_SIZE + 1}/{last}"
         )
+        if table.filter_text:
+            line.append(f"  {len(table.shown_rows)} match ", style="bold")
+            line.append_text(display_text(table.filter_text, limit=20))
+        self.query_one("#page-line", Static).update(line)
+
+    def action_filter(self) -> None:
+        """Show the filter box and type into it."""
+        box = self.query_one(FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(JobTable).set_filter(event.value)
+        self._update_page_line()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = bool(box.value)
+        self.query_one(JobTable).focus()
+
+    def shown_state(self) -> str | None:
+        """The tab on screen: job keys apply to its state."""
+        return self.state
 
     def selected_job(self) -> str | None:
         """The job id under the cursor."""
@@ -85,6 +132,7 @@ class QueueScreen(DashScreen):
     def action_show_state(self, index: int) -> None:
         """Switch to state tab ``index`` (0-7)."""
         self.state = STATE_ORDER[index]
+        self.refresh_bindings()
         self.start = 0
         self._counts_seen = None
         if self.dash.snapshot is not None:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import pytest
 import redis.asyncio as aioredis
-from textual.pilot import Pilot
+from pilot import SIZE, make_app, notices, open_first_failed, until, visible_text
 from textual.widgets import Button, Input
 from workload import finish_jobs, take_jobs
 
-from dashboard.app import DashboardApp
-from dashboard.corral_backend import CorralBackend
 from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
@@ -23,8 +20,6 @@ from engine.keys import QueueKeys
 from engine.queue import Queue
 
 pytestmark = pytest.mark.timeout(60)
-
-SIZE = (80, 24)
 
 
 class Restartable(Protocol):
@@ -47,44 +42,6 @@ async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
             await q.add("send", {"i": i, "password": "hunter2-secret"})
         await finish_jobs(q, complete=3, fail=2)
         yield q
-
-
-def make_app(url: str, queue: str, read_only: bool = False) -> DashboardApp:
-    """An app watching only ``queue``."""
-    return DashboardApp(
-        url, CorralBackend(), queues=[queue], read_only=read_only, poll_interval=0.2
-    )
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool]) -> None:
-    """Let the app run until ``check()`` holds (within 10 s)."""
-    async with asyncio.timeout(10):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, line by line, as plain text."""
-    lines = []
-    for y in range(app.size.height):
-        strip = app.screen._compositor.render_strips()[y]  # type: ignore[attr-defined]
-        lines.append(strip.text)
-    return "\n".join(lines)
-
-
-def _notices(app: DashboardApp) -> str:
-    return " ".join(str(n.message) for n in app._notifications)
-
-
-async def open_first_failed(pilot: Pilot[None], app: DashboardApp, name: str) -> QueueScreen:
-    await until(pilot, lambda: app.snapshot is not None and app.snapshot.queue(name) is not None)
-    await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, QueueScreen))
-    screen = app.screen
-    assert isinstance(screen, QueueScreen)
-    await pilot.press("5")  # failed tab
-    await until(pilot, lambda: screen.page is not None and screen.page.state == "failed")
-    return screen
 
 
 async def test_overview_shows_queues_and_counts(queue: Queue, redis_url: str) -> None:
@@ -215,7 +172,7 @@ async def test_retry_all_needs_the_queue_name_typed(queue: Queue, redis_url: str
         assert not confirm.disabled
         confirm.press()
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
-        await until(pilot, lambda: "retried 2 failed jobs" in _notices(app))
+        await until(pilot, lambda: "retried 2 failed jobs" in notices(app))
         assert (await queue.get_counts("failed"))["failed"] == 0
 
 
