@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -242,3 +243,36 @@ async def test_a_real_worker_shows_up_with_its_throughput(redis_url: str, queue_
         await worker.close()
         await running
     assert any(e.event == "failed" for e in snapshot.recent_events)
+
+
+async def test_a_burst_of_50000_jobs_is_coalesced(fresh_server: FaultServer) -> None:
+    """Each added job sends events and notifications; the screen gets ≤ 10 snapshots a second,
+    and the last one has the exact count."""
+    fresh_server.config_set("notify-keyspace-events", "KEA")
+    total, chunk = 50_000, 1_000
+    monitor = QueueMonitor(CorralBackend(), fresh_server.url, queues=["burst"], poll_interval=30)
+    stream = monitor.snapshots()
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[float, int]] = []
+    try:
+        await wait_for(stream, lambda s: s.mode is Mode.LIVE)
+
+        async def produce() -> None:
+            async with Queue("burst", fresh_server.url) as queue:
+                for start in range(0, total, chunk):
+                    await queue.add_bulk([("tick", {"n": n}) for n in range(start, start + chunk)])
+
+        producer = asyncio.create_task(produce())
+        async with asyncio.timeout(120):
+            async for snapshot in stream:
+                wait = (q.counts.wait if (q := snapshot.queue("burst")) else 0) or 0
+                seen.append((loop.time(), wait))
+                if wait == total:
+                    break
+        await producer
+    finally:
+        await stream.aclose()
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
+    assert min(gaps) >= 0.095  # never more than ~10 snapshots a second
+    assert seen[-1][1] == total
+    assert [w for _, w in seen] == sorted(w for _, w in seen)  # counts only ever grow here
