@@ -42,10 +42,11 @@ _STRING_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"-----BEGIN \1PRIVATE KEY----- *** \2",
     ),
-    # "password": "x", password=x, token: x (also inside JSON text that was not parsed)
+    # "password": "x", password=x, token: x (also inside JSON text that was not parsed); the
+    # name's prefix is bounded so a long run of word characters costs linear time, not quadratic
     (
         re.compile(
-            r"""(["']?(?:[\w\-]*?)(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|authorization"""
+            r"""(["']?(?:[\w\-]{0,40}?)(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|authorization"""
             r"""|cookie|private[_-]?key|credential|dsn)["']?\s*[:=]\s*)(?!["']?••••)("[^"]*"|'[^']*'|[^\s,;&}"']+)""",
             re.IGNORECASE,
         ),
