@@ -5,28 +5,15 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 from support.invariants import assert_invariants, check_invariants
+from support.populate import every_state
 
-from engine import Queue, commands
+from engine import Queue
 from engine.keys import QueueKeys
-from engine.options import Retention
-
-KEEP_ALL = Retention(-1, 0)
 
 
 async def _queue_in_every_state(url: str, name: str) -> Queue:
     queue = Queue(name, url)
-    await queue.add_bulk([("j", {"i": i}) for i in range(8)])
-    await queue.add("later", {}, delay=60_000)
-    await queue.add("urgent", {}, priority=3)
-    taken = await commands.move_to_active(
-        queue.scripts, queue.keys, commands.Lease("tok", 30_000, "w", 5)
-    )
-    for job in taken.jobs[:2]:
-        await commands.complete_job(queue.scripts, queue.keys, job.id, job.token, "1", KEEP_ALL)
-    for job in taken.jobs[2:4]:
-        await commands.fail_job(
-            queue.scripts, queue.keys, job.id, job.token, "boom", "[]", -1, KEEP_ALL
-        )
+    await every_state(queue)
     return queue
 
 
@@ -36,10 +23,9 @@ async def test_a_queue_in_every_state_is_clean(
     queue = await _queue_in_every_state(redis_url, queue_name)
     try:
         report = await assert_invariants(
-            redis, queue_name, completed=2, failed=2, active=1, delayed=1
+            redis, queue_name, wait=4, prioritized=1, completed=2, failed=2, active=1, delayed=1
         )
-        assert report.total == 10
-        assert report.counts["wait"] + report.counts["prioritized"] == 4
+        assert report.total == 11
     finally:
         await queue.close()
 
