@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from support.invariants import assert_invariants
 from support.server import FaultServer
 from support.workers import running_worker, wait_until
 
@@ -39,6 +40,7 @@ async def test_worker_resumes_after_the_server_is_killed_and_restarted(
             after = await queue.add("after", {}, job_id="after-restart")
             await wait_until(lambda: _has(done, after.id), within=25)
             assert await queue.get_job_state(after.id) is JobState.COMPLETED
+            await assert_invariants(queue.client, queue_name, completed=1)
     lost = [r for r in caplog.records if "lost Redis" in r.getMessage()]
     back = [r for r in caplog.records if "is back" in r.getMessage()]
     # one line per change of state (lost, back), never one per retry during the outage
@@ -54,6 +56,7 @@ async def test_scripts_are_reloaded_after_script_flush(redis_url: str, queue_nam
         job = await queue.add("b", {})
         assert job.state is JobState.WAIT
         assert await queue.pause() is True
+        await assert_invariants(queue.client, queue_name, paused=2)
 
 
 async def _has(done: list[str], job_id: str) -> bool:

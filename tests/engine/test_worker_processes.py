@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from support.invariants import assert_invariants
 from support.ledger import check_ledger, read_ledger
 from support.streams import stream_events
 from support.workers import WorkerProcess, wait_until
@@ -89,6 +90,7 @@ async def test_killed_worker_jobs_are_recovered_and_complete_exactly_once(
         for job_id in stalled:
             job = await queue.get_job(job_id)
             assert job is not None and job.stalled_count == 1
+        await assert_invariants(redis, queue_name, completed=40)
 
 
 @pytest.mark.timeout(60)
@@ -124,6 +126,7 @@ async def test_new_worker_recovers_jobs_of_a_dead_one_on_its_first_sweeps(
         await wait_until(rerun, within=15)
         assert time.monotonic() - started < 2 * 0.5 + 5.0  # start-up + two sweeps + slack
         assert len(await _stalled_events(redis, queue_name)) == 3
+        await assert_invariants(redis, queue_name, active=3)
 
 
 @pytest.mark.timeout(90)
@@ -161,6 +164,7 @@ async def test_poison_pill_fails_after_the_stall_limit(
         assert len(starts) == 2  # max_stalled_count (1) + 1
         for other in others:
             assert await queue.get_job_state(other.id) is JobState.COMPLETED
+        await assert_invariants(queue.client, queue_name, failed=1, completed=5)
 
 
 @pytest.mark.timeout(60)
@@ -193,6 +197,7 @@ async def test_sigterm_lets_running_jobs_finish_and_takes_no_new_ones(
         counts = await queue.get_counts()
         assert counts["completed"] == 5 and counts["wait"] == 10 and counts["active"] == 0
         assert await _stalled_events(redis, queue_name) == []
+        await assert_invariants(redis, queue_name, completed=5, wait=10)
 
 
 @pytest.mark.timeout(60)
@@ -218,6 +223,7 @@ async def test_job_outliving_the_grace_period_is_handed_back(
         back = await queue.get_job(job.id)
         assert back is not None and back.state is JobState.WAIT
         assert back.attempts_started == 0 and back.attempts_made == 0
+        await assert_invariants(queue.client, queue_name, wait=1)
 
 
 @pytest.mark.timeout(60)
@@ -245,3 +251,4 @@ async def test_second_signal_hands_back_at_once(
         counts = await queue.get_counts()
         assert counts["wait"] == 3 and counts["active"] == 0
         assert {j.id for j in jobs} == set(await queue.get_job_ids("wait", 0, -1))
+        await assert_invariants(queue.client, queue_name, wait=3)
