@@ -245,6 +245,7 @@ async def test_a_real_worker_shows_up_with_its_throughput(redis_url: str, queue_
     assert any(e.event == "failed" for e in snapshot.recent_events)
 
 
+@pytest.mark.timeout(180)
 async def test_a_burst_of_50000_jobs_is_coalesced(fresh_server: FaultServer) -> None:
     """Each added job sends events and notifications; the screen gets ≤ 10 snapshots a second,
     and the last one has the exact count."""
