@@ -422,3 +422,141 @@ async def obliterate_queue(
             [keys.job_prefix, int(force), batch],
         )
     )
+
+
+# ---- job schedulers ---------------------------------------------------------------------------
+
+
+def _scheduler_keys(keys: QueueKeys, scheduler_id: str) -> list[str]:
+    return [
+        keys.schedulers,
+        keys.scheduler(scheduler_id),
+        *_ready_keys(keys),
+        keys.delayed,
+        keys.marker,
+        keys.meta,
+        keys.events,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerTemplate:
+    """The job a scheduler creates at each tick, serialized as add_job stores it."""
+
+    name: str
+    data: str
+    opts: str
+    priority: int
+    lifo: bool
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """What a scheduler script did: its status, and the job and tick it concerns (if any)."""
+
+    status: str
+    job_id: str | None = None
+    tick: int | None = None
+
+
+def _parse_scheduled(reply: Sequence[Any]) -> Scheduled:
+    status = str(reply[0])
+    if status == "collision":
+        return Scheduled(status, None, int(reply[1]))
+    job_id = str(reply[1]) if len(reply) > 1 and reply[1] else None
+    tick = int(reply[2]) if len(reply) > 2 and int(reply[2]) >= 0 else None
+    return Scheduled(status, job_id, tick)
+
+
+async def upsert_job_scheduler(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    scheduler_id: str,
+    *,
+    tick_prefix: str,
+    first_tick: int,
+    fingerprint: str,
+    timing_fingerprint: str,
+    limit: int,
+    end_date: int,
+    max_events: int,
+    template: SchedulerTemplate,
+    fields: dict[str, str],
+) -> Scheduled:
+    """Create or change a scheduler (see upsert_job_scheduler.lua for the statuses)."""
+    extra: list[str] = []
+    for name, value in fields.items():
+        extra += [name, value]
+    reply = await scripts.call(
+        "upsert_job_scheduler",
+        [*_scheduler_keys(keys, scheduler_id), keys.active],
+        [
+            keys.job_prefix,
+            scheduler_id,
+            tick_prefix,
+            first_tick,
+            fingerprint,
+            timing_fingerprint,
+            limit,
+            end_date,
+            max_events,
+            template.name,
+            template.data,
+            template.opts,
+            template.priority,
+            int(template.lifo),
+            template.attempts,
+            *extra,
+        ],
+    )
+    return _parse_scheduled(reply)
+
+
+async def schedule_next_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    scheduler_id: str,
+    *,
+    tick_prefix: str,
+    taken_job_id: str,
+    timing_fingerprint: str,
+    next_tick: int,
+) -> Scheduled:
+    """Create the job of the scheduler's next tick if ``taken_job_id`` is its current job."""
+    reply = await scripts.call(
+        "schedule_next_job",
+        _scheduler_keys(keys, scheduler_id),
+        [
+            keys.job_prefix,
+            scheduler_id,
+            tick_prefix,
+            taken_job_id,
+            timing_fingerprint,
+            next_tick,
+        ],
+    )
+    return _parse_scheduled(reply)
+
+
+async def remove_job_scheduler(
+    scripts: ScriptRegistry, keys: QueueKeys, scheduler_id: str
+) -> tuple[bool, str | None]:
+    """Delete a scheduler; return (it existed, id of the waiting job removed with it)."""
+    reply = await scripts.call(
+        "remove_job_scheduler",
+        [
+            keys.schedulers,
+            keys.scheduler(scheduler_id),
+            keys.wait,
+            keys.paused,
+            keys.prioritized,
+            keys.delayed,
+            keys.meta,
+            keys.events,
+        ],
+        [keys.job_prefix, scheduler_id],
+    )
+    if int(reply[0]) == 0:
+        return False, None
+    return True, (str(reply[1]) or None)

@@ -40,6 +40,11 @@ def validate_job_id(job_id: object) -> str:
             "job_id='*' is invalid: '*' is reserved (promote_job takes it to mean every "
             "delayed job)"
         )
+    if job_id.startswith("repeat-"):
+        raise InvalidJobOptions(
+            f"job_id={job_id!r} is invalid: ids starting with 'repeat-' are reserved for the "
+            "jobs of job schedulers"
+        )
     if job_id.isdigit():
         raise InvalidJobOptions(
             f"job_id={job_id!r} is invalid: custom ids cannot be plain integers, which are "

@@ -19,6 +19,7 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
+from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -73,6 +74,9 @@ class Queue:
         self.client, self._owns_client = make_client(connection)
         self.scripts = ScriptRegistry(self.client)
         self._checked = False
+        self._schedulers = SchedulerStore(
+            self.client, self.scripts, self.keys, max_events=max_events, max_payload=max_payload
+        )
 
     @property
     def name(self) -> str:
@@ -378,6 +382,59 @@ class Queue:
                 break
         async for key in self.client.scan_iter(match=self.keys.base + ":*", count=1000):
             await self.client.delete(key)
+
+    # ---- job schedulers --------------------------------------------------------------------
+
+    async def upsert_job_scheduler(
+        self,
+        scheduler_id: str,
+        *,
+        every: int | None = None,
+        pattern: str | None = None,
+        tz: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        limit: int | None = None,
+        job_name: str | None = None,
+        job_data: Any = None,
+        job_opts: dict[str, Any] | None = None,
+    ) -> JobScheduler:
+        """Create or change a job scheduler: a job every ``every`` ms, or on cron ``pattern``
+        (5 fields, or 6 with seconds first) in time zone ``tz`` (default UTC).
+
+        ``start_date``/``end_date`` (ms or aware datetimes) bound the ticks and ``limit`` caps
+        the number of jobs. Each job is named ``job_name`` (default: the scheduler id) with
+        ``job_data`` and ``job_opts`` (attempts, backoff, priority, retention...). Upserting
+        the same definition again changes nothing; a new one replaces the waiting job.
+        Exactly one job is created per tick, whatever the number of producers and workers.
+        """
+        await self._check()
+        return await self._schedulers.upsert(
+            scheduler_id,
+            every=every,
+            pattern=pattern,
+            tz=tz,
+            start_date=start_date,
+            end_date=end_date,
+            limit=limit,
+            job_name=job_name,
+            job_data=job_data,
+            job_opts=job_opts,
+        )
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Delete a scheduler and the job it has waiting; False if there was no such scheduler.
+        A job of it that is already running finishes normally."""
+        await self._check()
+        return await self._schedulers.remove(scheduler_id)
+
+    async def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        """One scheduler with its next run, iteration count and last job, or None."""
+        return await self._schedulers.get(scheduler_id)
+
+    async def get_job_schedulers(self, start: int = 0, end: int = 49) -> list[JobScheduler]:
+        """A page of schedulers, soonest next run first (ended ones last)."""
+        return await self._schedulers.list(start, end)
 
     async def _server_ms(self) -> int:
         seconds, micros = await self.client.time()

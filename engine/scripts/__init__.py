@@ -36,6 +36,9 @@ SCRIPT_NAMES = (
     "clean_jobs",
     "drain_queue",
     "obliterate_queue",
+    "upsert_job_scheduler",
+    "schedule_next_job",
+    "remove_job_scheduler",
 )
 
 
