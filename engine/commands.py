@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
+from .deduplication import Deduplication
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
 from .keys import QueueKeys
 from .options import Retention
@@ -123,6 +124,7 @@ class Added:
     job_id: str
     state: str | None
     timestamp: int | None
+    deduplicated: bool = False  # no job created: ``job_id`` holds the deduplication id
 
 
 def parse_add(reply: Sequence[Any]) -> Added:
@@ -560,3 +562,70 @@ async def remove_job_scheduler(
     if int(reply[0]) == 0:
         return False, None
     return True, (str(reply[1]) or None)
+
+
+# ---- deduplication ----------------------------------------------------------------------------
+
+
+async def add_deduplicated_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    *,
+    deduplication: Deduplication,
+    job_id: str,
+    name: str,
+    data: str,
+    opts: str,
+    delay: int,
+    priority: int,
+    lifo: bool,
+    attempts: int,
+    max_events: int,
+    pipeline: Pipeline | None = None,
+) -> Any:
+    """Queue add_deduplicated_job.lua; read the reply with ``parse_deduplicated_add``."""
+    return await scripts.call(
+        "add_deduplicated_job",
+        [
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.id,
+            keys.dedup(deduplication.id),
+        ],
+        [
+            keys.job_prefix,
+            job_id,
+            name,
+            data,
+            opts,
+            delay,
+            priority,
+            int(lifo),
+            attempts,
+            max_events,
+            deduplication.id,
+            deduplication.ttl or 0,
+            int(deduplication.extend),
+            int(deduplication.replace),
+        ],
+        pipeline,
+    )
+
+
+def parse_deduplicated_add(reply: Sequence[Any]) -> Added:
+    """Read add_deduplicated_job's reply (a replaced holder is named in its events only)."""
+    code = int(reply[1])
+    if code in (1, 3):
+        return Added(str(reply[0]), str(reply[2]), int(reply[3]))
+    return Added(str(reply[0]), None, None, deduplicated=code == 2)
+
+
+async def remove_deduplication_key(
+    scripts: ScriptRegistry, keys: QueueKeys, dedup_id: str, job_id: str | None = None
+) -> bool:
+    """Free ``dedup_id`` (only while ``job_id`` holds it, when given); True if it was held."""
+    reply = await scripts.call("remove_deduplication_key", [keys.dedup(dedup_id)], [job_id or ""])
+    return int(reply) == 1

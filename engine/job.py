@@ -114,6 +114,7 @@ class Job:
     stacktrace: list[str] = field(default_factory=list)
     worker: str | None = None
     scheduler_id: str | None = None  # set on the jobs a job scheduler creates
+    deduplicated: bool = False  # returned by an add whose deduplication id another job held
     state: JobState | None = None
     logs: list[str] | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)

@@ -5,6 +5,7 @@ The producer API and the admin API the dashboard uses; every change runs one Lua
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 
 from . import commands
 from .connection import Connection, check_server, make_client
+from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
@@ -108,7 +110,7 @@ class Queue:
 
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
-        return {
+        fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
             "data": dumps(data, what=f"data of job {name!r}", limit=self.max_payload),
@@ -119,6 +121,9 @@ class Queue:
             "attempts": opts.attempts,
             "max_events": self.max_events,
         }
+        if opts.deduplication is not None:
+            fields["deduplication"] = opts.deduplication
+        return fields
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job; with a ``job_id`` that exists already, return the existing job instead.
@@ -129,6 +134,9 @@ class Queue:
         """
         prepared = self._prepare(name, data, options)
         await self._check()
+        if "deduplication" in prepared:
+            reply = await commands.add_deduplicated_job(self.scripts, self.keys, **prepared)
+            return await self._added(commands.parse_deduplicated_add(reply), prepared)
         reply = await commands.add_job(self.scripts, self.keys, **prepared)
         return await self._added(commands.parse_add(reply), prepared)
 
@@ -150,16 +158,28 @@ class Queue:
         await self._check()
         async with self.client.pipeline(transaction=False) as pipe:
             for fields in prepared:
-                await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
+                if "deduplication" in fields:
+                    await commands.add_deduplicated_job(
+                        self.scripts, self.keys, pipeline=pipe, **fields
+                    )
+                else:
+                    await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
             replies = await pipe.execute()
         return [
-            await self._added(commands.parse_add(reply), fields)
+            await self._added(
+                commands.parse_deduplicated_add(reply)
+                if "deduplication" in fields
+                else commands.parse_add(reply),
+                fields,
+            )
             for reply, fields in zip(replies, prepared, strict=True)
         ]
 
     async def _added(self, added: commands.Added, fields: dict[str, Any]) -> Job:
         """The job just added, built from what was sent (no read back), or the existing job
-        when its custom id was taken already."""
+        when its custom id (or deduplication id) was taken already."""
+        if added.deduplicated:
+            return await self._holder(added.job_id, fields)
         if added.state is None or added.timestamp is None:
             existing = await self.get_job(added.job_id)
             if existing is None:  # removed between the add and the read
@@ -176,6 +196,35 @@ class Queue:
             priority=fields["priority"],
             attempts=fields["attempts"],
             state=JobState(added.state),
+        )
+
+    async def _holder(self, job_id: str, fields: dict[str, Any]) -> Job:
+        """The job that holds a deduplication id, flagged ``deduplicated``. A throttle ttl can
+        outlive its job: then only its id is known (state None, data None, this add's name)."""
+        holder = await self.get_job(job_id)
+        if holder is None:
+            return Job(
+                id=job_id,
+                queue=self.name,
+                name=fields["name"],
+                data=None,
+                opts={},
+                timestamp=0,
+                deduplicated=True,
+            )
+        return dataclasses.replace(holder, deduplicated=True)
+
+    async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job that holds deduplication id ``dedup_id``, or None if it is free."""
+        holder = await self.client.get(self.keys.dedup(Deduplication(dedup_id).id))
+        return None if holder is None else str(holder)
+
+    async def remove_deduplication_key(self, dedup_id: str, job_id: str | None = None) -> bool:
+        """Free ``dedup_id`` now (only while ``job_id`` holds it, if given), so the next add with
+        it creates a job; False if it was not held."""
+        await self._check()
+        return await commands.remove_deduplication_key(
+            self.scripts, self.keys, Deduplication(dedup_id).id, job_id
         )
 
     # ---- reading ---------------------------------------------------------------------------

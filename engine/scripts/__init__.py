@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "upsert_job_scheduler",
     "schedule_next_job",
     "remove_job_scheduler",
+    "add_deduplicated_job",
+    "remove_deduplication_key",
 )
 
 

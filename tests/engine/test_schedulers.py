@@ -16,7 +16,7 @@ from croniter import croniter
 from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
-from engine import Job, JobState, Queue
+from engine import Job, JobState, Queue, commands
 from engine.commands import Lease, move_to_active
 from engine.errors import InvalidJobOptions
 from engine.schedulers import tick_job_id
@@ -350,3 +350,50 @@ async def test_bad_scheduler_ids_are_refused(queue: Queue, scheduler_id: Any) ->
 async def test_custom_job_ids_cannot_take_a_tick_id(queue: Queue) -> None:
     with pytest.raises(InvalidJobOptions, match="reserved for the jobs of job schedulers"):
         await queue.add("x", job_id="repeat-sync-1795461234027")
+
+
+# ---- the scripts directly ----------------------------------------------------------------
+
+
+async def test_a_taken_tick_id_moves_the_first_job_to_the_following_tick(queue: Queue) -> None:
+    start = 10**13
+    squatter = tick_job_id("busy", start)
+    reply = await commands.add_job(
+        queue.scripts, queue.keys, job_id=squatter, name="other", data="1", opts="{}",
+        delay=0, priority=0, lifo=False, attempts=1, max_events=10_000,
+    )  # fmt: skip
+    assert commands.parse_add(reply).state == "wait"
+    scheduler = await queue.upsert_job_scheduler("busy", every=1000, start_date=start)
+    assert scheduler.next_run == start + 1000
+    assert scheduler.last_job_id == tick_job_id("busy", start + 1000)
+    other = await queue.get_job(squatter)
+    assert other is not None and other.name == "other"  # left alone
+
+
+async def test_schedule_next_job_ignores_a_tick_computed_from_an_old_timing(queue: Queue) -> None:
+    scheduler = await queue.upsert_job_scheduler("t", every=60_000)
+    job_id = await take_one(queue)
+    assert job_id == scheduler.last_job_id
+    done = await commands.schedule_next_job(
+        queue.scripts, queue.keys, "t", tick_prefix="repeat-t-", taken_job_id=job_id,
+        timing_fingerprint="not-the-current-one", next_tick=(scheduler.next_run or 0) + 5,
+    )  # fmt: skip
+    assert done.status == "stale"
+    assert await queue.get_counts("delayed") == {"delayed": 0}
+    after = await queue.get_job_scheduler("t")
+    assert after is not None and after.iterations == 1
+
+
+async def test_schedule_next_job_ends_the_scheduler_without_a_next_tick(queue: Queue) -> None:
+    scheduler = await queue.upsert_job_scheduler("t", every=60_000)
+    job_id = await take_one(queue)
+    stored = await queue.client.hget(queue.keys.scheduler("t"), "timing")
+    done = await commands.schedule_next_job(
+        queue.scripts, queue.keys, "t", tick_prefix="repeat-t-", taken_job_id=job_id,
+        timing_fingerprint=str(stored), next_tick=-1,
+    )  # fmt: skip
+    assert done.status == "ended"
+    after = await queue.get_job_scheduler("t")
+    assert after is not None
+    assert (after.ended, after.last_job_id) == (True, scheduler.last_job_id)
+    assert await queue.client.zscore(queue.keys.schedulers, "t") == float("inf")
