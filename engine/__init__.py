@@ -1,9 +1,11 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event`` and the errors a caller handles.
+``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication`` and the errors a caller
+handles.
 """
 
+from .deduplication import Deduplication
 from .errors import (
     EngineError,
     InvalidJobData,
@@ -22,12 +24,14 @@ from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .queue import Queue
+from .schedulers import JobScheduler
 from .sync import SyncQueue
 from .worker import Worker
 
 __all__ = [
     "Backoff",
     "CorruptJob",
+    "Deduplication",
     "EngineError",
     "Event",
     "InvalidJobData",
@@ -36,6 +40,7 @@ __all__ = [
     "JobNotActive",
     "JobNotFound",
     "JobOptions",
+    "JobScheduler",
     "JobState",
     "JobStateError",
     "LockLost",

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
+from .deduplication import Deduplication
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
 from .keys import QueueKeys
 from .options import Retention
@@ -123,6 +124,7 @@ class Added:
     job_id: str
     state: str | None
     timestamp: int | None
+    deduplicated: bool = False  # no job created: ``job_id`` holds the deduplication id
 
 
 def parse_add(reply: Sequence[Any]) -> Added:
@@ -422,3 +424,208 @@ async def obliterate_queue(
             [keys.job_prefix, int(force), batch],
         )
     )
+
+
+# ---- job schedulers ---------------------------------------------------------------------------
+
+
+def _scheduler_keys(keys: QueueKeys, scheduler_id: str) -> list[str]:
+    return [
+        keys.schedulers,
+        keys.scheduler(scheduler_id),
+        *_ready_keys(keys),
+        keys.delayed,
+        keys.marker,
+        keys.meta,
+        keys.events,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerTemplate:
+    """The job a scheduler creates at each tick, serialized as add_job stores it."""
+
+    name: str
+    data: str
+    opts: str
+    priority: int
+    lifo: bool
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """What a scheduler script did: its status, and the job and tick it concerns (if any)."""
+
+    status: str
+    job_id: str | None = None
+    tick: int | None = None
+
+
+def _parse_scheduled(reply: Sequence[Any]) -> Scheduled:
+    status = str(reply[0])
+    if status == "collision":
+        return Scheduled(status, None, int(reply[1]))
+    job_id = str(reply[1]) if len(reply) > 1 and reply[1] else None
+    tick = int(reply[2]) if len(reply) > 2 and int(reply[2]) >= 0 else None
+    return Scheduled(status, job_id, tick)
+
+
+async def upsert_job_scheduler(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    scheduler_id: str,
+    *,
+    tick_prefix: str,
+    first_tick: int,
+    fingerprint: str,
+    timing_fingerprint: str,
+    limit: int,
+    end_date: int,
+    max_events: int,
+    template: SchedulerTemplate,
+    fields: dict[str, str],
+) -> Scheduled:
+    """Create or change a scheduler (see upsert_job_scheduler.lua for the statuses)."""
+    extra: list[str] = []
+    for name, value in fields.items():
+        extra += [name, value]
+    reply = await scripts.call(
+        "upsert_job_scheduler",
+        [*_scheduler_keys(keys, scheduler_id), keys.active],
+        [
+            keys.job_prefix,
+            scheduler_id,
+            tick_prefix,
+            first_tick,
+            fingerprint,
+            timing_fingerprint,
+            limit,
+            end_date,
+            max_events,
+            template.name,
+            template.data,
+            template.opts,
+            template.priority,
+            int(template.lifo),
+            template.attempts,
+            *extra,
+        ],
+    )
+    return _parse_scheduled(reply)
+
+
+async def schedule_next_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    scheduler_id: str,
+    *,
+    tick_prefix: str,
+    taken_job_id: str,
+    timing_fingerprint: str,
+    next_tick: int,
+) -> Scheduled:
+    """Create the job of the scheduler's next tick if ``taken_job_id`` is its current job."""
+    reply = await scripts.call(
+        "schedule_next_job",
+        _scheduler_keys(keys, scheduler_id),
+        [
+            keys.job_prefix,
+            scheduler_id,
+            tick_prefix,
+            taken_job_id,
+            timing_fingerprint,
+            next_tick,
+        ],
+    )
+    return _parse_scheduled(reply)
+
+
+async def remove_job_scheduler(
+    scripts: ScriptRegistry, keys: QueueKeys, scheduler_id: str
+) -> tuple[bool, str | None]:
+    """Delete a scheduler; return (it existed, id of the waiting job removed with it)."""
+    reply = await scripts.call(
+        "remove_job_scheduler",
+        [
+            keys.schedulers,
+            keys.scheduler(scheduler_id),
+            keys.wait,
+            keys.paused,
+            keys.prioritized,
+            keys.delayed,
+            keys.meta,
+            keys.events,
+        ],
+        [keys.job_prefix, scheduler_id],
+    )
+    if int(reply[0]) == 0:
+        return False, None
+    return True, (str(reply[1]) or None)
+
+
+# ---- deduplication ----------------------------------------------------------------------------
+
+
+async def add_deduplicated_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    *,
+    deduplication: Deduplication,
+    job_id: str,
+    name: str,
+    data: str,
+    opts: str,
+    delay: int,
+    priority: int,
+    lifo: bool,
+    attempts: int,
+    max_events: int,
+    pipeline: Pipeline | None = None,
+) -> Any:
+    """Queue add_deduplicated_job.lua; read the reply with ``parse_deduplicated_add``."""
+    return await scripts.call(
+        "add_deduplicated_job",
+        [
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.id,
+            keys.dedup(deduplication.id),
+        ],
+        [
+            keys.job_prefix,
+            job_id,
+            name,
+            data,
+            opts,
+            delay,
+            priority,
+            int(lifo),
+            attempts,
+            max_events,
+            deduplication.id,
+            deduplication.ttl or 0,
+            int(deduplication.extend),
+            int(deduplication.replace),
+        ],
+        pipeline,
+    )
+
+
+def parse_deduplicated_add(reply: Sequence[Any]) -> Added:
+    """Read add_deduplicated_job's reply (a replaced holder is named in its events only)."""
+    code = int(reply[1])
+    if code in (1, 3):
+        return Added(str(reply[0]), str(reply[2]), int(reply[3]))
+    return Added(str(reply[0]), None, None, deduplicated=code == 2)
+
+
+async def remove_deduplication_key(
+    scripts: ScriptRegistry, keys: QueueKeys, dedup_id: str, job_id: str | None = None
+) -> bool:
+    """Free ``dedup_id`` (only while ``job_id`` holds it, when given); True if it was held."""
+    reply = await scripts.call("remove_deduplication_key", [keys.dedup(dedup_id)], [job_id or ""])
+    return int(reply) == 1

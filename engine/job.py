@@ -48,6 +48,7 @@ class F:
     FAILED_REASON = "failed_reason"
     STACKTRACE = "stacktrace"
     WORKER = "worker"
+    SCHEDULER = "scheduler"
 
 
 class JobContext(Protocol):
@@ -112,6 +113,8 @@ class Job:
     failed_reason: str | None = None
     stacktrace: list[str] = field(default_factory=list)
     worker: str | None = None
+    scheduler_id: str | None = None  # set on the jobs a job scheduler creates
+    deduplicated: bool = False  # returned by an add whose deduplication id another job held
     state: JobState | None = None
     logs: list[str] | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
@@ -176,6 +179,7 @@ class Job:
                 failed_reason=fields.get(F.FAILED_REASON) or None,
                 stacktrace=[str(s) for s in stack] if isinstance(stack, list) else [str(stack)],
                 worker=fields.get(F.WORKER) or None,
+                scheduler_id=fields.get(F.SCHEDULER) or None,
                 state=state,
                 context=context,
             )

@@ -144,6 +144,19 @@ class QueueKeys:
         """HASH with a TTL: one worker's heartbeat (host, pid, concurrency, in flight...)."""
         return f"{self.base}:worker:{worker_id}"
 
+    @property
+    def schedulers(self) -> str:
+        """ZSET of job scheduler ids; score = next run in ms, ``+inf`` once a scheduler ended."""
+        return f"{self.base}:schedulers"
+
+    def scheduler(self, scheduler_id: str) -> str:
+        """HASH: one job scheduler (timing, job template, iterations, next run, last job)."""
+        return f"{self.base}:scheduler:{scheduler_id}"
+
+    def dedup(self, dedup_id: str) -> str:
+        """STRING (optional PX TTL): id of the job that holds deduplication id ``dedup_id``."""
+        return f"{self.base}:dedup:{dedup_id}"
+
     def job(self, job_id: str) -> str:
         """HASH: one job (name, data, opts, timestamps, attempts, progress, result...)."""
         return f"{self.base}:job:{job_id}"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .deduplication import Deduplication
 from .errors import InvalidJobOptions
 
 MAX_PRIORITY = 2**21  # priority * 2^32 + sequence must stay exact in a double-precision score
@@ -39,6 +40,11 @@ def validate_job_id(job_id: object) -> str:
         raise InvalidJobOptions(
             "job_id='*' is invalid: '*' is reserved (promote_job takes it to mean every "
             "delayed job)"
+        )
+    if job_id.startswith("repeat-"):
+        raise InvalidJobOptions(
+            f"job_id={job_id!r} is invalid: ids starting with 'repeat-' are reserved for the "
+            "jobs of job schedulers"
         )
     if job_id.isdigit():
         raise InvalidJobOptions(
@@ -153,6 +159,7 @@ class JobOptions:
     job_id: str | None = None
     remove_on_complete: Retention = field(default_factory=Retention)
     remove_on_fail: Retention = field(default_factory=Retention)
+    deduplication: Deduplication | None = None
 
     def __post_init__(self) -> None:
         _require_int("attempts", self.attempts, 1, MAX_ATTEMPTS)
@@ -169,6 +176,11 @@ class JobOptions:
             )
         if self.job_id is not None:
             validate_job_id(self.job_id)
+        if self.deduplication is not None and not isinstance(self.deduplication, Deduplication):
+            raise InvalidJobOptions(
+                f"deduplication={self.deduplication!r} is invalid: expected a dict or a "
+                "Deduplication"
+            )
 
     @classmethod
     def build(cls, **options: Any) -> JobOptions:
@@ -181,6 +193,8 @@ class JobOptions:
         for name in ("remove_on_complete", "remove_on_fail"):
             if name in options and not isinstance(options[name], Retention):
                 options[name] = Retention.parse(name, options[name])
+        if options.get("deduplication") is not None:
+            options["deduplication"] = Deduplication.parse(options["deduplication"])
         return cls(**options)
 
     def to_json(self) -> dict[str, Any]:
@@ -204,6 +218,8 @@ class JobOptions:
             "count": self.remove_on_fail.count,
             "age_ms": self.remove_on_fail.age_ms,
         }
+        if self.deduplication is not None:
+            out["deduplication"] = self.deduplication.to_json()
         return out
 
 
@@ -217,6 +233,7 @@ _OPTION_NAMES = frozenset(
         "job_id",
         "remove_on_complete",
         "remove_on_fail",
+        "deduplication",
     }
 )
 

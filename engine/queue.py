@@ -5,6 +5,7 @@ The producer API and the admin API the dashboard uses; every change runs one Lua
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,10 +16,12 @@ from redis.asyncio import Redis
 
 from . import commands
 from .connection import Connection, check_server, make_client
+from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
+from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -73,6 +76,9 @@ class Queue:
         self.client, self._owns_client = make_client(connection)
         self.scripts = ScriptRegistry(self.client)
         self._checked = False
+        self._schedulers = SchedulerStore(
+            self.client, self.scripts, self.keys, max_events=max_events, max_payload=max_payload
+        )
 
     @property
     def name(self) -> str:
@@ -104,7 +110,7 @@ class Queue:
 
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
-        return {
+        fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
             "data": dumps(data, what=f"data of job {name!r}", limit=self.max_payload),
@@ -115,6 +121,9 @@ class Queue:
             "attempts": opts.attempts,
             "max_events": self.max_events,
         }
+        if opts.deduplication is not None:
+            fields["deduplication"] = opts.deduplication
+        return fields
 
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job; with a ``job_id`` that exists already, return the existing job instead.
@@ -125,6 +134,9 @@ class Queue:
         """
         prepared = self._prepare(name, data, options)
         await self._check()
+        if "deduplication" in prepared:
+            reply = await commands.add_deduplicated_job(self.scripts, self.keys, **prepared)
+            return await self._added(commands.parse_deduplicated_add(reply), prepared)
         reply = await commands.add_job(self.scripts, self.keys, **prepared)
         return await self._added(commands.parse_add(reply), prepared)
 
@@ -146,16 +158,28 @@ class Queue:
         await self._check()
         async with self.client.pipeline(transaction=False) as pipe:
             for fields in prepared:
-                await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
+                if "deduplication" in fields:
+                    await commands.add_deduplicated_job(
+                        self.scripts, self.keys, pipeline=pipe, **fields
+                    )
+                else:
+                    await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
             replies = await pipe.execute()
         return [
-            await self._added(commands.parse_add(reply), fields)
+            await self._added(
+                commands.parse_deduplicated_add(reply)
+                if "deduplication" in fields
+                else commands.parse_add(reply),
+                fields,
+            )
             for reply, fields in zip(replies, prepared, strict=True)
         ]
 
     async def _added(self, added: commands.Added, fields: dict[str, Any]) -> Job:
         """The job just added, built from what was sent (no read back), or the existing job
-        when its custom id was taken already."""
+        when its custom id (or deduplication id) was taken already."""
+        if added.deduplicated:
+            return await self._holder(added.job_id, fields)
         if added.state is None or added.timestamp is None:
             existing = await self.get_job(added.job_id)
             if existing is None:  # removed between the add and the read
@@ -172,6 +196,35 @@ class Queue:
             priority=fields["priority"],
             attempts=fields["attempts"],
             state=JobState(added.state),
+        )
+
+    async def _holder(self, job_id: str, fields: dict[str, Any]) -> Job:
+        """The job that holds a deduplication id, flagged ``deduplicated``. A throttle ttl can
+        outlive its job: then only its id is known (state None, data None, this add's name)."""
+        holder = await self.get_job(job_id)
+        if holder is None:
+            return Job(
+                id=job_id,
+                queue=self.name,
+                name=fields["name"],
+                data=None,
+                opts={},
+                timestamp=0,
+                deduplicated=True,
+            )
+        return dataclasses.replace(holder, deduplicated=True)
+
+    async def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job that holds deduplication id ``dedup_id``, or None if it is free."""
+        holder = await self.client.get(self.keys.dedup(Deduplication(dedup_id).id))
+        return None if holder is None else str(holder)
+
+    async def remove_deduplication_key(self, dedup_id: str, job_id: str | None = None) -> bool:
+        """Free ``dedup_id`` now (only while ``job_id`` holds it, if given), so the next add with
+        it creates a job; False if it was not held."""
+        await self._check()
+        return await commands.remove_deduplication_key(
+            self.scripts, self.keys, Deduplication(dedup_id).id, job_id
         )
 
     # ---- reading ---------------------------------------------------------------------------
@@ -378,6 +431,59 @@ class Queue:
                 break
         async for key in self.client.scan_iter(match=self.keys.base + ":*", count=1000):
             await self.client.delete(key)
+
+    # ---- job schedulers --------------------------------------------------------------------
+
+    async def upsert_job_scheduler(
+        self,
+        scheduler_id: str,
+        *,
+        every: int | None = None,
+        pattern: str | None = None,
+        tz: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        limit: int | None = None,
+        job_name: str | None = None,
+        job_data: Any = None,
+        job_opts: dict[str, Any] | None = None,
+    ) -> JobScheduler:
+        """Create or change a job scheduler: a job every ``every`` ms, or on cron ``pattern``
+        (5 fields, or 6 with seconds first) in time zone ``tz`` (default UTC).
+
+        ``start_date``/``end_date`` (ms or aware datetimes) bound the ticks and ``limit`` caps
+        the number of jobs. Each job is named ``job_name`` (default: the scheduler id) with
+        ``job_data`` and ``job_opts`` (attempts, backoff, priority, retention...). Upserting
+        the same definition again changes nothing; a new one replaces the waiting job.
+        Exactly one job is created per tick, whatever the number of producers and workers.
+        """
+        await self._check()
+        return await self._schedulers.upsert(
+            scheduler_id,
+            every=every,
+            pattern=pattern,
+            tz=tz,
+            start_date=start_date,
+            end_date=end_date,
+            limit=limit,
+            job_name=job_name,
+            job_data=job_data,
+            job_opts=job_opts,
+        )
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Delete a scheduler and the job it has waiting; False if there was no such scheduler.
+        A job of it that is already running finishes normally."""
+        await self._check()
+        return await self._schedulers.remove(scheduler_id)
+
+    async def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        """One scheduler with its next run, iteration count and last job, or None."""
+        return await self._schedulers.get(scheduler_id)
+
+    async def get_job_schedulers(self, start: int = 0, end: int = 49) -> list[JobScheduler]:
+        """A page of schedulers, soonest next run first (ended ones last)."""
+        return await self._schedulers.list(start, end)
 
     async def _server_ms(self) -> int:
         seconds, micros = await self.client.time()

@@ -12,6 +12,7 @@ from .connection import Connection
 from .job import Job, JobState
 from .keys import DEFAULT_PREFIX
 from .queue import BulkItem, Queue
+from .schedulers import JobScheduler
 
 T = TypeVar("T")
 
@@ -128,6 +129,30 @@ class SyncQueue:
     def obliterate(self, force: bool = False) -> None:
         """See ``Queue.obliterate``."""
         self._run(self._queue.obliterate(force))
+
+    def upsert_job_scheduler(self, scheduler_id: str, **definition: Any) -> JobScheduler:
+        """See ``Queue.upsert_job_scheduler``."""
+        return self._run(self._queue.upsert_job_scheduler(scheduler_id, **definition))
+
+    def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """See ``Queue.remove_job_scheduler``."""
+        return self._run(self._queue.remove_job_scheduler(scheduler_id))
+
+    def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        """See ``Queue.get_job_scheduler``."""
+        return self._run(self._queue.get_job_scheduler(scheduler_id))
+
+    def get_job_schedulers(self, start: int = 0, end: int = 49) -> list[JobScheduler]:
+        """See ``Queue.get_job_schedulers``."""
+        return self._run(self._queue.get_job_schedulers(start, end))
+
+    def get_deduplication_job_id(self, dedup_id: str) -> str | None:
+        """See ``Queue.get_deduplication_job_id``."""
+        return self._run(self._queue.get_deduplication_job_id(dedup_id))
+
+    def remove_deduplication_key(self, dedup_id: str, job_id: str | None = None) -> bool:
+        """See ``Queue.remove_deduplication_key``."""
+        return self._run(self._queue.remove_deduplication_key(dedup_id, job_id))
 
 
 async def _make(name: str, connection: Connection, prefix: str, options: dict[str, Any]) -> Queue:

@@ -25,6 +25,7 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts
 from .processing import Outcome, Processor, is_async_processor, run_processor
+from .schedulers import SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -117,6 +118,7 @@ class Worker:
             health_check_interval=0,
         )
         self.scripts = ScriptRegistry(self.client)
+        self._schedulers = SchedulerStore(self.client, self.scripts, self.keys)
         self._executor = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"corral-{name}"
         )
@@ -265,6 +267,8 @@ class Worker:
                 job = None
                 outcome = Outcome(False, reason=str(exc), retry_delay=-1)
             if job is not None:
+                if job.scheduler_id is not None:  # a scheduler's job: create the next tick's
+                    await self._schedulers.schedule_next(job.scheduler_id, job.id)
                 outcome = await run_processor(
                     self.processor,
                     job,

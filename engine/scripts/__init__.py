@@ -36,6 +36,11 @@ SCRIPT_NAMES = (
     "clean_jobs",
     "drain_queue",
     "obliterate_queue",
+    "upsert_job_scheduler",
+    "schedule_next_job",
+    "remove_job_scheduler",
+    "add_deduplicated_job",
+    "remove_deduplication_key",
 )
 
 

@@ -43,6 +43,17 @@ local function delete_job_keys(job_key)
   redis.call('DEL', job_key, job_key .. ':lock', job_key .. ':logs')
 end
 
+-- Free the deduplication id a job holds (its hash field `dedup_key` names the key), if the key
+-- still holds this job: always when the job is removed; when it finishes, only if the key has
+-- no TTL (a TTL keeps throttling until it runs out). Call before the job hash is deleted.
+local function release_dedup(job_key, job_id, removing)
+  local dedup_key = redis.call('HGET', job_key, 'dedup_key')
+  if dedup_key and redis.call('GET', dedup_key) == job_id
+      and (removing or redis.call('PTTL', dedup_key) == -1) then
+    redis.call('DEL', dedup_key)
+  end
+end
+
 -- Keep a finished-jobs zset within its retention: at most `keep` members (-1 = no limit) and
 -- none older than `max_age` ms (0 = no limit). Removes at most 1000 jobs per call, so the cost
 -- of a transition stays bounded; the next transition removes the rest.

@@ -28,6 +28,7 @@ redis.call('SREM', KEYS[3], job_id)
 redis.call('DEL', job_key .. ':lock')
 redis.call('HINCRBY', KEYS[4], 'completed', 1)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
+release_dedup(job_key, job_id, false)
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
 if keep == 0 then

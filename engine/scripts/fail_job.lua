@@ -47,6 +47,7 @@ if retry_delay >= 0 then
   end
 else
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
+  release_dedup(job_key, job_id, false)
   emit(KEYS[6], KEYS[5], 'failed', 'job_id', job_id, 'failed_reason', ARGV[4],
        'attempts_made', made, 'prev', 'active')
   local keep, max_age = tonumber(ARGV[7]), tonumber(ARGV[8])

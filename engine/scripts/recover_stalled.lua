@@ -36,6 +36,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         redis.call('HSET', job_key, 'failed_reason', reason, 'finished_on', now)
         redis.call('ZADD', KEYS[9], now, id)
         redis.call('HINCRBY', KEYS[10], 'failed', 1)
+        release_dedup(job_key, id, false)
         emit(KEYS[12], KEYS[11], 'failed', 'job_id', id, 'failed_reason', reason,
              'attempts_made', made, 'prev', 'active')
         failed[#failed + 1] = id

@@ -24,6 +24,7 @@ end
 if redis.call('LREM', KEYS[1], 0, id) > 0 then state = 'wait' end
 if redis.call('LREM', KEYS[2], 0, id) > 0 then state = 'paused' end
 redis.call('SREM', KEYS[9], id)
+release_dedup(job_key, id, true)
 delete_job_keys(job_key)
 emit(KEYS[11], KEYS[10], 'removed', 'job_id', id, 'prev', state)
 return {1, state}

@@ -152,3 +152,20 @@ def test_bad_arguments_leave_no_thread_behind(queue_name: str, redis_url: str) -
     with pytest.raises(InvalidJobOptions, match="max_events"):
         SyncQueue(queue_name, redis_url, max_events=1)
     assert sync_threads() == before
+
+
+def test_schedulers_and_deduplication(queue_name: str, redis_url: str) -> None:
+    with SyncQueue(queue_name, redis_url) as queue:
+        scheduler = queue.upsert_job_scheduler("s", every=60_000, start_date=10**13, job_data=1)
+        assert scheduler.next_run == 10**13
+        assert [s.id for s in queue.get_job_schedulers()] == ["s"]
+        assert queue.get_job_scheduler("s") == scheduler
+        assert queue.remove_job_scheduler("s") is True
+        assert queue.get_job_scheduler("s") is None
+
+        first = queue.add("x", 1, deduplication={"id": "d"})
+        again = queue.add("x", 2, deduplication={"id": "d"})
+        assert (again.id, again.deduplicated) == (first.id, True)
+        assert queue.get_deduplication_job_id("d") == first.id
+        assert queue.remove_deduplication_key("d") is True
+        assert queue.get_deduplication_job_id("d") is None
