@@ -261,6 +261,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
+    limits = parser.add_argument_group("rate limit, shared by every worker of the queue")
+    limits.add_argument(
+        "--limit-max", type=positive_int, default=None, metavar="N", help="jobs per window"
+    )
+    limits.add_argument(
+        "--limit-duration", type=positive_int, default=None, metavar="MS", help="window length"
+    )
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event`` and the errors a caller handles.
+``QueueEvents``, ``Event``, ``RateLimit`` and the errors a caller handles.
 """
 
 from .errors import (
@@ -13,6 +13,7 @@ from .errors import (
     JobStateError,
     LockLost,
     PayloadTooLarge,
+    RateLimitError,
     Retry,
     UnrecoverableError,
     UnsafeServerConfig,
@@ -22,6 +23,7 @@ from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .queue import Queue
+from .rate_limit import RateLimit
 from .sync import SyncQueue
 from .worker import Worker
 
@@ -43,6 +45,8 @@ __all__ = [
     "Queue",
     "QueueEvents",
     "QueueKeys",
+    "RateLimit",
+    "RateLimitError",
     "Retention",
     "Retry",
     "SyncQueue",

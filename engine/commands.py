@@ -26,20 +26,25 @@ class TakenJob:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """What a fetch returned: the jobs taken, and ms until the next delayed job (-1 = none)."""
+    """What a fetch returned: the jobs taken, ms until the next delayed job (-1 = none), and
+    ms until the rate limiter lets jobs through again (0 = not limited)."""
 
     jobs: list[TakenJob]
     next_delay_ms: int
+    rate_limit_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """How a worker takes jobs: its token base, lock duration and id, and how many to take."""
+    """How a worker takes jobs: its token base, lock duration and id, how many to take, and its
+    rate limit (``limit_max`` jobs per ``limit_ms`` window; 0 = none)."""
 
     token_base: str
     lock_ms: int
     worker_id: str
     count: int
+    limit_max: int = 0
+    limit_ms: int = 0
 
 
 NO_LEASE = Lease("", 1, "", 0)
@@ -52,9 +57,9 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 def _parse_taken(reply: Sequence[Any]) -> Taken:
     jobs = [
         TakenJob(str(reply[i]), str(reply[i + 1]), _pairs(reply[i + 2]))
-        for i in range(1, len(reply), 3)
+        for i in range(2, len(reply), 3)
     ]
-    return Taken(jobs, int(reply[0]))
+    return Taken(jobs, int(reply[0]), int(reply[1]))
 
 
 def raise_for_code(code: int, keys: QueueKeys, job_id: str, transition: str) -> None:
@@ -136,8 +141,24 @@ async def move_to_active(scripts: ScriptRegistry, keys: QueueKeys, lease: Lease)
     """Take up to ``lease.count`` ready jobs (promoting due delayed jobs first)."""
     reply = await scripts.call(
         "move_to_active",
-        [*_ready_keys(keys), keys.delayed, keys.active, keys.marker, keys.meta, keys.events],
-        [keys.job_prefix, lease.token_base, lease.lock_ms, lease.count, lease.worker_id],
+        [
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.active,
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.limiter,
+        ],
+        [
+            keys.job_prefix,
+            lease.token_base,
+            lease.lock_ms,
+            lease.count,
+            lease.worker_id,
+            lease.limit_max,
+            lease.limit_ms,
+        ],
     )
     return _parse_taken(reply)
 
@@ -153,11 +174,19 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
         *_ready_keys(keys),
         keys.delayed,
         keys.marker,
+        keys.limiter,
     ]
 
 
 def _lease_args(lease: Lease) -> list[Any]:
-    return [lease.count, lease.token_base, lease.lock_ms, lease.worker_id]
+    return [
+        lease.count,
+        lease.token_base,
+        lease.lock_ms,
+        lease.worker_id,
+        lease.limit_max,
+        lease.limit_ms,
+    ]
 
 
 async def complete_job(
@@ -258,17 +287,31 @@ async def recover_stalled(
     return reply[:split], reply[split + 1 :]
 
 
-async def hand_back_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str, token: str) -> None:
-    """Return an active job this worker holds to wait (shutdown), fenced by ``token``."""
+async def hand_back_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    job_id: str,
+    token: str,
+    *,
+    reason: str = "worker shutdown",
+    undo_start: bool = True,
+) -> None:
+    """Return an active job this worker holds to the front of wait, fenced by ``token``:
+    at shutdown (``undo_start``), or rate limited (the worker goes on, so its start counts)."""
     code = int(
         await scripts.call(
             "hand_back_job",
             [keys.active, keys.stalled, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
-            [keys.job_prefix, job_id, token],
+            [keys.job_prefix, job_id, token, reason, int(undo_start)],
         )
     )
     if code < 0:
         raise_for_code(code, keys, job_id, "hand_back_job")
+
+
+async def rate_limit_queue(scripts: ScriptRegistry, keys: QueueKeys, ms: int) -> None:
+    """Stop every worker of the queue from taking jobs for ``ms`` ms."""
+    await scripts.call("rate_limit_queue", [keys.limiter, keys.meta, keys.events], [ms])
 
 
 async def update_progress(

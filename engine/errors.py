@@ -66,6 +66,15 @@ class Retry(Exception):
         self.delay = delay
 
 
+class RateLimitError(Exception):
+    """Raise from a processor (after ``await worker.rate_limit(ms)``) to put the job back at
+    the front of wait: it neither fails nor uses an attempt, and no worker takes jobs until the
+    rate limit ends."""
+
+    def __init__(self, reason: str = "rate limited") -> None:
+        super().__init__(reason)
+
+
 class ScriptError(IntEnum):
     """Negative codes returned by the Lua scripts (see each script's header)."""
 

@@ -136,6 +136,12 @@ class QueueKeys:
         return f"{self.base}:events"
 
     @property
+    def limiter(self) -> str:
+        """STRING with a TTL: jobs taken in the current rate-limit window (the TTL is what is
+        left of the window), or a manual rate limit's sentinel value."""
+        return f"{self.base}:limiter"
+
+    @property
     def workers(self) -> str:
         """ZSET of worker ids; score = when the worker's heartbeat expires, in ms."""
         return f"{self.base}:workers"

@@ -19,6 +19,7 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
+from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -260,7 +261,17 @@ class Queue:
         """True while the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
 
+    async def get_rate_limit_ttl(self, max_jobs: int | None = None) -> int:
+        """Ms until workers may take jobs again because of the rate limiter, 0 if they may now:
+        a manual limit, or (given ``max_jobs``, the workers' limit) a full window."""
+        return await rate_limit_ttl(self.client, self.keys, max_jobs)
+
     # ---- managing --------------------------------------------------------------------------
+
+    async def rate_limit(self, ms: int) -> None:
+        """Stop every worker of the queue from taking jobs for ``ms`` ms (jobs stay waiting)."""
+        await self._check()
+        await commands.rate_limit_queue(self.scripts, self.keys, manual_limit_ms(ms))
 
     async def pause(self) -> bool:
         """Stop workers taking jobs (active ones finish). False if it was paused already."""

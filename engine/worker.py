@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts
 from .processing import Outcome, Processor, is_async_processor, run_processor
+from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -83,6 +85,7 @@ class Worker:
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        limiter: RateLimit | Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -104,6 +107,7 @@ class Worker:
         self._backoff = backoff
         self._max_result = max_result_size
         self._allow_unsafe = allow_unsafe_eviction
+        self.limiter = RateLimit.build(limiter)
 
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_base = uuid.uuid4().hex
@@ -182,10 +186,23 @@ class Worker:
         else:
             await self._release()
 
+    async def rate_limit(self, ms: int) -> None:
+        """Stop every worker of the queue (on every host) from taking jobs for ``ms`` ms.
+        From a processor, follow it with ``raise RateLimitError()`` to put the job back."""
+        await commands.rate_limit_queue(self.scripts, self.keys, manual_limit_ms(ms))
+
     # ---- fetch loop ------------------------------------------------------------------------
 
     def _lease(self, count: int) -> commands.Lease:
-        return commands.Lease(self._token_base, self.lock_duration, self.id, count)
+        limit = self.limiter
+        return commands.Lease(
+            self._token_base,
+            self.lock_duration,
+            self.id,
+            count,
+            limit.max if limit else 0,
+            limit.duration if limit else 0,
+        )
 
     async def _wait_for_server(self) -> None:
         backoff = _Backoff()
@@ -217,6 +234,11 @@ class Worker:
                 backoff.failing = False
                 backoff.reset()
                 if taken.jobs:
+                    continue
+                if taken.rate_limit_ms > 0:  # sleep out the window rather than poll
+                    await self._sleep_unless_closing(
+                        min(taken.rate_limit_ms / 1000, MAX_LIMITED_SLEEP)
+                    )
                     continue
                 timeout = self.block_timeout
                 if next_delay >= 0:
@@ -287,6 +309,9 @@ class Worker:
     async def _finish(
         self, taken: commands.TakenJob, running: _Running, job: Job | None, outcome: Outcome
     ) -> None:
+        if outcome.requeue:
+            await self._requeue(taken, running)
+            return
         opts = job.opts if job is not None else {}
         backoff = _Backoff()
         while True:
@@ -329,6 +354,31 @@ class Worker:
             # the lease asked for no jobs; nothing to start
             return
         self._start(nxt.jobs)
+
+    async def _requeue(self, taken: commands.TakenJob, running: _Running) -> None:
+        """The processor raised RateLimitError: the job goes back to the front of wait."""
+        backoff = _Backoff()
+        while True:
+            try:
+                await commands.hand_back_job(
+                    self.scripts,
+                    self.keys,
+                    taken.id,
+                    running.token,
+                    reason="rate limited",
+                    undo_start=False,
+                )
+                return
+            except (LockLost, JobNotFound, JobStateError) as exc:
+                log.warning("worker %s: job %s not put back: %s", self.id, taken.id, exc)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if not backoff.failing:
+                    log.warning(
+                        "worker %s: cannot put job %s back yet (%s)", self.id, taken.id, exc
+                    )
+                backoff.failing = True
+                await asyncio.sleep(backoff.next())
 
     # ---- locks, stalled jobs, shutdown -----------------------------------------------------
 

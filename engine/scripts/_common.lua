@@ -82,17 +82,58 @@ local function promote_due(delayed_key, job_prefix, now, wait_key, paused_key,
   end
 end
 
+-- Rate limiting (fixed windows). The limiter key counts the jobs taken in the current window
+-- and is created with a TTL of the window's length, so the window ends when the key expires.
+-- A manual rate limit sets it to MANUAL_LIMIT for N ms, which stops every worker.
+local MANUAL_LIMIT = 9007199254740991
+
+-- The limiter take_jobs checks: its key, jobs per window (0 = no limit of this worker's own;
+-- a manual limit still applies) and the window in ms.
+local function rate_limiter(key, max, duration)
+  return {key = key, max = tonumber(max) or 0, duration = tonumber(duration) or 0}
+end
+
+-- How many of `wanted` jobs the limiter lets through now, and the ms until its window ends
+-- when it lets none through (else 0).
+local function limiter_room(limiter, wanted)
+  if not limiter then return wanted, 0 end
+  local current = tonumber(redis.call('GET', limiter.key)) or 0
+  if current >= MANUAL_LIMIT or (limiter.max > 0 and current >= limiter.max) then
+    local ttl = redis.call('PTTL', limiter.key)
+    if ttl > 0 then return 0, ttl end
+    redis.call('DEL', limiter.key)  -- no TTL left: never let it block the queue for ever
+    current = 0
+  end
+  if limiter.max > 0 and limiter.max - current < wanted then
+    return limiter.max - current, 0
+  end
+  return wanted, 0
+end
+
+-- Count `taken` jobs in the limiter's window, starting a window if none is running.
+local function count_taken(limiter, taken)
+  if not limiter or limiter.max <= 0 or taken == 0 then return end
+  redis.call('INCRBY', limiter.key, taken)
+  if redis.call('PTTL', limiter.key) < 0 then
+    redis.call('PEXPIRE', limiter.key, limiter.duration)
+  end
+end
+
 -- Take up to `count` ready jobs (wait list first, then by priority), make each active under a
--- fresh lock, and return {next_delay_ms, id, token, fields, id, token, fields, ...}.
--- next_delay_ms is -1 when nothing is delayed, else ms until the earliest delayed job is due.
+-- fresh lock, and return {next_delay_ms, rate_limit_ms, id, token, fields, id, token, ...}.
+-- next_delay_ms is -1 when nothing is delayed, else ms until the earliest delayed job is due;
+-- rate_limit_ms is 0, or the ms until `limiter` (optional) lets jobs through again.
 local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
                          wait_key, paused_key, prioritized_key, pc_key, delayed_key,
-                         active_key, marker_key, meta_key, events_key)
-  local out = {-1}
+                         active_key, marker_key, meta_key, events_key, limiter)
+  local out = {-1, 0}
   promote_due(delayed_key, job_prefix, now, wait_key, paused_key, prioritized_key, pc_key,
               marker_key, meta_key, events_key)
   if count > 0 and not is_paused(meta_key) then
-    for _ = 1, count do
+    local room, limited_ms = limiter_room(limiter, count)
+    out[2] = limited_ms
+    local taken = 0
+    for _ = 1, room do
       local id = redis.call('RPOP', wait_key)
       local prev = 'wait'
       if not id then
@@ -112,9 +153,13 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
         out[#out + 1] = id
         out[#out + 1] = token
         out[#out + 1] = redis.call('HGETALL', job_key)
+        taken = taken + 1
       end
     end
-    if redis.call('LLEN', wait_key) > 0 or redis.call('ZCARD', prioritized_key) > 0 then
+    count_taken(limiter, taken)
+    -- wake the next worker for the jobs left, unless the limiter has no room for them
+    if room == count and (redis.call('LLEN', wait_key) > 0
+                          or redis.call('ZCARD', prioritized_key) > 0) then
       redis.call('ZADD', marker_key, 0, '0')
     end
   end
