@@ -11,6 +11,7 @@ from redis.asyncio.client import Pipeline
 
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
 from .keys import QueueKeys
+from .metrics import DEFAULT_WINDOW_MS
 from .options import Retention
 from .scripts import ScriptRegistry
 
@@ -197,8 +198,10 @@ async def complete_job(
     returnvalue: str,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> Taken:
-    """Mark an active job completed (fenced by ``token``) and take the next jobs."""
+    """Mark an active job completed (fenced by ``token``) and take the next jobs; count it in
+    the minute's metrics, kept ``metrics_window`` ms (0 = none)."""
     reply = await scripts.call(
         "complete_job",
         _finish_keys(keys, keys.completed),
@@ -210,6 +213,8 @@ async def complete_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            keys.metrics_prefix,
+            metrics_window,
         ],
     )
     if int(reply[0]) < 0:
@@ -227,8 +232,10 @@ async def fail_job(
     retry_delay: int,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> Taken:
-    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1."""
+    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1
+    (then counted in the minute's metrics, kept ``metrics_window`` ms; 0 = none)."""
     reply = await scripts.call(
         "fail_job",
         _finish_keys(keys, keys.failed),
@@ -242,6 +249,8 @@ async def fail_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            keys.metrics_prefix,
+            metrics_window,
         ],
     )
     if int(reply[0]) < 0:
@@ -260,7 +269,11 @@ async def extend_locks(
 
 
 async def recover_stalled(
-    scripts: ScriptRegistry, keys: QueueKeys, max_stalled_count: int, interval_ms: int
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    max_stalled_count: int,
+    interval_ms: int,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> tuple[list[str], list[str]]:
     """Run one stalled check; return (ids moved back to wait, ids failed for stalling)."""
     reply = [
@@ -278,7 +291,13 @@ async def recover_stalled(
                 keys.meta,
                 keys.events,
             ],
-            [keys.job_prefix, max_stalled_count, interval_ms],
+            [
+                keys.job_prefix,
+                max_stalled_count,
+                interval_ms,
+                keys.metrics_prefix,
+                metrics_window,
+            ],
         )
     ]
     if not reply:

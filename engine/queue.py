@@ -18,6 +18,7 @@ from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
+from .metrics import MINUTE_MS, Metrics, read_metrics
 from .options import JobOptions
 from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .scripts import ScriptRegistry
@@ -260,6 +261,18 @@ class Queue:
     async def is_paused(self) -> bool:
         """True while the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def get_metrics(
+        self, kind: str, start: int | None = None, end: int | None = None
+    ) -> Metrics:
+        """Per-minute ``kind`` (completed|failed) counts and processing/wait times, one point
+        per minute from ``start`` to ``end`` (ms, server clock; default: the last 60 minutes,
+        this one included), oldest first. At most 7 days per call."""
+        if end is None:
+            end = await self._server_ms()
+        if start is None:
+            start = max(end - 59 * MINUTE_MS, 0)
+        return await read_metrics(self.client, self.keys, kind, start, end)
 
     async def get_rate_limit_ttl(self, max_jobs: int | None = None) -> int:
         """Ms until workers may take jobs again because of the rate limiter, 0 if they may now:

@@ -24,6 +24,7 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
+from .metrics import DEFAULT_WINDOW_MS, validate_window
 from .options import Backoff, retention_from_opts
 from .processing import Outcome, Processor, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
@@ -86,6 +87,7 @@ class Worker:
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
         limiter: RateLimit | Mapping[str, Any] | None = None,
+        metrics_window: int = DEFAULT_WINDOW_MS,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -108,6 +110,7 @@ class Worker:
         self._max_result = max_result_size
         self._allow_unsafe = allow_unsafe_eviction
         self.limiter = RateLimit.build(limiter)
+        self.metrics_window = validate_window(metrics_window)
 
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_base = uuid.uuid4().hex
@@ -327,6 +330,7 @@ class Worker:
                         outcome.returnvalue,
                         retention_from_opts(opts, "remove_on_complete"),
                         lease,
+                        self.metrics_window,
                     )
                 else:
                     nxt = await commands.fail_job(
@@ -339,6 +343,7 @@ class Worker:
                         outcome.retry_delay,
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
+                        self.metrics_window,
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
@@ -400,7 +405,11 @@ class Worker:
         while True:
             try:
                 recovered, failed = await commands.recover_stalled(
-                    self.scripts, self.keys, self.max_stalled_count, self.stalled_interval
+                    self.scripts,
+                    self.keys,
+                    self.max_stalled_count,
+                    self.stalled_interval,
+                    self.metrics_window,
                 )
                 if recovered or failed:
                     log.warning(

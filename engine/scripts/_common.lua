@@ -171,3 +171,41 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
   end
   return out
 end
+
+-- Metrics. The latency histogram bucket of `ms` (an integer >= 0): 0 holds 0 ms; above that,
+-- four buckets per power of two: bucket 4*e + q + 1 holds [2^e*(4+q)/4, 2^e*(5+q)/4) ms.
+-- engine/metrics.py reads the buckets back.
+local function latency_bucket(ms)
+  if ms < 1 then return 0 end
+  local e, p = 0, 1
+  while p * 2 <= ms do
+    p = p * 2
+    e = e + 1
+  end
+  return 4 * e + math.floor((ms - p) * 4 / p) + 1
+end
+
+-- Count one finished job of `kind` (completed|failed) in the hash of the current minute,
+-- `<metrics prefix><kind>:<minute start ms>` (built like job keys, so it is in the queue's
+-- slot): `count`, and from the job hash the processing time (now - processed_on) and wait time
+-- (processed_on - timestamp - delay) as histogram buckets `p<b>`/`w<b>`, sums `p_sum`/`w_sum`
+-- and `timed`. The hash expires `window_ms` after its minute ends; a window of 0 records nothing.
+local function record_metrics(metrics_prefix, kind, window_ms, now, job_key)
+  window_ms = tonumber(window_ms) or 0
+  if window_ms <= 0 then return end
+  local minute = now - now % 60000
+  local key = metrics_prefix .. kind .. ':' .. minute
+  redis.call('HINCRBY', key, 'count', 1)
+  local f = redis.call('HMGET', job_key, 'processed_on', 'timestamp', 'delay')
+  local started = tonumber(f[1])
+  if started then
+    local run = math.max(now - started, 0)
+    local wait = math.max(started - (tonumber(f[2]) or started) - (tonumber(f[3]) or 0), 0)
+    redis.call('HINCRBY', key, 'p' .. latency_bucket(run), 1)
+    redis.call('HINCRBY', key, 'w' .. latency_bucket(wait), 1)
+    redis.call('HINCRBY', key, 'timed', 1)
+    redis.call('HINCRBY', key, 'p_sum', run)
+    redis.call('HINCRBY', key, 'w_sum', wait)
+  end
+  redis.call('PEXPIREAT', key, minute + 60000 + window_ms)
+end

@@ -9,6 +9,7 @@ ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
       11 rate limit: jobs per window (0 = none)   12 rate limit window ms
+      13 metrics key prefix   14 metrics window ms (0 = no metrics)
 returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} like move_to_active;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
@@ -29,6 +30,7 @@ redis.call('ZREM', KEYS[1], job_id)
 redis.call('SREM', KEYS[3], job_id)
 redis.call('DEL', job_key .. ':lock')
 redis.call('HINCRBY', KEYS[4], 'completed', 1)
+record_metrics(ARGV[13], 'completed', ARGV[14], now, job_key)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])

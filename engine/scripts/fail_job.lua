@@ -13,6 +13,7 @@ ARGV  1 job key prefix   2 job id   3 lock token   4 failed reason   5 stack tra
       7 keep failed: -1 all, 0 none, N the newest N   8 keep max age ms (0 = no limit)
       9 jobs to take next   10 lock token base   11 lock duration ms   12 worker id
       13 rate limit: jobs per window (0 = none)   14 rate limit window ms
+      15 metrics key prefix   16 metrics window ms (0 = no metrics)
 returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} on success; {-1} no such job;
         {-2} lock missing; {-6} lock held by another token; {-3} job is not active
 events  retrying then waiting or delayed; or failed (failed_reason, attempts_made, prev active)
@@ -49,6 +50,7 @@ if retry_delay >= 0 then
   end
 else
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
+  record_metrics(ARGV[15], 'failed', ARGV[16], now, job_key)
   emit(KEYS[6], KEYS[5], 'failed', 'job_id', job_id, 'failed_reason', ARGV[4],
        'attempts_made', made, 'prev', 'active')
   local keep, max_age = tonumber(ARGV[7]), tonumber(ARGV[8])
