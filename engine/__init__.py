@@ -26,6 +26,7 @@ from .queue import Queue
 from .rate_limit import RateLimit
 from .sync import SyncQueue
 from .worker import Worker
+from .worker_info import WorkerInfo
 
 __all__ = [
     "Backoff",
@@ -53,4 +54,5 @@ __all__ = [
     "UnrecoverableError",
     "UnsafeServerConfig",
     "Worker",
+    "WorkerInfo",
 ]

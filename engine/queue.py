@@ -23,6 +23,7 @@ from .options import JobOptions
 from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .worker_info import WorkerInfo, read_workers
 
 log = logging.getLogger("corral.queue")
 
@@ -261,6 +262,11 @@ class Queue:
     async def is_paused(self) -> bool:
         """True while the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def get_workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue (host, pid, concurrency, jobs in flight, started,
+        last beat), oldest first; a worker that died drops out when its heartbeat expires."""
+        return await read_workers(self.client, self.keys)
 
     async def get_metrics(
         self, kind: str, start: int | None = None, end: int | None = None
