@@ -5,6 +5,7 @@ Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backo
 """
 
 from .errors import (
+    DelayedError,
     EngineError,
     InvalidJobData,
     InvalidJobOptions,
@@ -31,6 +32,7 @@ from .worker_info import WorkerInfo
 __all__ = [
     "Backoff",
     "CorruptJob",
+    "DelayedError",
     "EngineError",
     "Event",
     "InvalidJobData",

@@ -328,6 +328,57 @@ async def hand_back_job(
         raise_for_code(code, keys, job_id, "hand_back_job")
 
 
+async def change_priority(
+    scripts: ScriptRegistry, keys: QueueKeys, job_id: str, priority: int
+) -> None:
+    """Give a job a new priority (a ready job moves at once)."""
+    code = int(
+        await scripts.call(
+            "change_priority",
+            [*_ready_keys(keys), keys.marker, keys.meta, keys.events],
+            [keys.job_prefix, job_id, priority],
+        )
+    )
+    if code < 0:
+        raise_for_code(code, keys, job_id, "change_priority")
+
+
+async def update_data(
+    scripts: ScriptRegistry, keys: QueueKeys, job_id: str, data: str, token: str = ""
+) -> None:
+    """Replace a job's data; fenced by ``token`` when one is given (from a processor)."""
+    code = int(
+        await scripts.call(
+            "update_data", [keys.meta, keys.events], [keys.job_prefix, job_id, data, token]
+        )
+    )
+    if code < 0:
+        raise_for_code(code, keys, job_id, "update_data")
+
+
+async def move_to_delayed(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    job_id: str,
+    token: str,
+    *,
+    run_at: int = -1,
+    delay: int = 0,
+) -> int:
+    """Send an active job back to delayed until ``run_at`` (ms), or ``delay`` ms from now on
+    the server clock when ``run_at`` is -1; no attempt is used. Returns the run-at time."""
+    reply = int(
+        await scripts.call(
+            "move_to_delayed",
+            [keys.active, keys.stalled, keys.delayed, keys.marker, keys.meta, keys.events],
+            [keys.job_prefix, job_id, token, run_at, delay],
+        )
+    )
+    if reply < 0:
+        raise_for_code(reply, keys, job_id, "move_to_delayed")
+    return reply
+
+
 async def rate_limit_queue(scripts: ScriptRegistry, keys: QueueKeys, ms: int) -> None:
     """Stop every worker of the queue from taking jobs for ``ms`` ms."""
     await scripts.call("rate_limit_queue", [keys.limiter, keys.meta, keys.events], [ms])

@@ -75,6 +75,14 @@ class RateLimitError(Exception):
         super().__init__(reason)
 
 
+class DelayedError(Exception):
+    """Raise from a processor after ``await job.move_to_delayed(...)``: the job is delayed,
+    not completed or failed, and no attempt is used."""
+
+    def __init__(self, reason: str = "moved to delayed") -> None:
+        super().__init__(reason)
+
+
 class ScriptError(IntEnum):
     """Negative codes returned by the Lua scripts (see each script's header)."""
 

@@ -30,6 +30,8 @@ EVENT_NAMES = frozenset(
         "promoted",
         "duplicated",
         "rate-limited",
+        "priority-changed",
+        "data-updated",
     }
 )
 

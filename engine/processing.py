@@ -11,7 +11,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidJobData, PayloadTooLarge, RateLimitError, Retry, UnrecoverableError
+from .errors import (
+    DelayedError,
+    InvalidJobData,
+    PayloadTooLarge,
+    RateLimitError,
+    Retry,
+    UnrecoverableError,
+)
 from .job import Job
 from .options import Backoff
 from .serialization import dumps
@@ -23,7 +30,8 @@ MAX_STACK_LINES = 40
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How an attempt ended. ``retry_delay`` is -1 for a final failure. ``requeue`` is set
-    when the job neither completed nor failed: "rate-limited" (back to wait)."""
+    when the job neither completed nor failed: "rate-limited" (back to wait) or "delayed"
+    (the processor moved it to delayed)."""
 
     ok: bool
     returnvalue: str = "null"
@@ -94,6 +102,8 @@ async def run_processor(
         return failure(job, exc, default_backoff)
     except RateLimitError as exc:
         return Outcome(False, reason=str(exc), requeue="rate-limited")
+    except DelayedError as exc:
+        return Outcome(False, reason=str(exc), requeue="delayed")
     except BaseException as exc:
         return failure(job, exc, default_backoff)
 

@@ -19,7 +19,7 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .metrics import MINUTE_MS, Metrics, read_metrics
-from .options import JobOptions
+from .options import MAX_PRIORITY, JobOptions
 from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
@@ -345,6 +345,27 @@ class Queue:
         """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""
         await self._check()
         return await commands.remove_job(self.scripts, self.keys, job_id)
+
+    async def change_priority(self, job_id: str, priority: int) -> None:
+        """Give a job a new priority (0 = none, 1 = runs first, at most 2^21). A ready job
+        moves at once; a job in another state runs with it when it is next ready."""
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not 0 <= priority <= MAX_PRIORITY
+        ):
+            raise InvalidJobOptions(
+                f"priority={priority!r} is invalid: expected an int from 0 to {MAX_PRIORITY}"
+            )
+        await self._check()
+        await commands.change_priority(self.scripts, self.keys, job_id, priority)
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """Replace a job's data, whatever its state (a running processor sees it only if it
+        reads the job again)."""
+        value = dumps(data, what=f"data of job {job_id!r}", limit=self.max_payload)
+        await self._check()
+        await commands.update_data(self.scripts, self.keys, job_id, value)
 
     async def promote_job(self, job_id: str) -> None:
         """Make a delayed job ready now; ``JobStateError`` if it is not delayed any more."""

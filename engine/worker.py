@@ -26,7 +26,7 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .metrics import DEFAULT_WINDOW_MS, validate_window
 from .options import Backoff, retention_from_opts
-from .processing import Outcome, Processor, is_async_processor, run_processor
+from .processing import Outcome, Processor, failure, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
@@ -34,6 +34,7 @@ from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 log = logging.getLogger("corral.worker")
 
 MAX_LOG_LINES = 1000
+_NOT_MOVED = "DelayedError raised without job.move_to_delayed()"
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
 
 
@@ -44,6 +45,7 @@ class _Running:
     task: asyncio.Task[None] | None = None
     lock_lost: bool = False
     handed_back: bool = False
+    moved: bool = False  # the processor sent the job to delayed itself
 
 
 @dataclass(slots=True)
@@ -298,6 +300,10 @@ class Worker:
                     max_result=self._max_result,
                     default_backoff=self._backoff,
                 )
+                if outcome.requeue == "delayed" and not running.moved:
+                    outcome = failure(job, RuntimeError(_NOT_MOVED), self._backoff)
+            if running.moved:
+                return  # move_to_delayed already released the job; any result is moot
             await self._finish(taken, running, job, outcome)
         except asyncio.CancelledError:
             if not running.handed_back:
@@ -388,7 +394,7 @@ class Worker:
     # ---- locks, stalled jobs, shutdown -----------------------------------------------------
 
     def _held(self) -> list[tuple[str, str]]:
-        return [(r.job_id, r.token) for r in self._running.values() if not r.lock_lost]
+        return [(r.job_id, r.token) for r in self._running.values() if not (r.lock_lost or r.moved)]
 
     def _lock_lost(self, job_id: str) -> None:
         running = self._running.get(job_id)
@@ -510,6 +516,25 @@ class _Context:
             pipe.rpush(key, str(line)[:10_000])
             pipe.ltrim(key, -MAX_LOG_LINES, -1)
             await pipe.execute()
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        w = self._worker
+        value = dumps(data, what=f"data of job {job_id!r}", limit=w._max_result)
+        await commands.update_data(w.scripts, w.keys, job_id, value, self._running.token)
+
+    async def extend_lock(self, job_id: str, ms: int) -> None:
+        w = self._worker
+        held = [(job_id, self._running.token)]
+        if await commands.extend_locks(w.scripts, w.keys, ms, held):
+            raise LockLost(f"job {job_id!r} in queue {w.name!r}: lock is gone (extend_lock)")
+
+    async def move_to_delayed(self, job_id: str, run_at: int, delay: int) -> int:
+        w = self._worker
+        due = await commands.move_to_delayed(
+            w.scripts, w.keys, job_id, self._running.token, run_at=run_at, delay=delay
+        )
+        self._running.moved = True
+        return due
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop

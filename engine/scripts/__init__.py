@@ -37,6 +37,9 @@ SCRIPT_NAMES = (
     "drain_queue",
     "obliterate_queue",
     "rate_limit_queue",
+    "change_priority",
+    "update_data",
+    "move_to_delayed",
 )
 
 
