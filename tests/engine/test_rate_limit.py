@@ -342,3 +342,24 @@ async def test_the_limit_holds_across_four_worker_processes(
     assert elapsed <= 2 * (n // limit) * window + 5_000  # and not starved
     pids = {j.worker.split(":")[1] for j in jobs if j.worker}
     assert len(pids) >= 2  # the windows were shared by several processes
+
+
+# ---- corral worker flags -------------------------------------------------------------------
+
+
+def test_worker_flags_build_the_limiter() -> None:
+    from corral.cli import build_parser
+    from engine.cli_worker import _worker_options
+
+    def options(*flags: str) -> dict[str, Any]:
+        args = build_parser().parse_args(["worker", "support.jobs:noop", "--queue", "q", *flags])
+        return _worker_options(args)
+
+    assert options("--limit-max", "10", "--limit-duration", "1000")["limiter"] == {
+        "max": 10,
+        "duration": 1000,
+    }
+    assert options("--metrics-window", "0")["metrics_window"] == 0
+    assert "limiter" not in options()
+    with pytest.raises(InvalidJobOptions, match="go together"):
+        options("--limit-max", "10")
