@@ -261,6 +261,20 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
+    tunables.add_argument(
+        "--metrics-window",
+        type=non_negative_int,
+        default=None,
+        metavar="MS",
+        help="how long per-minute metrics are kept (0 = record none)",
+    )
+    limits = parser.add_argument_group("rate limit, shared by every worker of the queue")
+    limits.add_argument(
+        "--limit-max", type=positive_int, default=None, metavar="N", help="jobs per window"
+    )
+    limits.add_argument(
+        "--limit-duration", type=positive_int, default=None, metavar="MS", help="window length"
+    )
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

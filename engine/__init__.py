@@ -1,12 +1,13 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication`` and the errors a caller
-handles.
+``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication``, ``RateLimit``,
+``WorkerInfo`` and the errors a caller handles.
 """
 
 from .deduplication import Deduplication
 from .errors import (
+    DelayedError,
     EngineError,
     InvalidJobData,
     InvalidJobOptions,
@@ -15,6 +16,7 @@ from .errors import (
     JobStateError,
     LockLost,
     PayloadTooLarge,
+    RateLimitError,
     Retry,
     UnrecoverableError,
     UnsafeServerConfig,
@@ -24,14 +26,17 @@ from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .queue import Queue
+from .rate_limit import RateLimit
 from .schedulers import JobScheduler
 from .sync import SyncQueue
 from .worker import Worker
+from .worker_info import WorkerInfo
 
 __all__ = [
     "Backoff",
     "CorruptJob",
     "Deduplication",
+    "DelayedError",
     "EngineError",
     "Event",
     "InvalidJobData",
@@ -48,10 +53,13 @@ __all__ = [
     "Queue",
     "QueueEvents",
     "QueueKeys",
+    "RateLimit",
+    "RateLimitError",
     "Retention",
     "Retry",
     "SyncQueue",
     "UnrecoverableError",
     "UnsafeServerConfig",
     "Worker",
+    "WorkerInfo",
 ]

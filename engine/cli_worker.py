@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from .errors import EngineError
+from .errors import EngineError, InvalidJobOptions
 from .processing import Processor
 from .worker import Worker
 
@@ -47,12 +47,19 @@ def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
         "stalled_interval": "stalled_interval",
         "max_stalled_count": "max_stalled_count",
         "shutdown_grace": "shutdown_grace",
+        "metrics_window": "metrics_window",
     }
-    return {
+    options = {
         option: getattr(args, attr)
         for option, attr in names.items()
         if getattr(args, attr, None) is not None
     }
+    limit_max, limit_ms = getattr(args, "limit_max", None), getattr(args, "limit_duration", None)
+    if (limit_max is None) != (limit_ms is None):
+        raise InvalidJobOptions("--limit-max and --limit-duration go together")
+    if limit_max is not None:
+        options["limiter"] = {"max": limit_max, "duration": limit_ms}
+    return options
 
 
 async def serve(worker: Worker) -> int:

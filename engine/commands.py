@@ -12,6 +12,7 @@ from redis.asyncio.client import Pipeline
 from .deduplication import Deduplication
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
 from .keys import QueueKeys
+from .metrics import DEFAULT_WINDOW_MS
 from .options import Retention
 from .scripts import ScriptRegistry
 
@@ -27,20 +28,25 @@ class TakenJob:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """What a fetch returned: the jobs taken, and ms until the next delayed job (-1 = none)."""
+    """What a fetch returned: the jobs taken, ms until the next delayed job (-1 = none), and
+    ms until the rate limiter lets jobs through again (0 = not limited)."""
 
     jobs: list[TakenJob]
     next_delay_ms: int
+    rate_limit_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """How a worker takes jobs: its token base, lock duration and id, and how many to take."""
+    """How a worker takes jobs: its token base, lock duration and id, how many to take, and its
+    rate limit (``limit_max`` jobs per ``limit_ms`` window; 0 = none)."""
 
     token_base: str
     lock_ms: int
     worker_id: str
     count: int
+    limit_max: int = 0
+    limit_ms: int = 0
 
 
 NO_LEASE = Lease("", 1, "", 0)
@@ -53,9 +59,9 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 def _parse_taken(reply: Sequence[Any]) -> Taken:
     jobs = [
         TakenJob(str(reply[i]), str(reply[i + 1]), _pairs(reply[i + 2]))
-        for i in range(1, len(reply), 3)
+        for i in range(2, len(reply), 3)
     ]
-    return Taken(jobs, int(reply[0]))
+    return Taken(jobs, int(reply[0]), int(reply[1]))
 
 
 def raise_for_code(code: int, keys: QueueKeys, job_id: str, transition: str) -> None:
@@ -138,8 +144,24 @@ async def move_to_active(scripts: ScriptRegistry, keys: QueueKeys, lease: Lease)
     """Take up to ``lease.count`` ready jobs (promoting due delayed jobs first)."""
     reply = await scripts.call(
         "move_to_active",
-        [*_ready_keys(keys), keys.delayed, keys.active, keys.marker, keys.meta, keys.events],
-        [keys.job_prefix, lease.token_base, lease.lock_ms, lease.count, lease.worker_id],
+        [
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.active,
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.limiter,
+        ],
+        [
+            keys.job_prefix,
+            lease.token_base,
+            lease.lock_ms,
+            lease.count,
+            lease.worker_id,
+            lease.limit_max,
+            lease.limit_ms,
+        ],
     )
     return _parse_taken(reply)
 
@@ -155,11 +177,19 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
         *_ready_keys(keys),
         keys.delayed,
         keys.marker,
+        keys.limiter,
     ]
 
 
 def _lease_args(lease: Lease) -> list[Any]:
-    return [lease.count, lease.token_base, lease.lock_ms, lease.worker_id]
+    return [
+        lease.count,
+        lease.token_base,
+        lease.lock_ms,
+        lease.worker_id,
+        lease.limit_max,
+        lease.limit_ms,
+    ]
 
 
 async def complete_job(
@@ -170,8 +200,10 @@ async def complete_job(
     returnvalue: str,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> Taken:
-    """Mark an active job completed (fenced by ``token``) and take the next jobs."""
+    """Mark an active job completed (fenced by ``token``) and take the next jobs; count it in
+    the minute's metrics, kept ``metrics_window`` ms (0 = none)."""
     reply = await scripts.call(
         "complete_job",
         _finish_keys(keys, keys.completed),
@@ -183,6 +215,8 @@ async def complete_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            keys.metrics_prefix,
+            metrics_window,
         ],
     )
     if int(reply[0]) < 0:
@@ -200,8 +234,10 @@ async def fail_job(
     retry_delay: int,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> Taken:
-    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1."""
+    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1
+    (then counted in the minute's metrics, kept ``metrics_window`` ms; 0 = none)."""
     reply = await scripts.call(
         "fail_job",
         _finish_keys(keys, keys.failed),
@@ -215,6 +251,8 @@ async def fail_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            keys.metrics_prefix,
+            metrics_window,
         ],
     )
     if int(reply[0]) < 0:
@@ -233,7 +271,11 @@ async def extend_locks(
 
 
 async def recover_stalled(
-    scripts: ScriptRegistry, keys: QueueKeys, max_stalled_count: int, interval_ms: int
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    max_stalled_count: int,
+    interval_ms: int,
+    metrics_window: int = DEFAULT_WINDOW_MS,
 ) -> tuple[list[str], list[str]]:
     """Run one stalled check; return (ids moved back to wait, ids failed for stalling)."""
     reply = [
@@ -251,7 +293,13 @@ async def recover_stalled(
                 keys.meta,
                 keys.events,
             ],
-            [keys.job_prefix, max_stalled_count, interval_ms],
+            [
+                keys.job_prefix,
+                max_stalled_count,
+                interval_ms,
+                keys.metrics_prefix,
+                metrics_window,
+            ],
         )
     ]
     if not reply:
@@ -260,17 +308,82 @@ async def recover_stalled(
     return reply[:split], reply[split + 1 :]
 
 
-async def hand_back_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str, token: str) -> None:
-    """Return an active job this worker holds to wait (shutdown), fenced by ``token``."""
+async def hand_back_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    job_id: str,
+    token: str,
+    *,
+    reason: str = "worker shutdown",
+    undo_start: bool = True,
+) -> None:
+    """Return an active job this worker holds to the front of wait, fenced by ``token``:
+    at shutdown (``undo_start``), or rate limited (the worker goes on, so its start counts)."""
     code = int(
         await scripts.call(
             "hand_back_job",
             [keys.active, keys.stalled, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
-            [keys.job_prefix, job_id, token],
+            [keys.job_prefix, job_id, token, reason, int(undo_start)],
         )
     )
     if code < 0:
         raise_for_code(code, keys, job_id, "hand_back_job")
+
+
+async def change_priority(
+    scripts: ScriptRegistry, keys: QueueKeys, job_id: str, priority: int
+) -> None:
+    """Give a job a new priority (a ready job moves at once)."""
+    code = int(
+        await scripts.call(
+            "change_priority",
+            [*_ready_keys(keys), keys.marker, keys.meta, keys.events],
+            [keys.job_prefix, job_id, priority],
+        )
+    )
+    if code < 0:
+        raise_for_code(code, keys, job_id, "change_priority")
+
+
+async def update_data(
+    scripts: ScriptRegistry, keys: QueueKeys, job_id: str, data: str, token: str = ""
+) -> None:
+    """Replace a job's data; fenced by ``token`` when one is given (from a processor)."""
+    code = int(
+        await scripts.call(
+            "update_data", [keys.meta, keys.events], [keys.job_prefix, job_id, data, token]
+        )
+    )
+    if code < 0:
+        raise_for_code(code, keys, job_id, "update_data")
+
+
+async def move_to_delayed(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    job_id: str,
+    token: str,
+    *,
+    run_at: int = -1,
+    delay: int = 0,
+) -> int:
+    """Send an active job back to delayed until ``run_at`` (ms), or ``delay`` ms from now on
+    the server clock when ``run_at`` is -1; no attempt is used. Returns the run-at time."""
+    reply = int(
+        await scripts.call(
+            "move_to_delayed",
+            [keys.active, keys.stalled, keys.delayed, keys.marker, keys.meta, keys.events],
+            [keys.job_prefix, job_id, token, run_at, delay],
+        )
+    )
+    if reply < 0:
+        raise_for_code(reply, keys, job_id, "move_to_delayed")
+    return reply
+
+
+async def rate_limit_queue(scripts: ScriptRegistry, keys: QueueKeys, ms: int) -> None:
+    """Stop every worker of the queue from taking jobs for ``ms`` ms."""
+    await scripts.call("rate_limit_queue", [keys.limiter, keys.meta, keys.events], [ms])
 
 
 async def update_progress(

@@ -66,6 +66,23 @@ class Retry(Exception):
         self.delay = delay
 
 
+class RateLimitError(Exception):
+    """Raise from a processor (after ``await worker.rate_limit(ms)``) to put the job back at
+    the front of wait: it neither fails nor uses an attempt, and no worker takes jobs until the
+    rate limit ends."""
+
+    def __init__(self, reason: str = "rate limited") -> None:
+        super().__init__(reason)
+
+
+class DelayedError(Exception):
+    """Raise from a processor after ``await job.move_to_delayed(...)``: the job is delayed,
+    not completed or failed, and no attempt is used."""
+
+    def __init__(self, reason: str = "moved to delayed") -> None:
+        super().__init__(reason)
+
+
 class ScriptError(IntEnum):
     """Negative codes returned by the Lua scripts (see each script's header)."""
 

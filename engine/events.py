@@ -30,6 +30,9 @@ EVENT_NAMES = frozenset(
         "promoted",
         "duplicated",
         "deduplicated",
+        "rate-limited",
+        "priority-changed",
+        "data-updated",
     }
 )
 

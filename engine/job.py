@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .errors import InvalidJobOptions
+
 
 class JobState(StrEnum):
     """Where a job is; each state is one Redis structure of the queue (see ``QueueKeys``)."""
@@ -58,6 +60,12 @@ class JobContext(Protocol):
 
     async def log(self, job_id: str, line: str) -> None: ...
 
+    async def update_data(self, job_id: str, data: Any) -> None: ...
+
+    async def extend_lock(self, job_id: str, ms: int) -> None: ...
+
+    async def move_to_delayed(self, job_id: str, run_at: int, delay: int) -> int: ...
+
     def run_sync(self, coro: Any) -> Any: ...
 
 
@@ -78,6 +86,17 @@ def _json(fields: dict[str, str], key: str, default: Any = None) -> Any:
     if raw is None or raw == "":
         return default
     return json.loads(raw)
+
+
+def _run_at(timestamp_ms: int | None, delay: int | None) -> tuple[int, int]:
+    """(run at, delay) for ``move_to_delayed``: exactly one of them, as an int >= 0."""
+    if (timestamp_ms is None) == (delay is None):
+        raise InvalidJobOptions("move_to_delayed: give either timestamp_ms or delay (ms)")
+    value = timestamp_ms if timestamp_ms is not None else delay
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        name = "timestamp_ms" if timestamp_ms is not None else "delay"
+        raise InvalidJobOptions(f"move_to_delayed({name}={value!r}): expected an int >= 0 (ms)")
+    return (value, 0) if timestamp_ms is not None else (-1, value)
 
 
 class CorruptJob(ValueError):
@@ -141,6 +160,41 @@ class Job:
     def log_sync(self, line: str) -> None:
         """``log`` for ``def`` processors, which run in a thread."""
         self._ctx().run_sync(self._ctx().log(self.id, line))
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's stored data (fenced by the lock). This snapshot keeps the data it
+        was read with; ``Queue.get_job`` reads the new one."""
+        await self._ctx().update_data(self.id, data)
+
+    async def extend_lock(self, ms: int) -> None:
+        """Make the job's lock last at least ``ms`` more ms (lock renewals never shorten it
+        again); ``LockLost`` if the worker no longer holds it."""
+        if not isinstance(ms, int) or isinstance(ms, bool) or ms < 1:
+            raise InvalidJobOptions(f"extend_lock(ms={ms!r}): expected an int >= 1")
+        await self._ctx().extend_lock(self.id, ms)
+
+    async def move_to_delayed(
+        self, timestamp_ms: int | None = None, *, delay: int | None = None
+    ) -> int:
+        """Send the job back to delayed until ``timestamp_ms`` (ms since the epoch, compared
+        with the server clock) or for ``delay`` ms, without using an attempt; then raise
+        ``DelayedError`` from the processor. Returns the run-at time in ms."""
+        run_at, wait = _run_at(timestamp_ms, delay)
+        return int(await self._ctx().move_to_delayed(self.id, run_at, wait))
+
+    def update_data_sync(self, data: Any) -> None:
+        """``update_data`` for ``def`` processors."""
+        self._ctx().run_sync(self.update_data(data))
+
+    def extend_lock_sync(self, ms: int) -> None:
+        """``extend_lock`` for ``def`` processors."""
+        self._ctx().run_sync(self.extend_lock(ms))
+
+    def move_to_delayed_sync(
+        self, timestamp_ms: int | None = None, *, delay: int | None = None
+    ) -> int:
+        """``move_to_delayed`` for ``def`` processors."""
+        return int(self._ctx().run_sync(self.move_to_delayed(timestamp_ms, delay=delay)))
 
     @classmethod
     def from_hash(

@@ -136,6 +136,22 @@ class QueueKeys:
         return f"{self.base}:events"
 
     @property
+    def limiter(self) -> str:
+        """STRING with a TTL: jobs taken in the current rate-limit window (the TTL is what is
+        left of the window), or a manual rate limit's sentinel value."""
+        return f"{self.base}:limiter"
+
+    @property
+    def metrics_prefix(self) -> str:
+        """What every metrics key starts with; scripts append ``<kind>:<minute ms>``."""
+        return f"{self.base}:metrics:"
+
+    def metrics(self, kind: str, minute_ms: int) -> str:
+        """HASH with a TTL: one minute of ``kind`` (completed|failed) metrics, i.e. the count
+        and latency histograms of the jobs that finished in the minute starting at ``minute_ms``."""
+        return f"{self.metrics_prefix}{kind}:{minute_ms}"
+
+    @property
     def workers(self) -> str:
         """ZSET of worker ids; score = when the worker's heartbeat expires, in ms."""
         return f"{self.base}:workers"

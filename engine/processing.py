@@ -11,7 +11,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidJobData, PayloadTooLarge, Retry, UnrecoverableError
+from .errors import (
+    DelayedError,
+    InvalidJobData,
+    PayloadTooLarge,
+    RateLimitError,
+    Retry,
+    UnrecoverableError,
+)
 from .job import Job
 from .options import Backoff
 from .serialization import dumps
@@ -22,13 +29,16 @@ MAX_STACK_LINES = 40
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How an attempt ended. ``retry_delay`` is -1 for a final failure."""
+    """How an attempt ended. ``retry_delay`` is -1 for a final failure. ``requeue`` is set
+    when the job neither completed nor failed: "rate-limited" (back to wait) or "delayed"
+    (the processor moved it to delayed)."""
 
     ok: bool
     returnvalue: str = "null"
     reason: str = ""
     stacktrace: str = "[]"
     retry_delay: int = -1
+    requeue: str = ""
 
 
 def is_async_processor(processor: Processor) -> bool:
@@ -90,6 +100,10 @@ async def run_processor(
         if task is not None and task.cancelling():
             raise  # the worker is handing the job back
         return failure(job, exc, default_backoff)
+    except RateLimitError as exc:
+        return Outcome(False, reason=str(exc), requeue="rate-limited")
+    except DelayedError as exc:
+        return Outcome(False, reason=str(exc), requeue="delayed")
     except BaseException as exc:
         return failure(job, exc, default_backoff)
 

@@ -20,10 +20,13 @@ from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
-from .options import JobOptions
+from .metrics import MINUTE_MS, Metrics, read_metrics
+from .options import MAX_PRIORITY, JobOptions
+from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .worker_info import WorkerInfo, read_workers
 
 log = logging.getLogger("corral.queue")
 
@@ -313,7 +316,34 @@ class Queue:
         """True while the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
 
+    async def get_workers(self) -> list[WorkerInfo]:
+        """The live workers of this queue (host, pid, concurrency, jobs in flight, started,
+        last beat), oldest first; a worker that died drops out when its heartbeat expires."""
+        return await read_workers(self.client, self.keys)
+
+    async def get_metrics(
+        self, kind: str, start: int | None = None, end: int | None = None
+    ) -> Metrics:
+        """Per-minute ``kind`` (completed|failed) counts and processing/wait times, one point
+        per minute from ``start`` to ``end`` (ms, server clock; default: the last 60 minutes,
+        this one included), oldest first. At most 7 days per call."""
+        if end is None:
+            end = await self._server_ms()
+        if start is None:
+            start = max(end - 59 * MINUTE_MS, 0)
+        return await read_metrics(self.client, self.keys, kind, start, end)
+
+    async def get_rate_limit_ttl(self, max_jobs: int | None = None) -> int:
+        """Ms until workers may take jobs again because of the rate limiter, 0 if they may now:
+        a manual limit, or (given ``max_jobs``, the workers' limit) a full window."""
+        return await rate_limit_ttl(self.client, self.keys, max_jobs)
+
     # ---- managing --------------------------------------------------------------------------
+
+    async def rate_limit(self, ms: int) -> None:
+        """Stop every worker of the queue from taking jobs for ``ms`` ms (jobs stay waiting)."""
+        await self._check()
+        await commands.rate_limit_queue(self.scripts, self.keys, manual_limit_ms(ms))
 
     async def pause(self) -> bool:
         """Stop workers taking jobs (active ones finish). False if it was paused already."""
@@ -368,6 +398,27 @@ class Queue:
         """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""
         await self._check()
         return await commands.remove_job(self.scripts, self.keys, job_id)
+
+    async def change_priority(self, job_id: str, priority: int) -> None:
+        """Give a job a new priority (0 = none, 1 = runs first, at most 2^21). A ready job
+        moves at once; a job in another state runs with it when it is next ready."""
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not 0 <= priority <= MAX_PRIORITY
+        ):
+            raise InvalidJobOptions(
+                f"priority={priority!r} is invalid: expected an int from 0 to {MAX_PRIORITY}"
+            )
+        await self._check()
+        await commands.change_priority(self.scripts, self.keys, job_id, priority)
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """Replace a job's data, whatever its state (a running processor sees it only if it
+        reads the job again)."""
+        value = dumps(data, what=f"data of job {job_id!r}", limit=self.max_payload)
+        await self._check()
+        await commands.update_data(self.scripts, self.keys, job_id, value)
 
     async def promote_job(self, job_id: str) -> None:
         """Make a delayed job ready now; ``JobStateError`` if it is not delayed any more."""

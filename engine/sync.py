@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 from .connection import Connection
 from .job import Job, JobState
 from .keys import DEFAULT_PREFIX
+from .metrics import Metrics
 from .queue import BulkItem, Queue
 from .schedulers import JobScheduler
+from .worker_info import WorkerInfo
 
 T = TypeVar("T")
 
@@ -125,6 +127,30 @@ class SyncQueue:
     def drain(self, delayed: bool = False) -> int:
         """See ``Queue.drain``."""
         return self._run(self._queue.drain(delayed))
+
+    def change_priority(self, job_id: str, priority: int) -> None:
+        """See ``Queue.change_priority``."""
+        self._run(self._queue.change_priority(job_id, priority))
+
+    def update_data(self, job_id: str, data: Any) -> None:
+        """See ``Queue.update_data``."""
+        self._run(self._queue.update_data(job_id, data))
+
+    def get_workers(self) -> list[WorkerInfo]:
+        """See ``Queue.get_workers``."""
+        return self._run(self._queue.get_workers())
+
+    def get_metrics(self, kind: str, start: int | None = None, end: int | None = None) -> Metrics:
+        """See ``Queue.get_metrics``."""
+        return self._run(self._queue.get_metrics(kind, start, end))
+
+    def rate_limit(self, ms: int) -> None:
+        """See ``Queue.rate_limit``."""
+        self._run(self._queue.rate_limit(ms))
+
+    def get_rate_limit_ttl(self, max_jobs: int | None = None) -> int:
+        """See ``Queue.get_rate_limit_ttl``."""
+        return self._run(self._queue.get_rate_limit_ttl(max_jobs))
 
     def obliterate(self, force: bool = False) -> None:
         """See ``Queue.obliterate``."""

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,10 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
+from .metrics import DEFAULT_WINDOW_MS, validate_window
 from .options import Backoff, retention_from_opts
-from .processing import Outcome, Processor, is_async_processor, run_processor
+from .processing import Outcome, Processor, failure, is_async_processor, run_processor
+from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .schedulers import SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
@@ -32,6 +35,7 @@ from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 log = logging.getLogger("corral.worker")
 
 MAX_LOG_LINES = 1000
+_NOT_MOVED = "DelayedError raised without job.move_to_delayed()"
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
 
 
@@ -42,6 +46,7 @@ class _Running:
     task: asyncio.Task[None] | None = None
     lock_lost: bool = False
     handed_back: bool = False
+    moved: bool = False  # the processor sent the job to delayed itself
 
 
 @dataclass(slots=True)
@@ -84,6 +89,8 @@ class Worker:
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        limiter: RateLimit | Mapping[str, Any] | None = None,
+        metrics_window: int = DEFAULT_WINDOW_MS,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -105,6 +112,8 @@ class Worker:
         self._backoff = backoff
         self._max_result = max_result_size
         self._allow_unsafe = allow_unsafe_eviction
+        self.limiter = RateLimit.build(limiter)
+        self.metrics_window = validate_window(metrics_window)
 
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_base = uuid.uuid4().hex
@@ -184,10 +193,23 @@ class Worker:
         else:
             await self._release()
 
+    async def rate_limit(self, ms: int) -> None:
+        """Stop every worker of the queue (on every host) from taking jobs for ``ms`` ms.
+        From a processor, follow it with ``raise RateLimitError()`` to put the job back."""
+        await commands.rate_limit_queue(self.scripts, self.keys, manual_limit_ms(ms))
+
     # ---- fetch loop ------------------------------------------------------------------------
 
     def _lease(self, count: int) -> commands.Lease:
-        return commands.Lease(self._token_base, self.lock_duration, self.id, count)
+        limit = self.limiter
+        return commands.Lease(
+            self._token_base,
+            self.lock_duration,
+            self.id,
+            count,
+            limit.max if limit else 0,
+            limit.duration if limit else 0,
+        )
 
     async def _wait_for_server(self) -> None:
         backoff = _Backoff()
@@ -219,6 +241,11 @@ class Worker:
                 backoff.failing = False
                 backoff.reset()
                 if taken.jobs:
+                    continue
+                if taken.rate_limit_ms > 0:  # sleep out the window rather than poll
+                    await self._sleep_unless_closing(
+                        min(taken.rate_limit_ms / 1000, MAX_LIMITED_SLEEP)
+                    )
                     continue
                 timeout = self.block_timeout
                 if next_delay >= 0:
@@ -277,6 +304,10 @@ class Worker:
                     max_result=self._max_result,
                     default_backoff=self._backoff,
                 )
+                if outcome.requeue == "delayed" and not running.moved:
+                    outcome = failure(job, RuntimeError(_NOT_MOVED), self._backoff)
+            if running.moved:
+                return  # move_to_delayed already released the job; any result is moot
             await self._finish(taken, running, job, outcome)
         except asyncio.CancelledError:
             if not running.handed_back:
@@ -291,6 +322,9 @@ class Worker:
     async def _finish(
         self, taken: commands.TakenJob, running: _Running, job: Job | None, outcome: Outcome
     ) -> None:
+        if outcome.requeue:
+            await self._requeue(taken, running)
+            return
         opts = job.opts if job is not None else {}
         backoff = _Backoff()
         while True:
@@ -306,6 +340,7 @@ class Worker:
                         outcome.returnvalue,
                         retention_from_opts(opts, "remove_on_complete"),
                         lease,
+                        self.metrics_window,
                     )
                 else:
                     nxt = await commands.fail_job(
@@ -318,6 +353,7 @@ class Worker:
                         outcome.retry_delay,
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
+                        self.metrics_window,
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
@@ -334,10 +370,35 @@ class Worker:
             return
         self._start(nxt.jobs)
 
+    async def _requeue(self, taken: commands.TakenJob, running: _Running) -> None:
+        """The processor raised RateLimitError: the job goes back to the front of wait."""
+        backoff = _Backoff()
+        while True:
+            try:
+                await commands.hand_back_job(
+                    self.scripts,
+                    self.keys,
+                    taken.id,
+                    running.token,
+                    reason="rate limited",
+                    undo_start=False,
+                )
+                return
+            except (LockLost, JobNotFound, JobStateError) as exc:
+                log.warning("worker %s: job %s not put back: %s", self.id, taken.id, exc)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if not backoff.failing:
+                    log.warning(
+                        "worker %s: cannot put job %s back yet (%s)", self.id, taken.id, exc
+                    )
+                backoff.failing = True
+                await asyncio.sleep(backoff.next())
+
     # ---- locks, stalled jobs, shutdown -----------------------------------------------------
 
     def _held(self) -> list[tuple[str, str]]:
-        return [(r.job_id, r.token) for r in self._running.values() if not r.lock_lost]
+        return [(r.job_id, r.token) for r in self._running.values() if not (r.lock_lost or r.moved)]
 
     def _lock_lost(self, job_id: str) -> None:
         running = self._running.get(job_id)
@@ -354,7 +415,11 @@ class Worker:
         while True:
             try:
                 recovered, failed = await commands.recover_stalled(
-                    self.scripts, self.keys, self.max_stalled_count, self.stalled_interval
+                    self.scripts,
+                    self.keys,
+                    self.max_stalled_count,
+                    self.stalled_interval,
+                    self.metrics_window,
                 )
                 if recovered or failed:
                     log.warning(
@@ -455,6 +520,25 @@ class _Context:
             pipe.rpush(key, str(line)[:10_000])
             pipe.ltrim(key, -MAX_LOG_LINES, -1)
             await pipe.execute()
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        w = self._worker
+        value = dumps(data, what=f"data of job {job_id!r}", limit=w._max_result)
+        await commands.update_data(w.scripts, w.keys, job_id, value, self._running.token)
+
+    async def extend_lock(self, job_id: str, ms: int) -> None:
+        w = self._worker
+        held = [(job_id, self._running.token)]
+        if await commands.extend_locks(w.scripts, w.keys, ms, held):
+            raise LockLost(f"job {job_id!r} in queue {w.name!r}: lock is gone (extend_lock)")
+
+    async def move_to_delayed(self, job_id: str, run_at: int, delay: int) -> int:
+        w = self._worker
+        due = await commands.move_to_delayed(
+            w.scripts, w.keys, job_id, self._running.token, run_at=run_at, delay=delay
+        )
+        self._running.moved = True
+        return due
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop

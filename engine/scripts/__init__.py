@@ -41,6 +41,10 @@ SCRIPT_NAMES = (
     "remove_job_scheduler",
     "add_deduplicated_job",
     "remove_deduplication_key",
+    "rate_limit_queue",
+    "change_priority",
+    "update_data",
+    "move_to_delayed",
 )
 
 

@@ -93,17 +93,58 @@ local function promote_due(delayed_key, job_prefix, now, wait_key, paused_key,
   end
 end
 
+-- Rate limiting (fixed windows). The limiter key counts the jobs taken in the current window
+-- and is created with a TTL of the window's length, so the window ends when the key expires.
+-- A manual rate limit sets it to MANUAL_LIMIT for N ms, which stops every worker.
+local MANUAL_LIMIT = 9007199254740991
+
+-- The limiter take_jobs checks: its key, jobs per window (0 = no limit of this worker's own;
+-- a manual limit still applies) and the window in ms.
+local function rate_limiter(key, max, duration)
+  return {key = key, max = tonumber(max) or 0, duration = tonumber(duration) or 0}
+end
+
+-- How many of `wanted` jobs the limiter lets through now, and the ms until its window ends
+-- when it lets none through (else 0).
+local function limiter_room(limiter, wanted)
+  if not limiter then return wanted, 0 end
+  local current = tonumber(redis.call('GET', limiter.key)) or 0
+  if current >= MANUAL_LIMIT or (limiter.max > 0 and current >= limiter.max) then
+    local ttl = redis.call('PTTL', limiter.key)
+    if ttl > 0 then return 0, ttl end
+    redis.call('DEL', limiter.key)  -- no TTL left: never let it block the queue for ever
+    current = 0
+  end
+  if limiter.max > 0 and limiter.max - current < wanted then
+    return limiter.max - current, 0
+  end
+  return wanted, 0
+end
+
+-- Count `taken` jobs in the limiter's window, starting a window if none is running.
+local function count_taken(limiter, taken)
+  if not limiter or limiter.max <= 0 or taken == 0 then return end
+  redis.call('INCRBY', limiter.key, taken)
+  if redis.call('PTTL', limiter.key) < 0 then
+    redis.call('PEXPIRE', limiter.key, limiter.duration)
+  end
+end
+
 -- Take up to `count` ready jobs (wait list first, then by priority), make each active under a
--- fresh lock, and return {next_delay_ms, id, token, fields, id, token, fields, ...}.
--- next_delay_ms is -1 when nothing is delayed, else ms until the earliest delayed job is due.
+-- fresh lock, and return {next_delay_ms, rate_limit_ms, id, token, fields, id, token, ...}.
+-- next_delay_ms is -1 when nothing is delayed, else ms until the earliest delayed job is due;
+-- rate_limit_ms is 0, or the ms until `limiter` (optional) lets jobs through again.
 local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
                          wait_key, paused_key, prioritized_key, pc_key, delayed_key,
-                         active_key, marker_key, meta_key, events_key)
-  local out = {-1}
+                         active_key, marker_key, meta_key, events_key, limiter)
+  local out = {-1, 0}
   promote_due(delayed_key, job_prefix, now, wait_key, paused_key, prioritized_key, pc_key,
               marker_key, meta_key, events_key)
   if count > 0 and not is_paused(meta_key) then
-    for _ = 1, count do
+    local room, limited_ms = limiter_room(limiter, count)
+    out[2] = limited_ms
+    local taken = 0
+    for _ = 1, room do
       local id = redis.call('RPOP', wait_key)
       local prev = 'wait'
       if not id then
@@ -123,9 +164,13 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
         out[#out + 1] = id
         out[#out + 1] = token
         out[#out + 1] = redis.call('HGETALL', job_key)
+        taken = taken + 1
       end
     end
-    if redis.call('LLEN', wait_key) > 0 or redis.call('ZCARD', prioritized_key) > 0 then
+    count_taken(limiter, taken)
+    -- wake the next worker for the jobs left, unless the limiter has no room for them
+    if room == count and (redis.call('LLEN', wait_key) > 0
+                          or redis.call('ZCARD', prioritized_key) > 0) then
       redis.call('ZADD', marker_key, 0, '0')
     end
   end
@@ -136,4 +181,42 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
     out[1] = d
   end
   return out
+end
+
+-- Metrics. The latency histogram bucket of `ms` (an integer >= 0): 0 holds 0 ms; above that,
+-- four buckets per power of two: bucket 4*e + q + 1 holds [2^e*(4+q)/4, 2^e*(5+q)/4) ms.
+-- engine/metrics.py reads the buckets back.
+local function latency_bucket(ms)
+  if ms < 1 then return 0 end
+  local e, p = 0, 1
+  while p * 2 <= ms do
+    p = p * 2
+    e = e + 1
+  end
+  return 4 * e + math.floor((ms - p) * 4 / p) + 1
+end
+
+-- Count one finished job of `kind` (completed|failed) in the hash of the current minute,
+-- `<metrics prefix><kind>:<minute start ms>` (built like job keys, so it is in the queue's
+-- slot): `count`, and from the job hash the processing time (now - processed_on) and wait time
+-- (processed_on - timestamp - delay) as histogram buckets `p<b>`/`w<b>`, sums `p_sum`/`w_sum`
+-- and `timed`. The hash expires `window_ms` after its minute ends; a window of 0 records nothing.
+local function record_metrics(metrics_prefix, kind, window_ms, now, job_key)
+  window_ms = tonumber(window_ms) or 0
+  if window_ms <= 0 then return end
+  local minute = now - now % 60000
+  local key = metrics_prefix .. kind .. ':' .. minute
+  redis.call('HINCRBY', key, 'count', 1)
+  local f = redis.call('HMGET', job_key, 'processed_on', 'timestamp', 'delay')
+  local started = tonumber(f[1])
+  if started then
+    local run = math.max(now - started, 0)
+    local wait = math.max(started - (tonumber(f[2]) or started) - (tonumber(f[3]) or 0), 0)
+    redis.call('HINCRBY', key, 'p' .. latency_bucket(run), 1)
+    redis.call('HINCRBY', key, 'w' .. latency_bucket(wait), 1)
+    redis.call('HINCRBY', key, 'timed', 1)
+    redis.call('HINCRBY', key, 'p_sum', run)
+    redis.call('HINCRBY', key, 'w_sum', wait)
+  end
+  redis.call('PEXPIREAT', key, minute + 60000 + window_ms)
 end

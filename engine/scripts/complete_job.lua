@@ -4,10 +4,13 @@ next ready jobs in the same call (so a busy worker needs one round trip per job)
 
 KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
       7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
+      13 limiter
 ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
-returns {0, next_delay_ms, id, token, fields, ...} like move_to_active on success;
+      11 rate limit: jobs per window (0 = none)   12 rate limit window ms
+      13 metrics key prefix   14 metrics window ms (0 = no metrics)
+returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} like move_to_active;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
 events  completed (returnvalue, prev active); then those of move_to_active
@@ -27,6 +30,7 @@ redis.call('ZREM', KEYS[1], job_id)
 redis.call('SREM', KEYS[3], job_id)
 redis.call('DEL', job_key .. ':lock')
 redis.call('HINCRBY', KEYS[4], 'completed', 1)
+record_metrics(ARGV[13], 'completed', ARGV[14], now, job_key)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
 release_dedup(job_key, job_id, false)
 
@@ -41,6 +45,7 @@ else
 end
 
 local out = take_jobs(tonumber(ARGV[7]), prefix, ARGV[8], tonumber(ARGV[9]), ARGV[10], now,
-  KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6])
+  KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6],
+  rate_limiter(KEYS[13], ARGV[11], ARGV[12]))
 table.insert(out, 1, 0)
 return out

@@ -1,5 +1,7 @@
 #!lua
---[[ extend_locks: renew the locks of all jobs one worker holds, in one call.
+--[[ extend_locks: renew the locks of all jobs one worker holds, in one call. A renewal
+never shortens a lock (PEXPIRE GT), so a lock a processor extended with job.extend_lock(ms)
+keeps its longer TTL.
 
 KEYS  1 stalled
 ARGV  1 job key prefix   2 lock duration ms   3.. pairs of job id, lock token
@@ -12,7 +14,7 @@ for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local lock_key = prefix .. id .. ':lock'
   if redis.call('GET', lock_key) == token then
-    redis.call('PEXPIRE', lock_key, lock_ms)
+    redis.call('PEXPIRE', lock_key, lock_ms, 'GT')
     redis.call('SREM', KEYS[1], id)
   else
     lost[#lost + 1] = id

