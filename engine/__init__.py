@@ -1,7 +1,8 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event`` and the errors a caller handles.
+``QueueEvents``, ``Event``, ``FlowProducer`` (with ``FlowNode``, ``JobRef``,
+``Dependencies``) and the errors a caller handles.
 """
 
 from .errors import (
@@ -18,6 +19,8 @@ from .errors import (
     UnsafeServerConfig,
 )
 from .events import Event, QueueEvents
+from .flow_model import Dependencies, JobRef
+from .flows import FlowNode, FlowProducer
 from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
@@ -28,14 +31,18 @@ from .worker import Worker
 __all__ = [
     "Backoff",
     "CorruptJob",
+    "Dependencies",
     "EngineError",
     "Event",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobData",
     "InvalidJobOptions",
     "Job",
     "JobNotActive",
     "JobNotFound",
     "JobOptions",
+    "JobRef",
     "JobState",
     "JobStateError",
     "LockLost",

@@ -57,6 +57,23 @@ def _parse_taken(reply: Sequence[Any]) -> Taken:
     return Taken(jobs, int(reply[0]))
 
 
+@dataclass(frozen=True, slots=True)
+class FlowJobSpec:
+    """One node of a flow as add_flow.lua takes it; ``parent`` is a node index (0 = a root)."""
+
+    queue: int
+    parent: int
+    job_id: str
+    name: str
+    data: str
+    opts: str
+    delay: int
+    priority: int
+    lifo: bool
+    attempts: int
+    parent_policy: str
+
+
 def raise_for_code(code: int, keys: QueueKeys, job_id: str, transition: str) -> None:
     """Raise the exception that a script's negative return code stands for."""
     where = f"job {job_id!r} in queue {keys.queue!r}"
@@ -422,3 +439,54 @@ async def obliterate_queue(
             [keys.job_prefix, int(force), batch],
         )
     )
+
+
+def _flow_add_keys(keys: QueueKeys) -> list[str]:
+    return [
+        *_ready_keys(keys),
+        keys.delayed,
+        keys.marker,
+        keys.meta,
+        keys.events,
+        keys.id,
+        keys.waiting_children,
+    ]
+
+
+async def add_flow(
+    scripts: ScriptRegistry,
+    queues: Sequence[QueueKeys],
+    nodes: Sequence[FlowJobSpec],
+    max_events: int,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Create trees of jobs in one call; return (server time, [(id, state)] per node).
+
+    Raises ``JobStateError`` when a non-root node's custom id exists (nothing is written).
+    """
+    flow_keys = [k for q in queues for k in _flow_add_keys(q)]
+    args: list[Any] = [max_events, len(queues), *(q.job_prefix for q in queues)]
+    for node in nodes:
+        args += [
+            node.queue,
+            node.parent,
+            node.job_id,
+            node.name,
+            node.data,
+            node.opts,
+            node.delay,
+            node.priority,
+            int(node.lifo),
+            node.attempts,
+            node.parent_policy,
+        ]
+    reply = await scripts.call("add_flow", flow_keys, args)
+    if int(reply[0]) == ScriptError.ID_TAKEN:
+        node = nodes[int(reply[1]) - 1]
+        raise JobStateError(
+            f"job id {node.job_id!r} exists already in queue "
+            f"{queues[node.queue - 1].queue!r}: a child of a flow needs an id of its own "
+            "(nothing was added)",
+            state="exists",
+        )
+    pairs = [(str(reply[i]), str(reply[i + 1])) for i in range(1, len(reply), 2)]
+    return int(reply[0]), pairs

@@ -74,3 +74,4 @@ class ScriptError(IntEnum):
     NOT_IN_STATE = -3
     LOCK_MISMATCH = -6
     JOB_LOCKED = -8
+    ID_TAKEN = -7

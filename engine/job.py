@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from .flow_model import Dependencies, JobRef
 
 
 class JobState(StrEnum):
@@ -48,6 +50,9 @@ class F:
     FAILED_REASON = "failed_reason"
     STACKTRACE = "stacktrace"
     WORKER = "worker"
+    PARENT = "parent"
+    PARENT_POLICY = "parent_policy"
+    DEFERRED_FAILURE = "deferred_failure"
 
 
 class JobContext(Protocol):
@@ -56,6 +61,15 @@ class JobContext(Protocol):
     async def update_progress(self, job_id: str, progress: Any) -> None: ...
 
     async def log(self, job_id: str, line: str) -> None: ...
+
+    def run_sync(self, coro: Any) -> Any: ...
+
+
+@runtime_checkable
+class FlowContext(Protocol):
+    """A ``JobContext`` that can also read a parent's children (the worker's does)."""
+
+    async def read_dependencies(self, job_id: str) -> Dependencies: ...
 
     def run_sync(self, coro: Any) -> Any: ...
 
@@ -114,6 +128,8 @@ class Job:
     worker: str | None = None
     state: JobState | None = None
     logs: list[str] | None = None
+    parent: JobRef | None = None
+    deferred_failure: str | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
 
     def _ctx(self) -> JobContext:
@@ -139,6 +155,36 @@ class Job:
         """``log`` for ``def`` processors, which run in a thread."""
         self._ctx().run_sync(self._ctx().log(self.id, line))
 
+    def _flow_ctx(self) -> FlowContext:
+        ctx = self._ctx()
+        if not isinstance(ctx, FlowContext):
+            raise RuntimeError(f"job {self.id!r}: this worker cannot read a job's children")
+        return ctx
+
+    async def get_dependencies(self) -> Dependencies:
+        """This job's children: unprocessed, processed (with values), ignored and failed."""
+        return await self._flow_ctx().read_dependencies(self.id)
+
+    async def get_children_values(self) -> dict[JobRef, Any]:
+        """The return values of this job's completed children, by child."""
+        return (await self.get_dependencies()).processed
+
+    async def get_ignored_failures(self) -> dict[JobRef, str]:
+        """Failed reasons of children that failed with ``ignore_dependency_on_failure``."""
+        return (await self.get_dependencies()).ignored
+
+    def get_children_values_sync(self) -> dict[JobRef, Any]:
+        """``get_children_values`` for ``def`` processors, which run in a thread."""
+        ctx = self._flow_ctx()
+        deps: Dependencies = ctx.run_sync(ctx.read_dependencies(self.id))
+        return deps.processed
+
+    def get_dependencies_sync(self) -> Dependencies:
+        """``get_dependencies`` for ``def`` processors, which run in a thread."""
+        ctx = self._flow_ctx()
+        deps: Dependencies = ctx.run_sync(ctx.read_dependencies(self.id))
+        return deps
+
     @classmethod
     def from_hash(
         cls,
@@ -156,6 +202,11 @@ class Job:
             if not isinstance(opts, dict):
                 raise CorruptJob(job_id, "'opts' is not a JSON object", fields)
             stack = _json(fields, F.STACKTRACE, [])
+            parent = None
+            if fields.get(F.PARENT):
+                parent = JobRef.from_key(fields[F.PARENT])
+                if parent is None:
+                    raise CorruptJob(job_id, "'parent' is not a job key", fields)
             return cls(
                 id=job_id,
                 queue=queue,
@@ -178,6 +229,8 @@ class Job:
                 worker=fields.get(F.WORKER) or None,
                 state=state,
                 context=context,
+                parent=parent,
+                deferred_failure=fields.get(F.DEFERRED_FAILURE) or None,
             )
         except CorruptJob:
             raise

@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from . import commands
 from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
+from .flow_model import Dependencies, JobRef
+from .flows import read_dependencies
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
@@ -255,6 +257,14 @@ class Queue:
     async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
         """Log lines a processor wrote for ``job_id`` (bounded: at most 1000 are kept)."""
         return [str(x) for x in await self.client.lrange(self.keys.logs(job_id), start, end)]
+
+    async def get_dependencies(self, job_id: str) -> Dependencies:
+        """A parent's children: unprocessed, processed (with values), ignored and failed."""
+        return await read_dependencies(self.client, self.keys, job_id)
+
+    async def get_children_values(self, job_id: str) -> dict[JobRef, Any]:
+        """The return values of a parent's completed children, by child."""
+        return (await self.get_dependencies(job_id)).processed
 
     async def is_paused(self) -> bool:
         """True while the queue is paused."""
