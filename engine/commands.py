@@ -3,14 +3,14 @@ and of turning its negative return codes into exceptions that name the job and t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.client import Pipeline
 
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
-from .keys import QueueKeys
+from .keys import QueueKeys, parse_job_key
 from .options import Retention
 from .scripts import ScriptRegistry
 
@@ -173,6 +173,25 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
     ]
 
 
+def _parent_keys(parent: QueueKeys | None) -> list[str]:
+    if parent is None:
+        return []
+    return [
+        parent.waiting_children,
+        *_ready_keys(parent),
+        parent.delayed,
+        parent.marker,
+        parent.meta,
+        parent.events,
+    ]
+
+
+def parent_queue(fields: Mapping[str, str]) -> QueueKeys | None:
+    """The keys of the queue of a job's parent, from the job's hash (None: no parent)."""
+    parsed = parse_job_key(fields.get("parent") or "")
+    return parsed[0] if parsed else None
+
+
 def _lease_args(lease: Lease) -> list[Any]:
     return [lease.count, lease.token_base, lease.lock_ms, lease.worker_id]
 
@@ -185,11 +204,15 @@ async def complete_job(
     returnvalue: str,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    parent: QueueKeys | None = None,
 ) -> Taken:
-    """Mark an active job completed (fenced by ``token``) and take the next jobs."""
+    """Mark an active job completed (fenced by ``token``) and take the next jobs.
+
+    ``parent``: the keys of the parent's queue, for a job of a flow (see ``parent_queue``).
+    """
     reply = await scripts.call(
         "complete_job",
-        _finish_keys(keys, keys.completed),
+        [*_finish_keys(keys, keys.completed), *_parent_keys(parent)],
         [
             keys.job_prefix,
             job_id,
@@ -198,6 +221,7 @@ async def complete_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            parent.job_prefix if parent else "",
         ],
     )
     if int(reply[0]) < 0:
@@ -215,11 +239,15 @@ async def fail_job(
     retry_delay: int,
     retention: Retention,
     lease: Lease = NO_LEASE,
+    parent: QueueKeys | None = None,
 ) -> Taken:
-    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1."""
+    """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1.
+
+    ``parent``: the keys of the parent's queue, for a job of a flow (see ``parent_queue``).
+    """
     reply = await scripts.call(
         "fail_job",
-        _finish_keys(keys, keys.failed),
+        [*_finish_keys(keys, keys.failed), *_parent_keys(parent)],
         [
             keys.job_prefix,
             job_id,
@@ -230,6 +258,7 @@ async def fail_job(
             retention.count,
             retention.age_ms,
             *_lease_args(lease),
+            parent.job_prefix if parent else "",
         ],
     )
     if int(reply[0]) < 0:

@@ -20,6 +20,8 @@ from typing import Any
 from . import commands
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .flow_model import Dependencies
+from .flows import read_dependencies
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
@@ -302,6 +304,7 @@ class Worker:
                         outcome.returnvalue,
                         retention_from_opts(opts, "remove_on_complete"),
                         lease,
+                        commands.parent_queue(taken.fields),
                     )
                 else:
                     nxt = await commands.fail_job(
@@ -314,6 +317,7 @@ class Worker:
                         outcome.retry_delay,
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
+                        commands.parent_queue(taken.fields),
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
@@ -451,6 +455,10 @@ class _Context:
             pipe.rpush(key, str(line)[:10_000])
             pipe.ltrim(key, -MAX_LOG_LINES, -1)
             await pipe.execute()
+
+    async def read_dependencies(self, job_id: str) -> Dependencies:
+        w = self._worker
+        return await read_dependencies(w.client, w.keys, job_id)
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop

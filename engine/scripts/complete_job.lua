@@ -7,10 +7,14 @@ KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
 ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
+      11 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 13-21)
+KEYS 13-21, only for a job with a parent: the parent queue's waiting-children, wait, paused,
+      prioritized, priority sequence, delayed, marker, meta, events
 returns {0, next_delay_ms, id, token, fields, ...} like move_to_active on success;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
-events  completed (returnvalue, prev active); then those of move_to_active
+events  completed (returnvalue, prev active); on the parent's queue, waiting or delayed
+        (prev waiting-children) when this was its last child; then those of move_to_active
 ]]
 -- include: _common
 
@@ -30,6 +34,7 @@ redis.call('HINCRBY', KEYS[4], 'completed', 1)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+settle_child(job_key, parent_keys(KEYS, 13, ARGV[11]), 'completed', ARGV[4], keep == 0, now)
 if keep == 0 then
   delete_job_keys(job_key)
 else
