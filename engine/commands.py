@@ -375,8 +375,9 @@ async def promote_jobs(scripts: ScriptRegistry, keys: QueueKeys, batch: int) -> 
     return int(reply[0])
 
 
-async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> str:
-    """Remove a job that no worker holds; return the state it was in."""
+async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> str | None:
+    """Remove a job that no worker holds; return the state it was in, or None when the job
+    belongs to a flow (``remove_tree`` removes those)."""
     reply = await scripts.call(
         "remove_job",
         [
@@ -394,6 +395,8 @@ async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> s
         ],
         [keys.job_prefix, job_id],
     )
+    if int(reply[0]) == ScriptError.FLOW_JOB:
+        return None
     if int(reply[0]) < 0:
         raise_for_code(int(reply[0]), keys, job_id, "remove_job")
     return str(reply[1])
@@ -519,3 +522,47 @@ async def add_flow(
         )
     pairs = [(str(reply[i]), str(reply[i + 1])) for i in range(1, len(reply), 2)]
     return int(reply[0]), pairs
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRemoval:
+    """remove_tree's reply: done (state, count), or the code and the job key or count."""
+
+    code: int
+    state: str = ""
+    removed: int = 0
+    detail: str = ""
+
+
+def _tree_keys(keys: QueueKeys) -> list[str]:
+    return [
+        keys.wait,
+        keys.paused,
+        keys.prioritized,
+        keys.delayed,
+        keys.active,
+        keys.completed,
+        keys.failed,
+        keys.waiting_children,
+        keys.stalled,
+        keys.meta,
+        keys.events,
+        keys.priority_seq,
+        keys.marker,
+    ]
+
+
+async def remove_tree(
+    scripts: ScriptRegistry, queues: Sequence[QueueKeys], job_key: str, limit: int
+) -> TreeRemoval:
+    """Remove a job of a flow with its descendants; ``queues`` must hold every queue of the
+    subtree and the parent's queue (code -11 names a job whose queue is missing)."""
+    reply = await scripts.call(
+        "remove_tree",
+        [k for q in queues for k in _tree_keys(q)],
+        [len(queues), *(q.job_prefix for q in queues), job_key, limit],
+    )
+    code = int(reply[0])
+    if code == 1:
+        return TreeRemoval(1, str(reply[1]), int(reply[2]))
+    return TreeRemoval(code, detail=str(reply[1]) if len(reply) > 1 else "")

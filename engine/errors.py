@@ -75,3 +75,6 @@ class ScriptError(IntEnum):
     LOCK_MISMATCH = -6
     JOB_LOCKED = -8
     ID_TAKEN = -7
+    FLOW_JOB = -10
+    QUEUE_NOT_PASSED = -11
+    TOO_MANY = -12

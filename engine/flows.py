@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from . import commands
 from .connection import Connection, check_server, make_client
-from .errors import InvalidJobOptions, JobNotFound
+from .errors import InvalidJobOptions, JobNotFound, JobStateError, ScriptError
 from .flow_model import Dependencies, JobRef
 from .job import ALL_STATES, LIST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys, validate_queue_name
@@ -28,6 +28,7 @@ from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
 MAX_FLOW_JOBS = 1000  # jobs per add/add_bulk call: keeps the one script call short
 MAX_DEPTH = 100
+MAX_TREE_REMOVE = 10_000  # jobs removed with one parent, in one script call
 DEFAULT_MAX_EVENTS = 10_000
 
 POLICIES = {
@@ -448,3 +449,53 @@ async def read_flow(
         if not level:
             break
     return top
+
+
+# ---- removing ------------------------------------------------------------------------------
+
+
+async def _tree_queues(client: Redis, root: JobRef) -> list[QueueKeys]:
+    """Every queue of the subtree under ``root``, and its parent's queue."""
+    queues = {root.keys}
+    parent = JobRef.from_key(str(await client.hget(root.key, "parent") or ""))
+    if parent is not None:
+        queues.add(parent.keys)
+    seen, level = {root}, [root]
+    while level and len(seen) <= MAX_TREE_REMOVE:
+        children = [r for d in await read_many_dependencies(client, level) for r in d.children()]
+        level = [r for r in dict.fromkeys(children) if r not in seen]
+        seen.update(level)
+        queues.update(r.keys for r in level)
+    return sorted(queues, key=lambda k: (k.prefix, k.queue))
+
+
+async def remove_flow_job(
+    client: Redis, scripts: ScriptRegistry, keys: QueueKeys, job_id: str
+) -> str:
+    """Remove a job of a flow and its descendants, and detach it from its parent; return
+    the state it was in. Refused while a worker holds any job of the subtree."""
+    root = JobRef(keys.queue, job_id, keys.prefix)
+    where = f"job {job_id!r} in queue {keys.queue!r}"
+    for _ in range(5):
+        queues = await _tree_queues(client, root)
+        result = await commands.remove_tree(scripts, queues, root.key, MAX_TREE_REMOVE)
+        if result.code == 1:
+            return result.state
+        if result.code == ScriptError.JOB_NOT_FOUND:
+            raise JobNotFound(f"{where} does not exist (remove_tree)")
+        if result.code == ScriptError.JOB_LOCKED:
+            held = JobRef.from_key(result.detail)
+            what = "it" if held == root else f"its descendant {held}"
+            raise JobStateError(
+                f"{where} was not removed: {what} is being processed by a worker; wait for it "
+                "to finish (nothing was removed)",
+                state="active",
+            )
+        if result.code == ScriptError.TOO_MANY:
+            raise JobStateError(
+                f"{where} was not removed: its flow has more than {MAX_TREE_REMOVE} jobs "
+                "below it; remove some of its children first",
+                state="flow",
+            )
+        # QUEUE_NOT_PASSED: the tree changed while it was read; read it again
+    raise JobStateError(f"{where} was not removed: its flow kept changing; try again")

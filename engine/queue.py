@@ -17,7 +17,7 @@ from . import commands
 from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .flow_model import Dependencies, JobRef
-from .flows import read_dependencies
+from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
@@ -322,9 +322,16 @@ class Queue:
         return total
 
     async def remove_job(self, job_id: str) -> str:
-        """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""
+        """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds.
+
+        A job of a flow goes with all its descendants, and leaves its parent consistent (a
+        parent whose last pending child is removed moves on).
+        """
         await self._check()
-        return await commands.remove_job(self.scripts, self.keys, job_id)
+        state = await commands.remove_job(self.scripts, self.keys, job_id)
+        if state is None:
+            state = await remove_flow_job(self.client, self.scripts, self.keys, job_id)
+        return state
 
     async def promote_job(self, job_id: str) -> None:
         """Make a delayed job ready now; ``JobStateError`` if it is not delayed any more."""

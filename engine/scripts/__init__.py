@@ -37,6 +37,7 @@ SCRIPT_NAMES = (
     "drain_queue",
     "obliterate_queue",
     "add_flow",
+    "remove_tree",
 )
 
 
