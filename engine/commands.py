@@ -337,7 +337,14 @@ async def retry_job(
     source_key = keys.failed if source == "failed" else keys.completed
     reply = await scripts.call(
         "retry_job",
-        [source_key, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
+        [
+            source_key,
+            *_ready_keys(keys),
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.waiting_children,
+        ],
         [keys.job_prefix, source, *job_ids],
     )
     return [int(x) == 1 for x in reply]
@@ -351,7 +358,14 @@ async def retry_jobs(
     return int(
         await scripts.call(
             "retry_jobs",
-            [source_key, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
+            [
+                source_key,
+                *_ready_keys(keys),
+                keys.marker,
+                keys.meta,
+                keys.events,
+                keys.waiting_children,
+            ],
             [keys.job_prefix, source, cutoff_ms, batch],
         )
     )

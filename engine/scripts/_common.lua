@@ -188,3 +188,27 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
   end
   return out
 end
+
+-- A finished job of a flow is retried (retry_job, retry_jobs). A child whose end its parent
+-- had booked (value, ignored or failed) is pending for it again; a doomed parent is not doomed
+-- any more. A job that still has pending children goes to waiting-children: returns true
+-- then, and false when the caller makes the job ready as usual.
+local function requeue_flow_job(job_key, job_id, source, waiting_children_key, now)
+  redis.call('HDEL', job_key, 'deferred_failure')
+  local parent_key = redis.call('HGET', job_key, 'parent')
+  if parent_key and redis.call('EXISTS', parent_key) == 1 then
+    local booked
+    if source == 'completed' then
+      booked = redis.call('HDEL', parent_key .. ':processed', job_key)
+    else
+      booked = redis.call('ZREM', parent_key .. ':failed', job_key)
+        + redis.call('HDEL', parent_key .. ':ignored', job_key)
+    end
+    if booked > 0 then redis.call('SADD', parent_key .. ':dependencies', job_key) end
+  end
+  if waiting_children_key and redis.call('SCARD', job_key .. ':dependencies') > 0 then
+    redis.call('ZADD', waiting_children_key, now, job_id)
+    return true
+  end
+  return false
+end

@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from support.flows import flow_problems
 from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
-from engine import FlowProducer, Job, JobState, Queue, UnrecoverableError
+from engine import FlowProducer, Job, JobState, Queue, UnrecoverableError, commands
 from engine.flows import FlowNode
+from engine.keys import QueueKeys
+from engine.options import Retention
 
 
 async def process(job: Job) -> Any:
@@ -142,6 +145,7 @@ async def test_three_levels_across_two_queues_run_bottom_up(
     assert [e["prev"] for e in released] == ["waiting-children"]
     async with Queue(queue_name, redis) as q:
         assert (await q.get_counts("waiting-children"))["waiting-children"] == 0
+    assert await flow_problems(redis, [queue_name, other_queue]) == []
 
 
 async def test_sync_processor_reads_children_values(
@@ -243,6 +247,7 @@ async def test_fail_parent_on_failure_fails_the_parent(
         deps = await q.get_dependencies(mid.ref.id)
     assert deps.failed == [bad.ref]
     assert bad.ref not in deps.unprocessed
+    assert await flow_problems(redis, [queue_name, other_queue]) == []
 
 
 async def test_ignore_dependency_on_failure_lets_the_parent_run_and_see_it(
@@ -376,3 +381,122 @@ async def test_parent_delay_and_priority_apply_when_it_is_released(
     assert root.job is not None and root.job.state is JobState.WAITING_CHILDREN
     await workers(other_queue)  # no worker on the parent's queue: it stays where it lands
     await until_state(redis, root, released_to)
+
+
+async def test_retrying_the_failed_child_then_the_failed_parent_completes_the_flow(
+    producer: FlowProducer,
+    workers: Workers,
+    queue_name: str,
+    other_queue: str,
+    redis: aioredis.Redis,
+) -> None:
+    """As in BullMQ: retrying the child of a parent it failed does not bring the parent back;
+    the child is pending for it again, and once the parent is retried too it runs with the
+    child's value."""
+    root = await producer.add(
+        {
+            "name": "parent",
+            "queue": queue_name,
+            "children": [
+                {"name": "fail", "queue": other_queue, "data": "x",
+                 "opts": {"fail_parent_on_failure": True}},
+            ],
+        }
+    )  # fmt: skip
+    (bad,) = root.children
+    await workers(queue_name)
+    await workers(other_queue)
+    await until_state(redis, root, JobState.FAILED)
+    async with Queue(other_queue, redis) as q:
+        await redis.hset(q.keys.job(bad.ref.id), "name", "leaf")
+        await q.retry_job(bad.ref.id)
+    await until_state(redis, bad, JobState.COMPLETED)
+    assert await state_of(redis, root) is JobState.FAILED
+    async with Queue(queue_name, redis) as q:
+        deps = await q.get_dependencies(root.ref.id)
+        assert deps.processed == {bad.ref: "x"} and deps.failed == []
+        await q.retry_job(root.ref.id)
+    done = await until_state(redis, root, JobState.COMPLETED)
+    assert done.returnvalue["values"] == {str(bad.ref): "x"}
+    assert done.deferred_failure is None
+    assert await flow_problems(redis, [queue_name, other_queue]) == []
+
+
+async def test_a_retried_parent_with_pending_children_waits_for_them_again(
+    producer: FlowProducer,
+    workers: Workers,
+    queue_name: str,
+    other_queue: str,
+    redis: aioredis.Redis,
+) -> None:
+    """Retrying a failed parent whose other children have not finished puts it back in
+    waiting-children (not in wait, where it would run without them)."""
+    root = await producer.add(
+        {
+            "name": "parent",
+            "queue": queue_name,
+            "children": [
+                {"name": "fail", "queue": other_queue, "data": "x",
+                 "opts": {"fail_parent_on_failure": True}},
+                {"name": "leaf", "queue": other_queue, "data": "slow"},
+            ],
+        }
+    )  # fmt: skip
+    bad, slow = root.children
+    await workers(queue_name)
+    async with Queue(other_queue, redis) as other:
+        # run only the failing child: take it by hand, fail it as a worker would
+        taken = await commands.move_to_active(
+            other.scripts, other.keys, commands.Lease("tok", 30_000, "w", 1)
+        )
+        assert [j.id for j in taken.jobs] == [bad.ref.id]
+        await commands.fail_job(
+            other.scripts, other.keys, bad.ref.id, taken.jobs[0].token, "boom", "[]", -1,
+            Retention(), parent=QueueKeys(queue_name),
+        )  # fmt: skip
+        await until_state(redis, root, JobState.FAILED)
+        async with Queue(queue_name, redis) as q:
+            await q.retry_job(root.ref.id)
+            assert await q.get_job_state(root.ref.id) is JobState.WAITING_CHILDREN
+            events = await stream_events(redis, queue_name, "waiting-children")
+            assert events[-1]["job_id"] == root.ref.id and events[-1]["prev"] == "failed"
+        await redis.hset(other.keys.job(bad.ref.id), "name", "leaf")
+        await other.retry_job(bad.ref.id)
+        async with Queue(queue_name, redis) as q:
+            assert set((await q.get_dependencies(root.ref.id)).unprocessed) == {bad.ref, slow.ref}
+    await workers(other_queue)
+    done = await until_state(redis, root, JobState.COMPLETED)
+    assert done.returnvalue["values"] == {str(bad.ref): "x", str(slow.ref): "slow"}
+    assert await flow_problems(redis, [queue_name, other_queue]) == []
+
+
+async def test_retrying_an_ignored_child_makes_it_pending_again(
+    producer: FlowProducer, queue_name: str, redis: aioredis.Redis
+) -> None:
+    root = await producer.add(
+        {
+            "name": "parent",
+            "queue": queue_name,
+            "children": [
+                {"name": "fail", "queue": queue_name,
+                 "opts": {"ignore_dependency_on_failure": True}},
+                {"name": "leaf", "queue": queue_name},
+            ],
+        }
+    )  # fmt: skip
+    bad = root.children[0]
+    async with Queue(queue_name, redis) as q:
+        taken = await commands.move_to_active(
+            q.scripts, q.keys, commands.Lease("tok", 30_000, "w", 1)
+        )
+        assert [j.id for j in taken.jobs] == [bad.ref.id]
+        await commands.fail_job(
+            q.scripts, q.keys, bad.ref.id, taken.jobs[0].token, "boom", "[]", -1, Retention(),
+            parent=q.keys,
+        )  # fmt: skip
+        deps = await q.get_dependencies(root.ref.id)
+        assert deps.ignored == {bad.ref: "boom"} and len(deps.unprocessed) == 1
+        await q.retry_job(bad.ref.id)
+        deps = await q.get_dependencies(root.ref.id)
+        assert deps.ignored == {} and len(deps.unprocessed) == 2
+    assert await flow_problems(redis, [queue_name]) == []
