@@ -1,8 +1,8 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event``, ``FlowProducer`` (with ``FlowNode``, ``JobRef``,
-``Dependencies``) and the errors a caller handles.
+``QueueEvents``, ``Event``, ``FlowProducer``/``SyncFlowProducer`` (with ``FlowNode``,
+``JobRef``, ``Dependencies``) and the errors a caller handles.
 """
 
 from .errors import (
@@ -26,6 +26,7 @@ from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .queue import Queue
 from .sync import SyncQueue
+from .sync_flows import SyncFlowProducer
 from .worker import Worker
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "QueueKeys",
     "Retention",
     "Retry",
+    "SyncFlowProducer",
     "SyncQueue",
     "UnrecoverableError",
     "UnsafeServerConfig",
