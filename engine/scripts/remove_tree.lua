@@ -62,10 +62,15 @@ for _, job_key in ipairs(nodes) do
   local zsets = {{3, 'prioritized'}, {4, 'delayed'}, {5, 'active'}, {6, 'completed'},
                  {7, 'failed'}, {8, 'waiting-children'}}
   for _, z in ipairs(zsets) do
-    if redis.call('ZREM', key(q, z[1]), id) == 1 then state = z[2] end
+    if redis.call('ZREM', key(q, z[1]), id) == 1 then
+      state = z[2]
+      break
+    end
   end
-  if redis.call('LREM', key(q, 1), 0, id) > 0 then state = 'wait' end
-  if redis.call('LREM', key(q, 2), 0, id) > 0 then state = 'paused' end
+  if state == 'unknown' then  -- a list scan only for jobs in no sorted set
+    if redis.call('LREM', key(q, 1), 0, id) > 0 then state = 'wait'
+    elseif redis.call('LREM', key(q, 2), 0, id) > 0 then state = 'paused' end
+  end
   redis.call('SREM', key(q, 9), id)
   delete_job_keys(job_key)
   emit(key(q, 11), key(q, 10), 'removed', 'job_id', id, 'prev', state)
