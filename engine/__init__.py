@@ -1,7 +1,8 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication``, ``RateLimit``,
+``QueueEvents``, ``Event``, ``FlowProducer``/``SyncFlowProducer`` (with ``FlowNode``,
+``JobRef``, ``Dependencies``), ``JobScheduler``, ``Deduplication``, ``RateLimit``,
 ``WorkerInfo`` and the errors a caller handles.
 """
 
@@ -22,6 +23,8 @@ from .errors import (
     UnsafeServerConfig,
 )
 from .events import Event, QueueEvents
+from .flow_model import Dependencies, JobRef
+from .flows import FlowNode, FlowProducer
 from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
@@ -29,6 +32,7 @@ from .queue import Queue
 from .rate_limit import RateLimit
 from .schedulers import JobScheduler
 from .sync import SyncQueue
+from .sync_flows import SyncFlowProducer
 from .worker import Worker
 from .worker_info import WorkerInfo
 
@@ -37,14 +41,18 @@ __all__ = [
     "CorruptJob",
     "Deduplication",
     "DelayedError",
+    "Dependencies",
     "EngineError",
     "Event",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobData",
     "InvalidJobOptions",
     "Job",
     "JobNotActive",
     "JobNotFound",
     "JobOptions",
+    "JobRef",
     "JobScheduler",
     "JobState",
     "JobStateError",
@@ -57,6 +65,7 @@ __all__ = [
     "RateLimitError",
     "Retention",
     "Retry",
+    "SyncFlowProducer",
     "SyncQueue",
     "UnrecoverableError",
     "UnsafeServerConfig",

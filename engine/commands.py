@@ -3,7 +3,7 @@ and of turning its negative return codes into exceptions that name the job and t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ from redis.asyncio.client import Pipeline
 
 from .deduplication import Deduplication
 from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptError
-from .keys import QueueKeys
+from .keys import QueueKeys, parse_job_key
 from .metrics import DEFAULT_WINDOW_MS
 from .options import Retention
 from .scripts import ScriptRegistry
@@ -62,6 +62,23 @@ def _parse_taken(reply: Sequence[Any]) -> Taken:
         for i in range(2, len(reply), 3)
     ]
     return Taken(jobs, int(reply[0]), int(reply[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowJobSpec:
+    """One node of a flow as add_flow.lua takes it; ``parent`` is a node index (0 = a root)."""
+
+    queue: int
+    parent: int
+    job_id: str
+    name: str
+    data: str
+    opts: str
+    delay: int
+    priority: int
+    lifo: bool
+    attempts: int
+    parent_policy: str
 
 
 def raise_for_code(code: int, keys: QueueKeys, job_id: str, transition: str) -> None:
@@ -181,6 +198,25 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
     ]
 
 
+def _parent_keys(parent: QueueKeys | None) -> list[str]:
+    if parent is None:
+        return []
+    return [
+        parent.waiting_children,
+        *_ready_keys(parent),
+        parent.delayed,
+        parent.marker,
+        parent.meta,
+        parent.events,
+    ]
+
+
+def parent_queue(fields: Mapping[str, str]) -> QueueKeys | None:
+    """The keys of the queue of a job's parent, from the job's hash (None: no parent)."""
+    parsed = parse_job_key(fields.get("parent") or "")
+    return parsed[0] if parsed else None
+
+
 def _lease_args(lease: Lease) -> list[Any]:
     return [
         lease.count,
@@ -201,12 +237,16 @@ async def complete_job(
     retention: Retention,
     lease: Lease = NO_LEASE,
     metrics_window: int = DEFAULT_WINDOW_MS,
+    parent: QueueKeys | None = None,
 ) -> Taken:
     """Mark an active job completed (fenced by ``token``) and take the next jobs; count it in
-    the minute's metrics, kept ``metrics_window`` ms (0 = none)."""
+    the minute's metrics, kept ``metrics_window`` ms (0 = none).
+
+    ``parent``: the keys of the parent's queue, for a job of a flow (see ``parent_queue``).
+    """
     reply = await scripts.call(
         "complete_job",
-        _finish_keys(keys, keys.completed),
+        [*_finish_keys(keys, keys.completed), *_parent_keys(parent)],
         [
             keys.job_prefix,
             job_id,
@@ -217,6 +257,7 @@ async def complete_job(
             *_lease_args(lease),
             keys.metrics_prefix,
             metrics_window,
+            parent.job_prefix if parent else "",
         ],
     )
     if int(reply[0]) < 0:
@@ -235,12 +276,16 @@ async def fail_job(
     retention: Retention,
     lease: Lease = NO_LEASE,
     metrics_window: int = DEFAULT_WINDOW_MS,
+    parent: QueueKeys | None = None,
 ) -> Taken:
     """Record a failed attempt: retry after ``retry_delay`` ms, or fail for good when it is -1
-    (then counted in the minute's metrics, kept ``metrics_window`` ms; 0 = none)."""
+    (then counted in the minute's metrics, kept ``metrics_window`` ms; 0 = none).
+
+    ``parent``: the keys of the parent's queue, for a job of a flow (see ``parent_queue``).
+    """
     reply = await scripts.call(
         "fail_job",
-        _finish_keys(keys, keys.failed),
+        [*_finish_keys(keys, keys.failed), *_parent_keys(parent)],
         [
             keys.job_prefix,
             job_id,
@@ -253,6 +298,7 @@ async def fail_job(
             *_lease_args(lease),
             keys.metrics_prefix,
             metrics_window,
+            parent.job_prefix if parent else "",
         ],
     )
     if int(reply[0]) < 0:
@@ -406,7 +452,14 @@ async def retry_job(
     source_key = keys.failed if source == "failed" else keys.completed
     reply = await scripts.call(
         "retry_job",
-        [source_key, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
+        [
+            source_key,
+            *_ready_keys(keys),
+            keys.marker,
+            keys.meta,
+            keys.events,
+            keys.waiting_children,
+        ],
         [keys.job_prefix, source, *job_ids],
     )
     return [int(x) == 1 for x in reply]
@@ -420,7 +473,14 @@ async def retry_jobs(
     return int(
         await scripts.call(
             "retry_jobs",
-            [source_key, *_ready_keys(keys), keys.marker, keys.meta, keys.events],
+            [
+                source_key,
+                *_ready_keys(keys),
+                keys.marker,
+                keys.meta,
+                keys.events,
+                keys.waiting_children,
+            ],
             [keys.job_prefix, source, cutoff_ms, batch],
         )
     )
@@ -444,8 +504,9 @@ async def promote_jobs(scripts: ScriptRegistry, keys: QueueKeys, batch: int) -> 
     return int(reply[0])
 
 
-async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> str:
-    """Remove a job that no worker holds; return the state it was in."""
+async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> str | None:
+    """Remove a job that no worker holds; return the state it was in, or None when the job
+    belongs to a flow (``remove_tree`` removes those)."""
     reply = await scripts.call(
         "remove_job",
         [
@@ -463,6 +524,8 @@ async def remove_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str) -> s
         ],
         [keys.job_prefix, job_id],
     )
+    if int(reply[0]) == ScriptError.FLOW_JOB:
+        return None
     if int(reply[0]) < 0:
         raise_for_code(int(reply[0]), keys, job_id, "remove_job")
     return str(reply[1])
@@ -742,3 +805,98 @@ async def remove_deduplication_key(
     """Free ``dedup_id`` (only while ``job_id`` holds it, when given); True if it was held."""
     reply = await scripts.call("remove_deduplication_key", [keys.dedup(dedup_id)], [job_id or ""])
     return int(reply) == 1
+
+
+def _flow_add_keys(keys: QueueKeys) -> list[str]:
+    return [
+        *_ready_keys(keys),
+        keys.delayed,
+        keys.marker,
+        keys.meta,
+        keys.events,
+        keys.id,
+        keys.waiting_children,
+    ]
+
+
+async def add_flow(
+    scripts: ScriptRegistry,
+    queues: Sequence[QueueKeys],
+    nodes: Sequence[FlowJobSpec],
+    max_events: int,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Create trees of jobs in one call; return (server time, [(id, state)] per node).
+
+    Raises ``JobStateError`` when a non-root node's custom id exists (nothing is written).
+    """
+    flow_keys = [k for q in queues for k in _flow_add_keys(q)]
+    args: list[Any] = [max_events, len(queues), *(q.job_prefix for q in queues)]
+    for node in nodes:
+        args += [
+            node.queue,
+            node.parent,
+            node.job_id,
+            node.name,
+            node.data,
+            node.opts,
+            node.delay,
+            node.priority,
+            int(node.lifo),
+            node.attempts,
+            node.parent_policy,
+        ]
+    reply = await scripts.call("add_flow", flow_keys, args)
+    if int(reply[0]) == ScriptError.ID_TAKEN:
+        node = nodes[int(reply[1]) - 1]
+        raise JobStateError(
+            f"job id {node.job_id!r} exists already in queue "
+            f"{queues[node.queue - 1].queue!r}: a child of a flow needs an id of its own "
+            "(nothing was added)",
+            state="exists",
+        )
+    pairs = [(str(reply[i]), str(reply[i + 1])) for i in range(1, len(reply), 2)]
+    return int(reply[0]), pairs
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRemoval:
+    """remove_tree's reply: done (state, count), or the code and the job key or count."""
+
+    code: int
+    state: str = ""
+    removed: int = 0
+    detail: str = ""
+
+
+def _tree_keys(keys: QueueKeys) -> list[str]:
+    return [
+        keys.wait,
+        keys.paused,
+        keys.prioritized,
+        keys.delayed,
+        keys.active,
+        keys.completed,
+        keys.failed,
+        keys.waiting_children,
+        keys.stalled,
+        keys.meta,
+        keys.events,
+        keys.priority_seq,
+        keys.marker,
+    ]
+
+
+async def remove_tree(
+    scripts: ScriptRegistry, queues: Sequence[QueueKeys], job_key: str, limit: int
+) -> TreeRemoval:
+    """Remove a job of a flow with its descendants; ``queues`` must hold every queue of the
+    subtree and the parent's queue (code -11 names a job whose queue is missing)."""
+    reply = await scripts.call(
+        "remove_tree",
+        [k for q in queues for k in _tree_keys(q)],
+        [len(queues), *(q.job_prefix for q in queues), job_key, limit],
+    )
+    code = int(reply[0])
+    if code == 1:
+        return TreeRemoval(1, str(reply[1]), int(reply[2]))
+    return TreeRemoval(code, detail=str(reply[1]) if len(reply) > 1 else "")

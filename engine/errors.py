@@ -91,3 +91,7 @@ class ScriptError(IntEnum):
     NOT_IN_STATE = -3
     LOCK_MISMATCH = -6
     JOB_LOCKED = -8
+    ID_TAKEN = -7
+    FLOW_JOB = -10
+    QUEUE_NOT_PASSED = -11
+    TOO_MANY = -12

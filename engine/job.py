@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import InvalidJobOptions
+from .flow_model import Dependencies, JobRef
 
 
 class JobState(StrEnum):
@@ -51,6 +52,9 @@ class F:
     STACKTRACE = "stacktrace"
     WORKER = "worker"
     SCHEDULER = "scheduler"
+    PARENT = "parent"
+    PARENT_POLICY = "parent_policy"
+    DEFERRED_FAILURE = "deferred_failure"
 
 
 class JobContext(Protocol):
@@ -65,6 +69,15 @@ class JobContext(Protocol):
     async def extend_lock(self, job_id: str, ms: int) -> None: ...
 
     async def move_to_delayed(self, job_id: str, run_at: int, delay: int) -> int: ...
+
+    def run_sync(self, coro: Any) -> Any: ...
+
+
+@runtime_checkable
+class FlowContext(Protocol):
+    """A ``JobContext`` that can also read a parent's children (the worker's does)."""
+
+    async def read_dependencies(self, job_id: str) -> Dependencies: ...
 
     def run_sync(self, coro: Any) -> Any: ...
 
@@ -136,6 +149,8 @@ class Job:
     deduplicated: bool = False  # returned by an add whose deduplication id another job held
     state: JobState | None = None
     logs: list[str] | None = None
+    parent: JobRef | None = None
+    deferred_failure: str | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
 
     def _ctx(self) -> JobContext:
@@ -196,6 +211,36 @@ class Job:
         """``move_to_delayed`` for ``def`` processors."""
         return int(self._ctx().run_sync(self.move_to_delayed(timestamp_ms, delay=delay)))
 
+    def _flow_ctx(self) -> FlowContext:
+        ctx = self._ctx()
+        if not isinstance(ctx, FlowContext):
+            raise RuntimeError(f"job {self.id!r}: this worker cannot read a job's children")
+        return ctx
+
+    async def get_dependencies(self) -> Dependencies:
+        """This job's children: unprocessed, processed (with values), ignored and failed."""
+        return await self._flow_ctx().read_dependencies(self.id)
+
+    async def get_children_values(self) -> dict[JobRef, Any]:
+        """The return values of this job's completed children, by child."""
+        return (await self.get_dependencies()).processed
+
+    async def get_ignored_failures(self) -> dict[JobRef, str]:
+        """Failed reasons of children that failed with ``ignore_dependency_on_failure``."""
+        return (await self.get_dependencies()).ignored
+
+    def get_children_values_sync(self) -> dict[JobRef, Any]:
+        """``get_children_values`` for ``def`` processors, which run in a thread."""
+        ctx = self._flow_ctx()
+        deps: Dependencies = ctx.run_sync(ctx.read_dependencies(self.id))
+        return deps.processed
+
+    def get_dependencies_sync(self) -> Dependencies:
+        """``get_dependencies`` for ``def`` processors, which run in a thread."""
+        ctx = self._flow_ctx()
+        deps: Dependencies = ctx.run_sync(ctx.read_dependencies(self.id))
+        return deps
+
     @classmethod
     def from_hash(
         cls,
@@ -213,6 +258,11 @@ class Job:
             if not isinstance(opts, dict):
                 raise CorruptJob(job_id, "'opts' is not a JSON object", fields)
             stack = _json(fields, F.STACKTRACE, [])
+            parent = None
+            if fields.get(F.PARENT):
+                parent = JobRef.from_key(fields[F.PARENT])
+                if parent is None:
+                    raise CorruptJob(job_id, "'parent' is not a job key", fields)
             return cls(
                 id=job_id,
                 queue=queue,
@@ -236,6 +286,8 @@ class Job:
                 scheduler_id=fields.get(F.SCHEDULER) or None,
                 state=state,
                 context=context,
+                parent=parent,
+                deferred_failure=fields.get(F.DEFERRED_FAILURE) or None,
             )
         except CorruptJob:
             raise

@@ -185,6 +185,24 @@ class QueueKeys:
         """LIST of log lines a processor wrote for one job (capped)."""
         return f"{self.base}:job:{job_id}:logs"
 
+    def dependencies(self, job_id: str) -> str:
+        """SET of the full job keys of a parent's children that have not finished yet."""
+        return f"{self.base}:job:{job_id}:dependencies"
+
+    def processed(self, job_id: str) -> str:
+        """HASH: full job key of a completed child -> its return value (JSON)."""
+        return f"{self.base}:job:{job_id}:processed"
+
+    def ignored(self, job_id: str) -> str:
+        """HASH: full job key of a child that failed with ``ignore_dependency_on_failure``
+        -> its failed reason."""
+        return f"{self.base}:job:{job_id}:ignored"
+
+    def failed_children(self, job_id: str) -> str:
+        """ZSET of full job keys of children that failed with ``fail_parent_on_failure``;
+        score = when they failed, in ms."""
+        return f"{self.base}:job:{job_id}:failed"
+
     def of_state(self, state: str) -> str:
         """The key holding the jobs of ``state`` ("wait", "waiting-children", ...)."""
         key = getattr(self, state.replace("-", "_"), None) if state in _STATE_KEYS else None
@@ -215,6 +233,26 @@ class QueueKeys:
         except ValueError:
             return None
 
+    def job_id_of(self, job_key: str) -> str | None:
+        """The id in ``job_key`` if it is the hash key of a job of this queue, else None."""
+        head = self.job_prefix
+        if not job_key.startswith(head):
+            return None
+        job_id = job_key[len(head) :]
+        return job_id if job_id and ":" not in job_id else None
+
     def queue_of_key(self, key: str) -> bool:
         """True if ``key`` belongs to this queue."""
         return key.startswith(self.base + ":")
+
+
+_JOB_KEY = re.compile(r"^([A-Za-z0-9_.\-]{1,64}):\{([A-Za-z0-9_.\-]{1,200})\}:job:([^:]+)$")
+
+
+def parse_job_key(job_key: str) -> tuple[QueueKeys, str] | None:
+    """Split a job's hash key (``corral:{emails}:job:42``) into its queue's keys and its id,
+    or None if it is not one. Flows store such keys to point at parents and children."""
+    match = _JOB_KEY.match(job_key)
+    if match is None:
+        return None
+    return QueueKeys(match.group(2), match.group(1)), match.group(3)

@@ -85,6 +85,8 @@ async def run_processor(
     """Run one attempt of ``job`` and return its outcome. Never raises for the processor's
     errors (SystemExit, KeyboardInterrupt and a processor's own CancelledError included); a
     cancellation of this task by the worker itself propagates."""
+    if job.deferred_failure is not None:  # a child failed with fail_parent_on_failure
+        return Outcome(False, reason=job.deferred_failure, retry_delay=-1)
     task = asyncio.current_task()
     try:
         if is_async:

@@ -18,6 +18,8 @@ from . import commands
 from .connection import Connection, check_server, make_client
 from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
+from .flow_model import Dependencies, JobRef
+from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .metrics import MINUTE_MS, Metrics, read_metrics
@@ -312,6 +314,14 @@ class Queue:
         """Log lines a processor wrote for ``job_id`` (bounded: at most 1000 are kept)."""
         return [str(x) for x in await self.client.lrange(self.keys.logs(job_id), start, end)]
 
+    async def get_dependencies(self, job_id: str) -> Dependencies:
+        """A parent's children: unprocessed, processed (with values), ignored and failed."""
+        return await read_dependencies(self.client, self.keys, job_id)
+
+    async def get_children_values(self, job_id: str) -> dict[JobRef, Any]:
+        """The return values of a parent's completed children, by child."""
+        return (await self.get_dependencies(job_id)).processed
+
     async def is_paused(self) -> bool:
         """True while the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
@@ -395,9 +405,16 @@ class Queue:
         return total
 
     async def remove_job(self, job_id: str) -> str:
-        """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""
+        """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds.
+
+        A job of a flow goes with all its descendants, and leaves its parent consistent (a
+        parent whose last pending child is removed moves on).
+        """
         await self._check()
-        return await commands.remove_job(self.scripts, self.keys, job_id)
+        state = await commands.remove_job(self.scripts, self.keys, job_id)
+        if state is None:
+            state = await remove_flow_job(self.client, self.scripts, self.keys, job_id)
+        return state
 
     async def change_priority(self, job_id: str, priority: int) -> None:
         """Give a job a new priority (0 = none, 1 = runs first, at most 2^21). A ready job

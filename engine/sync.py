@@ -9,6 +9,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .connection import Connection
+from .flow_model import Dependencies, JobRef
 from .job import Job, JobState
 from .keys import DEFAULT_PREFIX
 from .metrics import Metrics
@@ -91,6 +92,14 @@ class SyncQueue:
     def get_job_state(self, job_id: str) -> JobState | None:
         """See ``Queue.get_job_state``."""
         return self._run(self._queue.get_job_state(job_id))
+
+    def get_dependencies(self, job_id: str) -> Dependencies:
+        """See ``Queue.get_dependencies``."""
+        return self._run(self._queue.get_dependencies(job_id))
+
+    def get_children_values(self, job_id: str) -> dict[JobRef, Any]:
+        """See ``Queue.get_children_values``."""
+        return self._run(self._queue.get_children_values(job_id))
 
     def pause(self) -> bool:
         """See ``Queue.pause``."""

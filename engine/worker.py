@@ -21,6 +21,8 @@ from typing import Any
 from . import commands
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .flow_model import Dependencies
+from .flows import read_dependencies
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
@@ -341,6 +343,7 @@ class Worker:
                         retention_from_opts(opts, "remove_on_complete"),
                         lease,
                         self.metrics_window,
+                        commands.parent_queue(taken.fields),
                     )
                 else:
                     nxt = await commands.fail_job(
@@ -354,6 +357,7 @@ class Worker:
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
                         self.metrics_window,
+                        commands.parent_queue(taken.fields),
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
@@ -539,6 +543,10 @@ class _Context:
         )
         self._running.moved = True
         return due
+
+    async def read_dependencies(self, job_id: str) -> Dependencies:
+        w = self._worker
+        return await read_dependencies(w.client, w.keys, job_id)
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop

@@ -45,6 +45,8 @@ SCRIPT_NAMES = (
     "change_priority",
     "update_data",
     "move_to_delayed",
+    "add_flow",
+    "remove_tree",
 )
 
 

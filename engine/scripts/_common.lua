@@ -40,7 +40,69 @@ local function push_ready(job_id, priority, lifo, wait_key, paused_key, prioriti
 end
 
 local function delete_job_keys(job_key)
-  redis.call('DEL', job_key, job_key .. ':lock', job_key .. ':logs')
+  redis.call('DEL', job_key, job_key .. ':lock', job_key .. ':logs', job_key .. ':dependencies',
+             job_key .. ':processed', job_key .. ':ignored', job_key .. ':failed')
+end
+
+-- Flows. The keys of a job's parent's queue, passed by the caller as 9 KEYS from `first`
+-- (waiting-children, wait, paused, prioritized, priority sequence, delayed, marker, meta,
+-- events) and the parent queue's job key prefix in ARGV; nil when they were not passed.
+local function parent_keys(keys, first, prefix)
+  if not prefix or prefix == '' or #keys < first + 8 then return nil end
+  return {prefix = prefix, waiting_children = keys[first], wait = keys[first + 1],
+          paused = keys[first + 2], prioritized = keys[first + 3], pc = keys[first + 4],
+          delayed = keys[first + 5], marker = keys[first + 6], meta = keys[first + 7],
+          events = keys[first + 8]}
+end
+
+-- A parent whose children are done leaves waiting-children: to delayed if it has a delay
+-- (unless it is doomed by a failed child), else to the front of wait, or by its priority.
+local function release_parent(pk, parent_id, now)
+  if redis.call('ZREM', pk.waiting_children, parent_id) == 0 then return end
+  local parent_key = pk.prefix .. parent_id
+  local f = redis.call('HMGET', parent_key, 'delay', 'priority', 'deferred_failure')
+  local delay, priority = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  if delay > 0 and not f[3] then
+    redis.call('ZADD', pk.delayed, now + delay, parent_id)
+    redis.call('ZADD', pk.marker, now + delay, 'd')
+    emit(pk.events, pk.meta, 'delayed', 'job_id', parent_id, 'delay', now + delay,
+         'prev', 'waiting-children')
+  else
+    push_ready(parent_id, priority, true, pk.wait, pk.paused, pk.prioritized, pk.pc,
+               pk.marker, pk.meta)
+    emit(pk.events, pk.meta, 'waiting', 'job_id', parent_id, 'prev', 'waiting-children')
+  end
+end
+
+-- A child finished for good: book it on its parent (pk from parent_keys; nothing happens
+-- for a job without a parent). `outcome` is 'completed' (value = return value) or 'failed'
+-- (value = failed reason); `deleted` says the child is deleted right after (retention 0).
+-- Failure policies: 'fail' dooms the parent (released to be failed by the next worker),
+-- 'ignore' records the reason and lets the parent run, 'remove' forgets the child; without
+-- one the parent keeps waiting, unless the child is being deleted.
+local function settle_child(job_key, pk, outcome, value, deleted, now)
+  if pk == nil then return end
+  local f = redis.call('HMGET', job_key, 'parent', 'parent_policy')
+  local parent_key, policy = f[1], f[2]
+  if not parent_key or string.sub(parent_key, 1, #pk.prefix) ~= pk.prefix then return end
+  local parent_id = string.sub(parent_key, #pk.prefix + 1)
+  local deps = parent_key .. ':dependencies'
+  if outcome == 'failed' and not policy and not deleted then return end
+  if redis.call('SREM', deps, job_key) == 0 then return end
+  if outcome == 'completed' then
+    redis.call('HSET', parent_key .. ':processed', job_key, value)
+  elseif policy == 'fail' then
+    redis.call('ZADD', parent_key .. ':failed', now, job_key)
+    if redis.call('ZSCORE', pk.waiting_children, parent_id) then
+      redis.call('HSET', parent_key, 'deferred_failure',
+                 'child ' .. job_key .. ' failed: ' .. value)
+      release_parent(pk, parent_id, now)
+    end
+    return
+  elseif policy == 'ignore' then
+    redis.call('HSET', parent_key .. ':ignored', job_key, value)
+  end
+  if redis.call('SCARD', deps) == 0 then release_parent(pk, parent_id, now) end
 end
 
 -- Free the deduplication id a job holds (its hash field `dedup_key` names the key), if the key
@@ -219,4 +281,28 @@ local function record_metrics(metrics_prefix, kind, window_ms, now, job_key)
     redis.call('HINCRBY', key, 'w_sum', wait)
   end
   redis.call('PEXPIREAT', key, minute + 60000 + window_ms)
+end
+
+-- A finished job of a flow is retried (retry_job, retry_jobs). A child whose end its parent
+-- had booked (value, ignored or failed) is pending for it again; a doomed parent is not doomed
+-- any more. A job that still has pending children goes to waiting-children: returns true
+-- then, and false when the caller makes the job ready as usual.
+local function requeue_flow_job(job_key, job_id, source, waiting_children_key, now)
+  redis.call('HDEL', job_key, 'deferred_failure')
+  local parent_key = redis.call('HGET', job_key, 'parent')
+  if parent_key and redis.call('EXISTS', parent_key) == 1 then
+    local booked
+    if source == 'completed' then
+      booked = redis.call('HDEL', parent_key .. ':processed', job_key)
+    else
+      booked = redis.call('ZREM', parent_key .. ':failed', job_key)
+        + redis.call('HDEL', parent_key .. ':ignored', job_key)
+    end
+    if booked > 0 then redis.call('SADD', parent_key .. ':dependencies', job_key) end
+  end
+  if waiting_children_key and redis.call('SCARD', job_key .. ':dependencies') > 0 then
+    redis.call('ZADD', waiting_children_key, now, job_id)
+    return true
+  end
+  return false
 end

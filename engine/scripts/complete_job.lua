@@ -10,10 +10,14 @@ ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
       11 rate limit: jobs per window (0 = none)   12 rate limit window ms
       13 metrics key prefix   14 metrics window ms (0 = no metrics)
+      15 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 14-22)
+KEYS 14-22, only for a job with a parent: the parent queue's waiting-children, wait, paused,
+      prioritized, priority sequence, delayed, marker, meta, events
 returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} like move_to_active;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
-events  completed (returnvalue, prev active); then those of move_to_active
+events  completed (returnvalue, prev active); on the parent's queue, waiting or delayed
+        (prev waiting-children) when this was its last child; then those of move_to_active
 ]]
 -- include: _common
 
@@ -35,6 +39,7 @@ emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'p
 release_dedup(job_key, job_id, false)
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+settle_child(job_key, parent_keys(KEYS, 14, ARGV[15]), 'completed', ARGV[4], keep == 0, now)
 if keep == 0 then
   delete_job_keys(job_key)
 else

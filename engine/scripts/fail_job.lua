@@ -14,9 +14,14 @@ ARGV  1 job key prefix   2 job id   3 lock token   4 failed reason   5 stack tra
       9 jobs to take next   10 lock token base   11 lock duration ms   12 worker id
       13 rate limit: jobs per window (0 = none)   14 rate limit window ms
       15 metrics key prefix   16 metrics window ms (0 = no metrics)
+      17 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 14-22)
+KEYS 14-22, only for a job with a parent: the parent queue's waiting-children, wait, paused,
+      prioritized, priority sequence, delayed, marker, meta, events
 returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} on success; {-1} no such job;
         {-2} lock missing; {-6} lock held by another token; {-3} job is not active
 events  retrying then waiting or delayed; or failed (failed_reason, attempts_made, prev active)
+        and, on the parent's queue per the child's failure policy, waiting or delayed (prev
+        waiting-children)
 ]]
 -- include: _common
 
@@ -55,6 +60,7 @@ else
   emit(KEYS[6], KEYS[5], 'failed', 'job_id', job_id, 'failed_reason', ARGV[4],
        'attempts_made', made, 'prev', 'active')
   local keep, max_age = tonumber(ARGV[7]), tonumber(ARGV[8])
+  settle_child(job_key, parent_keys(KEYS, 14, ARGV[17]), 'failed', ARGV[4], keep == 0, now)
   if keep == 0 then
     delete_job_keys(job_key)
   else

@@ -13,6 +13,7 @@ KEYS  1 stalled   2 stalled-check   3 active   4 wait   5 paused   6 prioritized
 ARGV  1 job key prefix   2 max stalled count   3 interval ms
       4 metrics key prefix   5 metrics window ms (0 = no metrics)
 returns {recovered ids..., "|", failed ids...}; {} when a check ran less than one interval ago
+        (a child of a flow over the limit is recovered, marked to be failed when taken)
 events  stalled for each job found, then waiting (recovered) or failed (over the limit)
 ]]
 -- include: _common
@@ -31,8 +32,15 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     else
       local count = redis.call('HINCRBY', job_key, 'stalled_count', 1)
       emit(KEYS[12], KEYS[11], 'stalled', 'job_id', id, 'prev', 'active')
-      if count > max_stalled then
-        local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+      local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
+      local over = count > max_stalled
+      if over and redis.call('HEXISTS', job_key, 'parent') == 1 then
+        -- a child of a flow is failed by the next worker that takes it (fail_job then
+        -- applies its failure policy to the parent, whose queue this script cannot reach)
+        redis.call('HSET', job_key, 'deferred_failure', reason)
+        over = false
+      end
+      if over then
         local made = redis.call('HINCRBY', job_key, 'attempts_made', 1)
         redis.call('HSET', job_key, 'failed_reason', reason, 'finished_on', now)
         redis.call('ZADD', KEYS[9], now, id)
