@@ -261,6 +261,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
+    tunables.add_argument(
+        "--timeout-ms",
+        type=non_negative_int,
+        default=None,
+        metavar="MS",
+        help="fail an attempt that runs longer (a job's own timeout_ms wins; 0 = none)",
+    )
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

@@ -47,6 +47,7 @@ def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
         "stalled_interval": "stalled_interval",
         "max_stalled_count": "max_stalled_count",
         "shutdown_grace": "shutdown_grace",
+        "timeout_ms": "timeout_ms",
     }
     return {
         option: getattr(args, attr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from enum import IntEnum
 
 
@@ -64,6 +65,30 @@ class Retry(Exception):
         if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
             raise InvalidJobOptions(f"Retry(delay={delay!r}): expected an int >= 0 (ms)")
         self.delay = delay
+
+
+def format_seconds(ms: int) -> str:
+    """``30000`` -> ``"30 s"``, ``1500`` -> ``"1.5 s"``: durations in failure reasons."""
+    return f"{ms / 1000:g} s"
+
+
+class JobTimeout(EngineError, TimeoutError):
+    """An attempt ran past its ``timeout_ms``: the failure recorded for it (reason
+    "timed out after 30 s"). It is retried like any failure unless a policy says otherwise."""
+
+    @classmethod
+    def after(cls, timeout_ms: int) -> JobTimeout:
+        """The timeout of an attempt that was given ``timeout_ms``."""
+        return cls(f"timed out after {format_seconds(timeout_ms)}")
+
+
+class JobCancelled(asyncio.CancelledError):
+    """A cancel was requested for the job (reason "cancelled by <who>"); it is never retried.
+
+    ``job.raise_if_cancelled()`` raises it in a ``def`` processor; an ``async def`` processor
+    sees an ``asyncio.CancelledError`` carrying the same message at its next await (this class
+    derives from it, so one ``except asyncio.CancelledError`` handles both).
+    """
 
 
 class ScriptError(IntEnum):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .errors import JobCancelled
+
 
 class JobState(StrEnum):
     """Where a job is; each state is one Redis structure of the queue (see ``QueueKeys``)."""
@@ -58,6 +60,10 @@ class JobContext(Protocol):
     async def log(self, job_id: str, line: str) -> None: ...
 
     def run_sync(self, coro: Any) -> Any: ...
+
+    def stop_reason(self, job_id: str) -> BaseException | None:
+        """Why the running attempt must stop (a ``JobCancelled`` or ``JobTimeout``), or None."""
+        ...
 
 
 def _int(fields: dict[str, str], key: str, default: int = 0) -> int:
@@ -130,6 +136,22 @@ class Job:
     async def log(self, line: str) -> None:
         """Append a line to the job's log (the newest 1000 lines are kept)."""
         await self._ctx().log(self.id, line)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested for this running attempt (``Queue.cancel_job``)."""
+        return isinstance(self._stop_reason(), JobCancelled)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if a cancel was requested, or ``JobTimeout`` if the attempt is
+        past its deadline: a ``def`` processor (which cannot be interrupted) calls this between
+        steps to stop early."""
+        reason = self._stop_reason()
+        if reason is not None:
+            raise type(reason)(str(reason))
+
+    def _stop_reason(self) -> BaseException | None:
+        return None if self.context is None else self.context.stop_reason(self.id)
 
     def update_progress_sync(self, progress: Any) -> None:
         """``update_progress`` for ``def`` processors, which run in a thread."""

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +22,12 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
-from .options import Backoff, retention_from_opts
+from .options import Backoff, retention_from_opts, timeout_from_opts, validate_timeout
 from .processing import Outcome, Processor, is_async_processor, run_processor
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .stopping import AttemptStop
+from .threads import DaemonThreadExecutor
 
 log = logging.getLogger("corral.worker")
 
@@ -41,6 +42,7 @@ class _Running:
     task: asyncio.Task[None] | None = None
     lock_lost: bool = False
     handed_back: bool = False
+    stop: AttemptStop = field(default_factory=AttemptStop)
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class Worker:
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        timeout_ms: int | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -97,6 +100,9 @@ class Worker:
             raise InvalidJobOptions(f"shutdown_grace={shutdown_grace!r}: expected seconds >= 0")
         if backoff is not None and not isinstance(backoff, Backoff):
             raise InvalidJobOptions(f"backoff={backoff!r}: expected a Backoff")
+        if timeout_ms is not None:
+            validate_timeout("timeout_ms", timeout_ms)
+        self.timeout_ms = timeout_ms or None  # a job's own timeout_ms wins; 0 = none
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
@@ -117,9 +123,7 @@ class Worker:
             health_check_interval=0,
         )
         self.scripts = ScriptRegistry(self.client)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix=f"corral-{name}"
-        )
+        self._executor = DaemonThreadExecutor(thread_name_prefix=f"corral-{name}")
         self._running: dict[str, _Running] = {}
         self._slot_free = asyncio.Event()
         self._closing = asyncio.Event()
@@ -144,6 +148,11 @@ class Worker:
     def name(self) -> str:
         """The queue this worker takes jobs from."""
         return self.keys.queue
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads of ``def`` processors that timed out or were cancelled and still run."""
+        return self._executor.abandoned
 
     @property
     def running(self) -> bool:
@@ -272,6 +281,8 @@ class Worker:
                     executor=self._executor,
                     max_result=self._max_result,
                     default_backoff=self._backoff,
+                    timeout_ms=timeout_from_opts(job.opts, self.timeout_ms),
+                    stop=running.stop,
                 )
             await self._finish(taken, running, job, outcome)
         except asyncio.CancelledError:
@@ -451,6 +462,9 @@ class _Context:
             pipe.rpush(key, str(line)[:10_000])
             pipe.ltrim(key, -MAX_LOG_LINES, -1)
             await pipe.execute()
+
+    def stop_reason(self, job_id: str) -> BaseException | None:
+        return self._running.stop.reason
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop
