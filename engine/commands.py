@@ -422,3 +422,41 @@ async def obliterate_queue(
             [keys.job_prefix, int(force), batch],
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    """cancel_job's reply: ``failed_now`` with the state the job left, or a running job whose
+    worker was asked to stop it (``state`` "active", ``failed_now`` False)."""
+
+    state: str
+    failed_now: bool
+
+
+async def cancel_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str, by: str) -> CancelReply:
+    """Cancel a job: fail it now if it waits, else ask the worker running it to stop it."""
+    reply = await scripts.call(
+        "cancel_job",
+        [
+            keys.wait,
+            keys.paused,
+            keys.prioritized,
+            keys.delayed,
+            keys.active,
+            keys.failed,
+            keys.stalled,
+            keys.counters,
+            keys.meta,
+            keys.events,
+        ],
+        [keys.job_prefix, job_id, by, keys.cancel_channel],
+    )
+    code = int(reply[0])
+    if code == 1:
+        return CancelReply(str(reply[1]), True)
+    if code == 2:
+        return CancelReply("active", False)
+    if code == ScriptError.NOT_IN_STATE:
+        raise JobStateError(f"job {job_id!r} in queue {keys.queue!r} cannot be cancelled")
+    raise_for_code(code, keys, job_id, "cancel_job")
+    raise AssertionError("unreachable")

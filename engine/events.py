@@ -29,6 +29,7 @@ EVENT_NAMES = frozenset(
         "cleaned",
         "promoted",
         "duplicated",
+        "cancelled",
     }
 )
 

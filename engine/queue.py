@@ -14,6 +14,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 
 from . import commands
+from .cancellation import CancelResult, validate_who
 from .connection import Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
@@ -310,6 +311,26 @@ class Queue:
             if n < batch:
                 break
         return total
+
+    async def cancel_job(self, job_id: str, by: str = "api") -> CancelResult:
+        """Cancel a job; it ends in failed with reason "cancelled by <by>" and is not retried.
+
+        A job that waits (wait, paused, prioritized, delayed) is failed at once. A running job
+        is stopped by its worker, normally within milliseconds: an ``async def`` processor gets
+        ``asyncio.CancelledError`` at its next await, a ``def`` processor sees
+        ``job.cancelled`` (its thread is abandoned). Raises ``JobStateError`` naming the state
+        of a job that has finished, ``JobNotFound`` for no such job.
+        """
+        by = validate_who(by)
+        await self._check()
+        try:
+            reply = await commands.cancel_job(self.scripts, self.keys, job_id, by)
+        except JobStateError:
+            await self._raise_state(
+                job_id, f"not cancelled: job {job_id!r} is", "waiting, delayed or active"
+            )
+            raise
+        return CancelResult(job_id, JobState(reply.state), reply.failed_now)
 
     async def remove_job(self, job_id: str) -> str:
         """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import commands
+from .cancellation import CancelWatcher
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
-from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
@@ -141,6 +142,9 @@ class Worker:
             self._held,
             self._lock_lost,
         )
+        self._cancels = CancelWatcher(
+            self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
+        )
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
             asyncio.create_task(self._stalled_loop()),
+            asyncio.create_task(self._cancels.run()),
         ]
         try:
             await self._fetch_loop()
@@ -356,6 +361,11 @@ class Worker:
                 self.id,
                 job_id,
             )
+
+    def _cancelled(self, job_id: str, by: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None and running.stop.request(JobCancelled(f"cancelled by {by}")):
+            log.info("worker %s: job %s cancelled by %s; stopping it", self.id, job_id, by)
 
     async def _stalled_loop(self) -> None:
         while True:

@@ -36,6 +36,7 @@ SCRIPT_NAMES = (
     "clean_jobs",
     "drain_queue",
     "obliterate_queue",
+    "cancel_job",
 )
 
 
