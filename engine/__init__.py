@@ -6,6 +6,7 @@ Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backo
 
 from .errors import (
     EngineError,
+    HttpError,
     InvalidJobData,
     InvalidJobOptions,
     JobCancelled,
@@ -23,6 +24,7 @@ from .events import Event, QueueEvents
 from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
+from .policies import ErrorPolicy
 from .queue import Queue
 from .sync import SyncQueue
 from .worker import Worker
@@ -31,7 +33,9 @@ __all__ = [
     "Backoff",
     "CorruptJob",
     "EngineError",
+    "ErrorPolicy",
     "Event",
+    "HttpError",
     "InvalidJobData",
     "InvalidJobOptions",
     "Job",

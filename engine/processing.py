@@ -13,16 +13,10 @@ from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import (
-    InvalidJobData,
-    JobCancelled,
-    JobTimeout,
-    PayloadTooLarge,
-    Retry,
-    UnrecoverableError,
-)
+from .errors import JobCancelled, JobTimeout
 from .job import Job
 from .options import Backoff
+from .policies import ErrorPolicy, retry_delay
 from .serialization import dumps
 from .stopping import AttemptStop, StopReason
 
@@ -64,18 +58,22 @@ def _stack(exc: BaseException) -> str:
     return dumps([line.rstrip("\n") for line in lines[-MAX_STACK_LINES:]], what="stacktrace")
 
 
-def failure(job: Job, exc: BaseException, default_backoff: Backoff | None) -> Outcome:
-    """The outcome of an attempt that raised ``exc``: retry per the job's options, or fail."""
-    reason, stack = _describe(exc), _stack(exc)
-    attempts_after = job.attempts_made + 1
-    final = isinstance(exc, UnrecoverableError | InvalidJobData | PayloadTooLarge | JobCancelled)
-    if final or attempts_after >= job.attempts:
-        return Outcome(False, reason=reason, stacktrace=stack, retry_delay=-1)
-    if isinstance(exc, Retry):
-        return Outcome(False, reason=reason, stacktrace=stack, retry_delay=exc.delay)
-    backoff = Backoff.from_json(job.opts.get("backoff")) or default_backoff
-    delay = backoff.delay_for(attempts_after, exc) if backoff else 0
-    return Outcome(False, reason=reason, stacktrace=stack, retry_delay=delay)
+def failure(
+    job: Job,
+    exc: BaseException,
+    default_backoff: Backoff | None,
+    policy: ErrorPolicy | None = None,
+) -> Outcome:
+    """The outcome of an attempt that raised ``exc``: retry or fail, per ``engine.policies``."""
+    delay = retry_delay(
+        exc,
+        attempts_made=job.attempts_made,
+        attempts=job.attempts,
+        opts=job.opts,
+        policy=policy,
+        default_backoff=default_backoff,
+    )
+    return Outcome(False, reason=_describe(exc), stacktrace=_stack(exc), retry_delay=delay)
 
 
 async def run_processor(
@@ -88,6 +86,7 @@ async def run_processor(
     default_backoff: Backoff | None,
     timeout_ms: int | None = None,
     stop: AttemptStop | None = None,
+    policy: ErrorPolicy | None = None,
 ) -> Outcome:
     """Run one attempt of ``job`` and return its outcome. Never raises for the processor's
     errors (SystemExit, KeyboardInterrupt and a processor's own CancelledError included); a
@@ -106,7 +105,7 @@ async def run_processor(
         attempt.future.cancel()  # the worker is handing the job back: stop the processor too
         raise
     if stopped is not None:
-        return await _stop_attempt(attempt, stopped, job, executor, default_backoff)
+        return await _stop_attempt(attempt, stopped, job, executor, default_backoff, policy)
     task = asyncio.current_task()
     try:
         try:
@@ -120,9 +119,9 @@ async def run_processor(
     except asyncio.CancelledError as exc:
         if task is not None and task.cancelling():
             raise  # the worker is handing the job back
-        return failure(job, exc, default_backoff)
+        return failure(job, exc, default_backoff, policy)
     except BaseException as exc:
-        return failure(job, exc, default_backoff)
+        return failure(job, exc, default_backoff, policy)
 
 
 class _ProcessorExit(Exception):
@@ -177,6 +176,7 @@ async def _stop_attempt(
     job: Job,
     executor: Executor,
     default_backoff: Backoff | None,
+    policy: ErrorPolicy | None,
 ) -> Outcome:
     """End an attempt that ran out of time or was cancelled; its failure names where it was."""
     where = _where(attempt, executor)
@@ -204,7 +204,7 @@ async def _stop_attempt(
                 thread.name,
                 getattr(executor, "abandoned", 0),
             )
-    outcome = failure(job, reason, default_backoff)
+    outcome = failure(job, reason, default_backoff, policy)
     if where:
         stack = dumps([*where[-MAX_STACK_LINES + 1 :], _describe(reason)], what="stacktrace")
         outcome = replace(outcome, stacktrace=stack)

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts, timeout_from_opts, validate_timeout
+from .policies import ErrorPolicy
 from .processing import Outcome, Processor, is_async_processor, run_processor
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
@@ -87,6 +89,8 @@ class Worker:
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
         timeout_ms: int | None = None,
+        error_policy: ErrorPolicy | None = None,
+        job_error_policies: Mapping[str, ErrorPolicy] | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -104,6 +108,7 @@ class Worker:
         if timeout_ms is not None:
             validate_timeout("timeout_ms", timeout_ms)
         self.timeout_ms = timeout_ms or None  # a job's own timeout_ms wins; 0 = none
+        self._policy, self._name_policies = _policies(error_policy, job_error_policies)
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
@@ -288,6 +293,7 @@ class Worker:
                     default_backoff=self._backoff,
                     timeout_ms=timeout_from_opts(job.opts, self.timeout_ms),
                     stop=running.stop,
+                    policy=self._name_policies.get(job.name, self._policy),
                 )
             await self._finish(taken, running, job, outcome)
         except asyncio.CancelledError:
@@ -437,6 +443,23 @@ async def _wait_all_or(
     everything = asyncio.ensure_future(asyncio.wait(tasks))
     await asyncio.wait({everything, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     everything.cancel()
+
+
+def _policies(
+    queue_policy: object, by_name: object
+) -> tuple[ErrorPolicy | None, dict[str, ErrorPolicy]]:
+    """Check the worker's error policies; each job name's policy is merged over the queue's."""
+    if queue_policy is not None and not isinstance(queue_policy, ErrorPolicy):
+        raise InvalidJobOptions(f"error_policy={queue_policy!r}: expected an ErrorPolicy")
+    if by_name is None:
+        return queue_policy, {}
+    if not isinstance(by_name, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, ErrorPolicy) for k, v in by_name.items()
+    ):
+        raise InvalidJobOptions(
+            f"job_error_policies={by_name!r}: expected {{job name: ErrorPolicy}}"
+        )
+    return queue_policy, {name: p.over(queue_policy) for name, p in by_name.items()}
 
 
 def _url_of(client: Any) -> str:
