@@ -268,6 +268,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="fail an attempt that runs longer (a job's own timeout_ms wins; 0 = none)",
     )
+    tunables.add_argument(
+        "--dead-letter",
+        type=queue_name,
+        default=None,
+        metavar="QUEUE",
+        help="move jobs that failed for good to this queue (a job's own dead_letter wins)",
+    )
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

@@ -48,6 +48,7 @@ def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_stalled_count": "max_stalled_count",
         "shutdown_grace": "shutdown_grace",
         "timeout_ms": "timeout_ms",
+        "dead_letter": "dead_letter",
     }
     return {
         option: getattr(args, attr)

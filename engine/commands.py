@@ -460,3 +460,67 @@ async def cancel_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str, by: 
         raise JobStateError(f"job {job_id!r} in queue {keys.queue!r} cannot be cancelled")
     raise_for_code(code, keys, job_id, "cancel_job")
     raise AssertionError("unreachable")
+
+
+async def dead_letter_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    dead_letter: QueueKeys,
+    job_id: str,
+    token: str,
+    reason: str,
+    stacktrace: str,
+    max_events: int,
+    lease: Lease = NO_LEASE,
+) -> tuple[str, Taken]:
+    """Fail an active job for good and move it to the queue ``dead_letter`` in the same step;
+    return the dead letter's id there and the jobs taken next."""
+    reply = await scripts.call(
+        "dead_letter_job",
+        [
+            keys.active,
+            keys.stalled,
+            keys.counters,
+            keys.meta,
+            keys.events,
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.marker,
+            dead_letter.failed,
+            dead_letter.meta,
+            dead_letter.events,
+            dead_letter.id,
+        ],
+        [
+            keys.job_prefix,
+            job_id,
+            token,
+            reason,
+            stacktrace,
+            dead_letter.job_prefix,
+            keys.queue,
+            dead_letter.queue,
+            max_events,
+            *_lease_args(lease),
+        ],
+    )
+    if int(reply[0]) < 0:
+        raise_for_code(int(reply[0]), keys, job_id, "dead_letter_job")
+    return str(reply[1]), _parse_taken(reply[2:])
+
+
+async def replay_dead_letters(
+    scripts: ScriptRegistry,
+    dead_letter: QueueKeys,
+    origin: QueueKeys,
+    ids: Sequence[str],
+    max_events: int,
+) -> list[int]:
+    """Put dead letters of ``origin`` back on it; one code per id (see the script's header)."""
+    reply = await scripts.call(
+        "replay_dead_letters",
+        [dead_letter.failed, dead_letter.meta, dead_letter.events, *_ready_keys(origin),
+         origin.marker, origin.meta, origin.events],
+        [dead_letter.job_prefix, origin.job_prefix, origin.queue, max_events, *ids],
+    )  # fmt: skip
+    return [int(x) for x in reply]

@@ -30,6 +30,8 @@ EVENT_NAMES = frozenset(
         "promoted",
         "duplicated",
         "cancelled",
+        "dead_lettered",
+        "replayed",
     }
 )
 

@@ -50,6 +50,8 @@ class F:
     FAILED_REASON = "failed_reason"
     STACKTRACE = "stacktrace"
     WORKER = "worker"
+    ORIGIN_QUEUE = "origin_queue"
+    ORIGIN_ID = "origin_id"
 
 
 class JobContext(Protocol):
@@ -121,6 +123,8 @@ class Job:
     state: JobState | None = None
     logs: list[str] | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
+    origin_queue: str | None = None  # set on dead letters: the queue it failed in, its id there
+    origin_id: str | None = None
 
     def _ctx(self) -> JobContext:
         if self.context is None:
@@ -200,6 +204,8 @@ class Job:
                 worker=fields.get(F.WORKER) or None,
                 state=state,
                 context=context,
+                origin_queue=fields.get(F.ORIGIN_QUEUE) or None,
+                origin_id=fields.get(F.ORIGIN_ID) or None,
             )
         except CorruptJob:
             raise

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidJobOptions
+from .keys import validate_queue_name
 
 MAX_PRIORITY = 2**21  # priority * 2^32 + sequence must stay exact in a double-precision score
 MAX_DELAY_MS = 10 * 365 * 86_400_000
@@ -155,11 +156,14 @@ class JobOptions:
     remove_on_complete: Retention = field(default_factory=Retention)
     remove_on_fail: Retention = field(default_factory=Retention)
     timeout_ms: int | None = None
+    dead_letter: str | None = None
 
     def __post_init__(self) -> None:
         _require_int("attempts", self.attempts, 1, MAX_ATTEMPTS)
         if self.timeout_ms is not None:
             validate_timeout("timeout_ms", self.timeout_ms)
+        if self.dead_letter is not None:
+            validate_dead_letter(self.dead_letter)
         _require_int("delay", self.delay, 0, MAX_DELAY_MS)
         _require_int("priority", self.priority, 0, MAX_PRIORITY)
         if not isinstance(self.lifo, bool):
@@ -210,6 +214,8 @@ class JobOptions:
         }
         if self.timeout_ms is not None:
             out["timeout_ms"] = self.timeout_ms
+        if self.dead_letter is not None:
+            out["dead_letter"] = self.dead_letter
         return out
 
 
@@ -224,8 +230,22 @@ _OPTION_NAMES = frozenset(
         "remove_on_complete",
         "remove_on_fail",
         "timeout_ms",
+        "dead_letter",
     }
 )
+
+
+def validate_dead_letter(name: object, own_queue: str | None = None) -> str:
+    """A dead-letter queue's name: a valid queue name, not the job's own queue."""
+    try:
+        validate_queue_name(name)
+    except ValueError as exc:
+        raise InvalidJobOptions(f"dead_letter: {exc}") from None
+    if name == own_queue:
+        raise InvalidJobOptions(
+            f"dead_letter={name!r} is invalid: a queue cannot be its own dead-letter queue"
+        )
+    return str(name)
 
 
 def validate_timeout(name: str, value: object) -> int:

@@ -36,6 +36,7 @@ class Outcome:
     reason: str = ""
     stacktrace: str = "[]"
     retry_delay: int = -1
+    cancelled: bool = False  # a cancel ended it: final, and never dead-lettered
 
 
 def is_async_processor(processor: Processor) -> bool:
@@ -73,7 +74,13 @@ def failure(
         policy=policy,
         default_backoff=default_backoff,
     )
-    return Outcome(False, reason=_describe(exc), stacktrace=_stack(exc), retry_delay=delay)
+    return Outcome(
+        False,
+        reason=_describe(exc),
+        stacktrace=_stack(exc),
+        retry_delay=delay,
+        cancelled=isinstance(exc, JobCancelled),
+    )
 
 
 async def run_processor(

@@ -16,10 +16,11 @@ from redis.asyncio import Redis
 from . import commands
 from .cancellation import CancelResult, validate_who
 from .connection import Connection, check_server, make_client
+from .dead_letters import ReplayResult, replay, replay_oldest
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
-from .options import JobOptions
+from .options import JobOptions, validate_dead_letter
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -105,6 +106,8 @@ class Queue:
 
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
+        if opts.dead_letter is not None:
+            validate_dead_letter(opts.dead_letter, self.name)
         return {
             "job_id": opts.job_id or "",
             "name": _name(name),
@@ -331,6 +334,27 @@ class Queue:
             )
             raise
         return CancelResult(job_id, JobState(reply.state), reply.failed_now)
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None = None, *, count: int | None = None
+    ) -> ReplayResult:
+        """On a dead-letter queue: put dead letters back on the queues they came from, under
+        their original ids, ready to run with fresh attempts (their logs go with them).
+
+        Replays exactly ``ids``, or else the oldest ``count`` (all when both are None), in
+        batches of 100. A dead letter whose origin queue has a job with its id again stays
+        here; ``ReplayResult.skipped`` says which and why.
+        """
+        if ids is not None and count is not None:
+            raise InvalidJobOptions("replay_dead_letters: give ids or count, not both")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise InvalidJobOptions(f"count={count!r} is invalid: expected an int >= 1")
+        if isinstance(ids, str):
+            raise InvalidJobOptions(f"ids={ids!r} is invalid: expected a list of ids")
+        await self._check()
+        if ids is not None:
+            return await replay(self.client, self.scripts, self.keys, list(ids), self.max_events)
+        return await replay_oldest(self.client, self.scripts, self.keys, count, self.max_events)
 
     async def remove_job(self, job_id: str) -> str:
         """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds."""

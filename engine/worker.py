@@ -20,11 +20,18 @@ from typing import Any
 from . import commands
 from .cancellation import CancelWatcher
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
+from .dead_letters import record_failure
 from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
-from .options import Backoff, retention_from_opts, timeout_from_opts, validate_timeout
+from .options import (
+    Backoff,
+    retention_from_opts,
+    timeout_from_opts,
+    validate_dead_letter,
+    validate_timeout,
+)
 from .policies import ErrorPolicy
 from .processing import Outcome, Processor, is_async_processor, run_processor
 from .scripts import ScriptRegistry
@@ -91,6 +98,7 @@ class Worker:
         timeout_ms: int | None = None,
         error_policy: ErrorPolicy | None = None,
         job_error_policies: Mapping[str, ErrorPolicy] | None = None,
+        dead_letter: str | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -109,6 +117,7 @@ class Worker:
             validate_timeout("timeout_ms", timeout_ms)
         self.timeout_ms = timeout_ms or None  # a job's own timeout_ms wins; 0 = none
         self._policy, self._name_policies = _policies(error_policy, job_error_policies)
+        self.dead_letter = None if dead_letter is None else validate_dead_letter(dead_letter, name)
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
@@ -326,16 +335,15 @@ class Worker:
                         lease,
                     )
                 else:
-                    nxt = await commands.fail_job(
+                    nxt = await record_failure(
                         self.scripts,
                         self.keys,
                         taken.id,
                         running.token,
-                        outcome.reason,
-                        outcome.stacktrace,
-                        outcome.retry_delay,
+                        outcome,
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
+                        opts.get("dead_letter") or self.dead_letter if job else None,
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)

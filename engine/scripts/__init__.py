@@ -37,6 +37,8 @@ SCRIPT_NAMES = (
     "drain_queue",
     "obliterate_queue",
     "cancel_job",
+    "dead_letter_job",
+    "replay_dead_letters",
 )
 
 

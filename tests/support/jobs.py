@@ -89,3 +89,9 @@ def cooperative_sync_job(job: Job) -> Any:
         raise
     record("finish", job)
     return {"done": True}
+
+
+async def always_fails(job: Job) -> Any:
+    """Log a line, then fail with ``data["error"]`` as the message."""
+    await job.log(f"attempt {job.attempts_started}")
+    raise RuntimeError(str(job.data.get("error", "failed")))
