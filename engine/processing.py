@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,13 +16,10 @@ from .job import Job
 from .options import Backoff
 from .policies import ErrorPolicy, retry_delay
 from .serialization import dumps
-from .stopping import AttemptStop, StopReason
-
-log = logging.getLogger("corral.worker")
+from .stopping import AttemptStop, Interrupter
 
 Processor = Callable[[Job], Any]
 MAX_STACK_LINES = 40
-STOP_GRACE = 1.0  # seconds a cancelled async processor gets to unwind before it is abandoned
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,150 +92,49 @@ async def run_processor(
 ) -> Outcome:
     """Run one attempt of ``job`` and return its outcome. Never raises for the processor's
     errors (SystemExit, KeyboardInterrupt and a processor's own CancelledError included); a
-    cancellation of this task by the worker itself propagates (and cancels the processor).
+    cancellation of this task by the worker itself propagates.
 
-    The attempt ends at whichever comes first: the processor returns or raises, ``timeout_ms``
-    passes (``JobTimeout``), or ``stop`` is requested (``JobCancelled``). A stopped ``async``
-    processor is cancelled and gets ``STOP_GRACE`` seconds to unwind; a ``def`` processor's
-    thread cannot be stopped, so it is abandoned and runs on (see ``engine.threads``).
+    The processor runs in this task (a thread for ``def``). If ``timeout_ms`` passes
+    (``JobTimeout``) or ``stop`` is requested (``JobCancelled``) while it runs, it is
+    interrupted (see ``engine.stopping``) and the attempt fails with that reason.
     """
     stop = stop if stop is not None else AttemptStop()
-    attempt = _Attempt.start(processor, job, is_async, executor)
-    try:
-        stopped = await _wait_attempt(attempt.future, stop, timeout_ms)
-    except asyncio.CancelledError:
-        attempt.future.cancel()  # the worker is handing the job back: stop the processor too
-        raise
-    if stopped is not None:
-        return await _stop_attempt(attempt, stopped, job, executor, default_backoff, policy)
     task = asyncio.current_task()
+    assert task is not None
+    if stop.reason is not None:  # cancelled between being taken and starting
+        return failure(job, stop.reason, default_backoff, policy)
+    guard = Interrupter(task, stop, executor, job.id, timeout_ms)
     try:
-        try:
-            result = attempt.future.result()
-        except _ProcessorExit as wrapped:
-            raise wrapped.exc from None
+        guard.armed = True
+        if is_async:
+            result = await processor(job)
+        else:
+            guard.source = executor.submit(processor, job)
+            result = await asyncio.wrap_future(guard.source)
         if inspect.isawaitable(result):
             result = await result
-        value = dumps(result, what=f"return value of job {job.id!r}", limit=max_result)
-        return Outcome(True, returnvalue=value)
-    except asyncio.CancelledError as exc:
-        if task is not None and task.cancelling():
-            raise  # the worker is handing the job back
-        return failure(job, exc, default_backoff, policy)
+        guard.armed = False
+        if guard.interrupted is None:
+            value = dumps(result, what=f"return value of job {job.id!r}", limit=max_result)
+            return Outcome(True, returnvalue=value)
     except BaseException as exc:
-        return failure(job, exc, default_backoff, policy)
-
-
-class _ProcessorExit(Exception):
-    """SystemExit or KeyboardInterrupt raised by an async processor, carried out of its task."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.exc = exc
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """A running attempt: a task on the loop, or a thread's future (``source``)."""
-
-    future: asyncio.Future[Any]
-    source: ConcurrentFuture[Any] | None = None
-
-    @classmethod
-    def start(cls, processor: Processor, job: Job, is_async: bool, executor: Executor) -> _Attempt:
-        if is_async:
-
-            async def call() -> Any:
-                try:
-                    return await processor(job)
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    # a task re-raises these into the event loop; carry them out as a failure
-                    raise _ProcessorExit(exc) from exc
-
-            return cls(asyncio.ensure_future(call()))
-        source = executor.submit(processor, job)
-        return cls(asyncio.wrap_future(source), source)
-
-
-async def _wait_attempt(
-    attempt: asyncio.Future[Any], stop: AttemptStop, timeout_ms: int | None
-) -> StopReason | None:
-    """Wait for the attempt; return why it must stop if it did not end by itself first."""
-    stopped = stop.future()
-    timeout = timeout_ms / 1000 if timeout_ms else None
-    await asyncio.wait({attempt, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if attempt.done():
-        return None
-    if not stopped.done():
-        assert timeout_ms is not None
-        stop.request(JobTimeout.after(timeout_ms))
-    return stopped.result()
-
-
-async def _stop_attempt(
-    attempt: _Attempt,
-    reason: StopReason,
-    job: Job,
-    executor: Executor,
-    default_backoff: Backoff | None,
-    policy: ErrorPolicy | None,
-) -> Outcome:
-    """End an attempt that ran out of time or was cancelled; its failure names where it was."""
-    where = _where(attempt, executor)
-    task = attempt.future
-    if attempt.source is None:
-        task.cancel(str(reason))
-        await asyncio.wait({task}, timeout=STOP_GRACE)
-        if not task.done():
-            log.warning(
-                "job %s: the processor ignored its cancellation (%s) and runs on, abandoned",
-                job.id,
-                reason,
-            )
-        elif not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log "never retrieved"
-    else:
-        abandon = getattr(executor, "abandon", None)
-        thread = abandon(attempt.source) if abandon is not None else None
-        if thread is not None:
-            log.warning(
-                "job %s %s; its thread %s cannot be stopped and runs on, abandoned "
-                "(%d abandoned thread(s) still running)",
-                job.id,
-                reason,
-                thread.name,
-                getattr(executor, "abandoned", 0),
-            )
-    outcome = failure(job, reason, default_backoff, policy)
-    if where:
-        stack = dumps([*where[-MAX_STACK_LINES + 1 :], _describe(reason)], what="stacktrace")
-        outcome = replace(outcome, stacktrace=stack)
+        guard.armed = False
+        if guard.interrupted is None:
+            if isinstance(exc, asyncio.CancelledError) and task.cancelling():
+                raise  # the worker is handing the job back
+            return failure(job, exc, default_backoff, policy)
+    finally:
+        guard.close()
+    # interrupted: take back our own cancellation; another one (a hand-back) still counts
+    task.uncancel()
+    if task.cancelling():
+        raise asyncio.CancelledError
+    assert guard.interrupted is not None
+    outcome = failure(job, guard.interrupted, default_backoff, policy)
+    if guard.where:
+        where = [*guard.where[-MAX_STACK_LINES + 1 :], _describe(guard.interrupted)]
+        outcome = replace(outcome, stacktrace=dumps(where, what="stacktrace"))
     return outcome
-
-
-def _await_chain(coro: Any) -> list[Any]:
-    """The frames of a suspended coroutine and of everything it awaits, outermost first
-    (``Task.get_stack`` shows only the outermost one)."""
-    frames: list[Any] = []
-    while coro is not None and len(frames) < MAX_STACK_LINES:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(frame)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return frames
-
-
-def _where(attempt: _Attempt, executor: Executor) -> list[str]:
-    """The processor's current stack: the task's frames, or the thread's."""
-    if attempt.source is None:
-        if not isinstance(attempt.future, asyncio.Task):
-            return []
-        frames = _await_chain(attempt.future.get_coro())
-        summary = traceback.StackSummary.extract((f, f.f_lineno) for f in frames)
-        return [line.rstrip("\n") for line in summary.format()]
-    stack_of = getattr(executor, "stack_of", None)
-    lines: list[str] = stack_of(attempt.source) if stack_of is not None else []
-    return lines
 
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
