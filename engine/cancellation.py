@@ -91,7 +91,9 @@ class CancelWatcher:
                 await self.check()  # anything published while we were not subscribed
                 delay = 0.0
                 await self._listen(pubsub)
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # never let cancellation die quietly: retry
+                if delay == 0.0 and not isinstance(exc, TRANSIENT_ERRORS):
+                    log.warning("cancel watcher of queue %s: %s; retrying", self._keys.queue, exc)
                 delay = min(max(delay * 2, 0.1), RECONNECT_CAP)
                 log.debug("cancel watcher: %s; resubscribing in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

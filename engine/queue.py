@@ -124,7 +124,8 @@ class Queue:
         """Add one job; with a ``job_id`` that exists already, return the existing job instead.
 
         Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
-        remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}).
+        remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}),
+        timeout_ms (per attempt; 0 = none), dead_letter (a queue for it if it fails for good).
         One round trip for a new job.
         """
         prepared = self._prepare(name, data, options)
