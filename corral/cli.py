@@ -262,6 +262,20 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
     tunables.add_argument(
+        "--timeout-ms",
+        type=non_negative_int,
+        default=None,
+        metavar="MS",
+        help="fail an attempt that runs longer (a job's own timeout_ms wins; 0 = none)",
+    )
+    tunables.add_argument(
+        "--dead-letter",
+        type=queue_name,
+        default=None,
+        metavar="QUEUE",
+        help="move jobs that failed for good to this queue (a job's own dead_letter wins)",
+    )
+    tunables.add_argument(
         "--metrics-window",
         type=non_negative_int,
         default=None,

@@ -10,11 +10,14 @@ from .deduplication import Deduplication
 from .errors import (
     DelayedError,
     EngineError,
+    HttpError,
     InvalidJobData,
     InvalidJobOptions,
+    JobCancelled,
     JobNotActive,
     JobNotFound,
     JobStateError,
+    JobTimeout,
     LockLost,
     PayloadTooLarge,
     RateLimitError,
@@ -28,6 +31,7 @@ from .flows import FlowNode, FlowProducer
 from .job import CorruptJob, Job, JobState
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
+from .policies import ErrorPolicy
 from .queue import Queue
 from .rate_limit import RateLimit
 from .schedulers import JobScheduler
@@ -43,12 +47,15 @@ __all__ = [
     "DelayedError",
     "Dependencies",
     "EngineError",
+    "ErrorPolicy",
     "Event",
     "FlowNode",
     "FlowProducer",
+    "HttpError",
     "InvalidJobData",
     "InvalidJobOptions",
     "Job",
+    "JobCancelled",
     "JobNotActive",
     "JobNotFound",
     "JobOptions",
@@ -56,6 +63,7 @@ __all__ = [
     "JobScheduler",
     "JobState",
     "JobStateError",
+    "JobTimeout",
     "LockLost",
     "PayloadTooLarge",
     "Queue",

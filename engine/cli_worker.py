@@ -48,6 +48,8 @@ def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_stalled_count": "max_stalled_count",
         "shutdown_grace": "shutdown_grace",
         "metrics_window": "metrics_window",
+        "timeout_ms": "timeout_ms",
+        "dead_letter": "dead_letter",
     }
     options = {
         option: getattr(args, attr)

@@ -900,3 +900,113 @@ async def remove_tree(
     if code == 1:
         return TreeRemoval(1, str(reply[1]), int(reply[2]))
     return TreeRemoval(code, detail=str(reply[1]) if len(reply) > 1 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    """cancel_job's reply: ``failed_now`` with the state the job left, or a running job whose
+    worker was asked to stop it (``state`` "active", ``failed_now`` False)."""
+
+    state: str
+    failed_now: bool
+
+
+async def cancel_job(scripts: ScriptRegistry, keys: QueueKeys, job_id: str, by: str) -> CancelReply:
+    """Cancel a job: fail it now if it waits, else ask the worker running it to stop it."""
+    reply = await scripts.call(
+        "cancel_job",
+        [
+            keys.wait,
+            keys.paused,
+            keys.prioritized,
+            keys.delayed,
+            keys.active,
+            keys.failed,
+            keys.stalled,
+            keys.counters,
+            keys.meta,
+            keys.events,
+        ],
+        [keys.job_prefix, job_id, by, keys.cancel_channel],
+    )
+    code = int(reply[0])
+    if code == 1:
+        return CancelReply(str(reply[1]), True)
+    if code == 2:
+        return CancelReply("active", False)
+    if code == ScriptError.NOT_IN_STATE:
+        raise JobStateError(f"job {job_id!r} in queue {keys.queue!r} cannot be cancelled")
+    raise_for_code(code, keys, job_id, "cancel_job")
+    raise AssertionError("unreachable")
+
+
+async def dead_letter_job(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    dead_letter: QueueKeys,
+    job_id: str,
+    token: str,
+    reason: str,
+    stacktrace: str,
+    max_events: int,
+    lease: Lease = NO_LEASE,
+    metrics_window: int = DEFAULT_WINDOW_MS,
+    parent: QueueKeys | None = None,
+) -> tuple[str, Taken]:
+    """Fail an active job for good and move it to the queue ``dead_letter`` in the same step;
+    return the dead letter's id there and the jobs taken next. Counted in the minute's metrics
+    like any final failure; ``parent``: the parent queue's keys, for a job of a flow."""
+    reply = await scripts.call(
+        "dead_letter_job",
+        [
+            keys.active,
+            keys.stalled,
+            keys.counters,
+            keys.meta,
+            keys.events,
+            *_ready_keys(keys),
+            keys.delayed,
+            keys.marker,
+            dead_letter.failed,
+            dead_letter.meta,
+            dead_letter.events,
+            dead_letter.id,
+            keys.limiter,
+            *_parent_keys(parent),
+        ],
+        [
+            keys.job_prefix,
+            job_id,
+            token,
+            reason,
+            stacktrace,
+            dead_letter.job_prefix,
+            keys.queue,
+            dead_letter.queue,
+            max_events,
+            *_lease_args(lease),
+            keys.metrics_prefix,
+            metrics_window,
+            parent.job_prefix if parent else "",
+        ],
+    )
+    if int(reply[0]) < 0:
+        raise_for_code(int(reply[0]), keys, job_id, "dead_letter_job")
+    return str(reply[1]), _parse_taken(reply[2:])
+
+
+async def replay_dead_letters(
+    scripts: ScriptRegistry,
+    dead_letter: QueueKeys,
+    origin: QueueKeys,
+    ids: Sequence[str],
+    max_events: int,
+) -> list[int]:
+    """Put dead letters of ``origin`` back on it; one code per id (see the script's header)."""
+    reply = await scripts.call(
+        "replay_dead_letters",
+        [dead_letter.failed, dead_letter.meta, dead_letter.events, *_ready_keys(origin),
+         origin.marker, origin.meta, origin.events],
+        [dead_letter.job_prefix, origin.job_prefix, origin.queue, max_events, *ids],
+    )  # fmt: skip
+    return [int(x) for x in reply]

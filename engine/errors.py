@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import IntEnum
+from http import HTTPStatus
 
 
 class EngineError(Exception):
@@ -81,6 +86,78 @@ class DelayedError(Exception):
 
     def __init__(self, reason: str = "moved to delayed") -> None:
         super().__init__(reason)
+
+
+class HttpError(Exception):
+    """Raise from a processor when an HTTP call failed: ``HttpError(status, message,
+    retry_after=)``. 4xx fails at once (a retry would get the same answer), except 408 and 429;
+    429, 408 and 5xx are retried, after ``retry_after`` when the response carried one
+    (seconds, or the Retry-After header's text: delta-seconds or an HTTP date), else after the
+    usual backoff."""
+
+    def __init__(
+        self, status: int, message: str = "", *, retry_after: float | str | None = None
+    ) -> None:
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            raise InvalidJobOptions(f"HttpError(status={status!r}): expected an int 100-599")
+        if not message:
+            with contextlib.suppress(ValueError):
+                message = HTTPStatus(status).phrase
+        super().__init__(f"{status} {message}".rstrip())
+        self.status = status
+        self.retry_after_ms = parse_retry_after(retry_after)
+
+    @property
+    def retryable(self) -> bool:
+        """False for client errors (4xx) other than 408 Request Timeout and 429 Too Many."""
+        return not (400 <= self.status < 500) or self.status in (408, 429)
+
+
+def parse_retry_after(value: float | str | None) -> int | None:
+    """A Retry-After value in ms: seconds as a number or text, or an HTTP date (measured from
+    this host's clock). None when absent or unreadable, so a bad header never hides the error."""
+    if value is None or isinstance(value, bool):
+        return None
+    seconds: float | None = None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+                when = parsedate_to_datetime(text)
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return int(min(max(seconds, 0.0), 10 * 365 * 86_400) * 1000)
+
+
+def format_seconds(ms: int) -> str:
+    """``30000`` -> ``"30 s"``, ``1500`` -> ``"1.5 s"``: durations in failure reasons."""
+    return f"{ms / 1000:g} s"
+
+
+class JobTimeout(EngineError, TimeoutError):
+    """An attempt ran past its ``timeout_ms``: the failure recorded for it (reason
+    "timed out after 30 s"). It is retried like any failure unless a policy says otherwise."""
+
+    @classmethod
+    def after(cls, timeout_ms: int) -> JobTimeout:
+        """The timeout of an attempt that was given ``timeout_ms``."""
+        return cls(f"timed out after {format_seconds(timeout_ms)}")
+
+
+class JobCancelled(asyncio.CancelledError):
+    """A cancel was requested for the job (reason "cancelled by <who>"); it is never retried.
+
+    ``job.raise_if_cancelled()`` raises it in a ``def`` processor; an ``async def`` processor
+    sees an ``asyncio.CancelledError`` carrying the same message at its next await (this class
+    derives from it, so one ``except asyncio.CancelledError`` handles both).
+    """
 
 
 class ScriptError(IntEnum):

@@ -33,6 +33,9 @@ EVENT_NAMES = frozenset(
         "rate-limited",
         "priority-changed",
         "data-updated",
+        "cancelled",
+        "dead_lettered",
+        "replayed",
     }
 )
 

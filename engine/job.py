@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import InvalidJobOptions
+from .errors import InvalidJobOptions, JobCancelled
 from .flow_model import Dependencies, JobRef
 
 
@@ -55,6 +55,8 @@ class F:
     PARENT = "parent"
     PARENT_POLICY = "parent_policy"
     DEFERRED_FAILURE = "deferred_failure"
+    ORIGIN_QUEUE = "origin_queue"
+    ORIGIN_ID = "origin_id"
 
 
 class JobContext(Protocol):
@@ -71,6 +73,10 @@ class JobContext(Protocol):
     async def move_to_delayed(self, job_id: str, run_at: int, delay: int) -> int: ...
 
     def run_sync(self, coro: Any) -> Any: ...
+
+    def stop_reason(self, job_id: str) -> BaseException | None:
+        """Why the running attempt must stop (a ``JobCancelled`` or ``JobTimeout``), or None."""
+        ...
 
 
 @runtime_checkable
@@ -152,6 +158,8 @@ class Job:
     parent: JobRef | None = None
     deferred_failure: str | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
+    origin_queue: str | None = None  # set on dead letters: the queue it failed in, its id there
+    origin_id: str | None = None
 
     def _ctx(self) -> JobContext:
         if self.context is None:
@@ -167,6 +175,22 @@ class Job:
     async def log(self, line: str) -> None:
         """Append a line to the job's log (the newest 1000 lines are kept)."""
         await self._ctx().log(self.id, line)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested for this running attempt (``Queue.cancel_job``)."""
+        return isinstance(self._stop_reason(), JobCancelled)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if a cancel was requested, or ``JobTimeout`` if the attempt is
+        past its deadline: a ``def`` processor (which cannot be interrupted) calls this between
+        steps to stop early."""
+        reason = self._stop_reason()
+        if reason is not None:
+            raise type(reason)(str(reason))
+
+    def _stop_reason(self) -> BaseException | None:
+        return None if self.context is None else self.context.stop_reason(self.id)
 
     def update_progress_sync(self, progress: Any) -> None:
         """``update_progress`` for ``def`` processors, which run in a thread."""
@@ -288,6 +312,8 @@ class Job:
                 context=context,
                 parent=parent,
                 deferred_failure=fields.get(F.DEFERRED_FAILURE) or None,
+                origin_queue=fields.get(F.ORIGIN_QUEUE) or None,
+                origin_id=fields.get(F.ORIGIN_ID) or None,
             )
         except CorruptJob:
             raise

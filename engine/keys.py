@@ -156,6 +156,11 @@ class QueueKeys:
         """ZSET of worker ids; score = when the worker's heartbeat expires, in ms."""
         return f"{self.base}:workers"
 
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub CHANNEL (not a key): ids of running jobs an operator asked to cancel."""
+        return f"{self.base}:cancel"
+
     def worker(self, worker_id: str) -> str:
         """HASH with a TTL: one worker's heartbeat (host, pid, concurrency, in flight...)."""
         return f"{self.base}:worker:{worker_id}"

@@ -10,10 +10,12 @@ from typing import Any
 
 from .deduplication import Deduplication
 from .errors import InvalidJobOptions
+from .keys import validate_queue_name
 
 MAX_PRIORITY = 2**21  # priority * 2^32 + sequence must stay exact in a double-precision score
 MAX_DELAY_MS = 10 * 365 * 86_400_000
 MAX_ATTEMPTS = 1_000_000
+MAX_TIMEOUT_MS = 7 * 86_400_000  # a week: anything longer is a missing timeout, not a timeout
 _JOB_ID = re.compile(r"^[^\x00-\x1f\x7f:{}\s][^\x00-\x1f\x7f:{}]{0,255}$")
 
 
@@ -160,9 +162,15 @@ class JobOptions:
     remove_on_complete: Retention = field(default_factory=Retention)
     remove_on_fail: Retention = field(default_factory=Retention)
     deduplication: Deduplication | None = None
+    timeout_ms: int | None = None
+    dead_letter: str | None = None
 
     def __post_init__(self) -> None:
         _require_int("attempts", self.attempts, 1, MAX_ATTEMPTS)
+        if self.timeout_ms is not None:
+            validate_timeout("timeout_ms", self.timeout_ms)
+        if self.dead_letter is not None:
+            validate_dead_letter(self.dead_letter)
         _require_int("delay", self.delay, 0, MAX_DELAY_MS)
         _require_int("priority", self.priority, 0, MAX_PRIORITY)
         if not isinstance(self.lifo, bool):
@@ -220,6 +228,10 @@ class JobOptions:
         }
         if self.deduplication is not None:
             out["deduplication"] = self.deduplication.to_json()
+        if self.timeout_ms is not None:
+            out["timeout_ms"] = self.timeout_ms
+        if self.dead_letter is not None:
+            out["dead_letter"] = self.dead_letter
         return out
 
 
@@ -234,8 +246,38 @@ _OPTION_NAMES = frozenset(
         "remove_on_complete",
         "remove_on_fail",
         "deduplication",
+        "timeout_ms",
+        "dead_letter",
     }
 )
+
+
+def validate_dead_letter(name: object, own_queue: str | None = None) -> str:
+    """A dead-letter queue's name: a valid queue name, not the job's own queue."""
+    try:
+        validate_queue_name(name)
+    except ValueError as exc:
+        raise InvalidJobOptions(f"dead_letter: {exc}") from None
+    if name == own_queue:
+        raise InvalidJobOptions(
+            f"dead_letter={name!r} is invalid: a queue cannot be its own dead-letter queue"
+        )
+    return str(name)
+
+
+def validate_timeout(name: str, value: object) -> int:
+    """A timeout in ms: 0 means none (a job can turn off its worker's default), else 1 ms to
+    a week."""
+    return _require_int(name, value, 0, MAX_TIMEOUT_MS)
+
+
+def timeout_from_opts(opts: Mapping[str, Any], default_ms: int | None) -> int | None:
+    """The timeout of a job in ms (None = no limit): its own ``timeout_ms`` if stored (0 turns
+    the worker's default off), else the worker's default."""
+    raw = opts.get("timeout_ms")
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_TIMEOUT_MS:
+        return raw or None
+    return default_ms or None
 
 
 def retention_from_opts(opts: Mapping[str, Any], name: str) -> Retention:

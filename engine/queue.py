@@ -15,7 +15,9 @@ from typing import Any, Self
 from redis.asyncio import Redis
 
 from . import commands
+from .cancellation import CancelResult, validate_who
 from .connection import Connection, check_server, make_client
+from .dead_letters import ReplayResult, replay, replay_oldest
 from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .flow_model import Dependencies, JobRef
@@ -23,7 +25,7 @@ from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .metrics import MINUTE_MS, Metrics, read_metrics
-from .options import MAX_PRIORITY, JobOptions
+from .options import MAX_PRIORITY, JobOptions, validate_dead_letter
 from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptRegistry
@@ -115,6 +117,8 @@ class Queue:
 
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
+        if opts.dead_letter is not None:
+            validate_dead_letter(opts.dead_letter, self.name)
         fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
@@ -134,7 +138,8 @@ class Queue:
         """Add one job; with a ``job_id`` that exists already, return the existing job instead.
 
         Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
-        remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}).
+        remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}),
+        timeout_ms (per attempt; 0 = none), dead_letter (a queue for it if it fails for good).
         One round trip for a new job.
         """
         prepared = self._prepare(name, data, options)
@@ -403,6 +408,47 @@ class Queue:
             if n < batch:
                 break
         return total
+
+    async def cancel_job(self, job_id: str, by: str = "api") -> CancelResult:
+        """Cancel a job; it ends in failed with reason "cancelled by <by>" and is not retried.
+
+        A job that waits (wait, paused, prioritized, delayed) is failed at once. A running job
+        is stopped by its worker, normally within milliseconds: an ``async def`` processor gets
+        ``asyncio.CancelledError`` at its next await, a ``def`` processor sees
+        ``job.cancelled`` (its thread is abandoned). Raises ``JobStateError`` naming the state
+        of a job that has finished, ``JobNotFound`` for no such job.
+        """
+        by = validate_who(by)
+        await self._check()
+        try:
+            reply = await commands.cancel_job(self.scripts, self.keys, job_id, by)
+        except JobStateError:
+            await self._raise_state(
+                job_id, f"not cancelled: job {job_id!r} is", "waiting, delayed or active"
+            )
+            raise
+        return CancelResult(job_id, JobState(reply.state), reply.failed_now)
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None = None, *, count: int | None = None
+    ) -> ReplayResult:
+        """On a dead-letter queue: put dead letters back on the queues they came from, under
+        their original ids, ready to run with fresh attempts (their logs go with them).
+
+        Replays exactly ``ids``, or else the oldest ``count`` (all when both are None), in
+        batches of 100. A dead letter whose origin queue has a job with its id again stays
+        here; ``ReplayResult.skipped`` says which and why.
+        """
+        if ids is not None and count is not None:
+            raise InvalidJobOptions("replay_dead_letters: give ids or count, not both")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise InvalidJobOptions(f"count={count!r} is invalid: expected an int >= 1")
+        if isinstance(ids, str):
+            raise InvalidJobOptions(f"ids={ids!r} is invalid: expected a list of ids")
+        await self._check()
+        if ids is not None:
+            return await replay(self.client, self.scripts, self.keys, list(ids), self.max_events)
+        return await replay_oldest(self.client, self.scripts, self.keys, count, self.max_events)
 
     async def remove_job(self, job_id: str) -> str:
         """Discard a job and its logs; returns the state it was in. Refuses a job a worker holds.

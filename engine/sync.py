@@ -8,7 +8,9 @@ import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
+from .cancellation import CancelResult
 from .connection import Connection
+from .dead_letters import ReplayResult
 from .flow_model import Dependencies, JobRef
 from .job import Job, JobState
 from .keys import DEFAULT_PREFIX
@@ -120,6 +122,16 @@ class SyncQueue:
     def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
         """See ``Queue.retry_jobs``."""
         return self._run(self._queue.retry_jobs(state, count))
+
+    def cancel_job(self, job_id: str, by: str = "api") -> CancelResult:
+        """``Queue.cancel_job``."""
+        return self._run(self._queue.cancel_job(job_id, by))
+
+    def replay_dead_letters(
+        self, ids: Sequence[str] | None = None, *, count: int | None = None
+    ) -> ReplayResult:
+        """``Queue.replay_dead_letters``."""
+        return self._run(self._queue.replay_dead_letters(ids, count=count))
 
     def remove_job(self, job_id: str) -> str:
         """See ``Queue.remove_job``."""

@@ -14,25 +14,35 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import commands
+from .cancellation import CancelWatcher
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
-from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .dead_letters import record_failure
+from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
 from .flow_model import Dependencies
 from .flows import read_dependencies
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .metrics import DEFAULT_WINDOW_MS, validate_window
-from .options import Backoff, retention_from_opts
+from .options import (
+    Backoff,
+    retention_from_opts,
+    timeout_from_opts,
+    validate_dead_letter,
+    validate_timeout,
+)
+from .policies import ErrorPolicy
 from .processing import Outcome, Processor, failure, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .schedulers import SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .stopping import AttemptStop
+from .threads import DaemonThreadExecutor
 
 log = logging.getLogger("corral.worker")
 
@@ -49,6 +59,7 @@ class _Running:
     lock_lost: bool = False
     handed_back: bool = False
     moved: bool = False  # the processor sent the job to delayed itself
+    stop: AttemptStop = field(default_factory=AttemptStop)
 
 
 @dataclass(slots=True)
@@ -93,6 +104,10 @@ class Worker:
         allow_unsafe_eviction: bool = False,
         limiter: RateLimit | Mapping[str, Any] | None = None,
         metrics_window: int = DEFAULT_WINDOW_MS,
+        timeout_ms: int | None = None,
+        error_policy: ErrorPolicy | None = None,
+        job_error_policies: Mapping[str, ErrorPolicy] | None = None,
+        dead_letter: str | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -107,6 +122,11 @@ class Worker:
             raise InvalidJobOptions(f"shutdown_grace={shutdown_grace!r}: expected seconds >= 0")
         if backoff is not None and not isinstance(backoff, Backoff):
             raise InvalidJobOptions(f"backoff={backoff!r}: expected a Backoff")
+        if timeout_ms is not None:
+            validate_timeout("timeout_ms", timeout_ms)
+        self.timeout_ms = timeout_ms or None  # a job's own timeout_ms wins; 0 = none
+        self._policy, self._name_policies = _policies(error_policy, job_error_policies)
+        self.dead_letter = None if dead_letter is None else validate_dead_letter(dead_letter, name)
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
@@ -130,9 +150,7 @@ class Worker:
         )
         self.scripts = ScriptRegistry(self.client)
         self._schedulers = SchedulerStore(self.client, self.scripts, self.keys)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix=f"corral-{name}"
-        )
+        self._executor = DaemonThreadExecutor(thread_name_prefix=f"corral-{name}")
         self._running: dict[str, _Running] = {}
         self._slot_free = asyncio.Event()
         self._closing = asyncio.Event()
@@ -150,6 +168,9 @@ class Worker:
             self._held,
             self._lock_lost,
         )
+        self._cancels = CancelWatcher(
+            self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
+        )
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -157,6 +178,11 @@ class Worker:
     def name(self) -> str:
         """The queue this worker takes jobs from."""
         return self.keys.queue
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads of ``def`` processors that timed out or were cancelled and still run."""
+        return self._executor.abandoned
 
     @property
     def running(self) -> bool:
@@ -173,6 +199,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
             asyncio.create_task(self._stalled_loop()),
+            asyncio.create_task(self._cancels.run()),
         ]
         try:
             await self._fetch_loop()
@@ -305,6 +332,9 @@ class Worker:
                     executor=self._executor,
                     max_result=self._max_result,
                     default_backoff=self._backoff,
+                    timeout_ms=timeout_from_opts(job.opts, self.timeout_ms),
+                    stop=running.stop,
+                    policy=self._name_policies.get(job.name, self._policy),
                 )
                 if outcome.requeue == "delayed" and not running.moved:
                     outcome = failure(job, RuntimeError(_NOT_MOVED), self._backoff)
@@ -346,16 +376,15 @@ class Worker:
                         commands.parent_queue(taken.fields),
                     )
                 else:
-                    nxt = await commands.fail_job(
+                    nxt = await record_failure(
                         self.scripts,
                         self.keys,
                         taken.id,
                         running.token,
-                        outcome.reason,
-                        outcome.stacktrace,
-                        outcome.retry_delay,
+                        outcome,
                         retention_from_opts(opts, "remove_on_fail"),
                         lease,
+                        opts.get("dead_letter") or self.dead_letter if job else None,
                         self.metrics_window,
                         commands.parent_queue(taken.fields),
                     )
@@ -414,6 +443,11 @@ class Worker:
                 self.id,
                 job_id,
             )
+
+    def _cancelled(self, job_id: str, by: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None and running.stop.request(JobCancelled(f"cancelled by {by}")):
+            log.info("worker %s: job %s cancelled by %s; stopping it", self.id, job_id, by)
 
     async def _stalled_loop(self) -> None:
         while True:
@@ -491,6 +525,23 @@ async def _wait_all_or(
     everything.cancel()
 
 
+def _policies(
+    queue_policy: object, by_name: object
+) -> tuple[ErrorPolicy | None, dict[str, ErrorPolicy]]:
+    """Check the worker's error policies; each job name's policy is merged over the queue's."""
+    if queue_policy is not None and not isinstance(queue_policy, ErrorPolicy):
+        raise InvalidJobOptions(f"error_policy={queue_policy!r}: expected an ErrorPolicy")
+    if by_name is None:
+        return queue_policy, {}
+    if not isinstance(by_name, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, ErrorPolicy) for k, v in by_name.items()
+    ):
+        raise InvalidJobOptions(
+            f"job_error_policies={by_name!r}: expected {{job name: ErrorPolicy}}"
+        )
+    return queue_policy, {name: p.over(queue_policy) for name, p in by_name.items()}
+
+
 def _url_of(client: Any) -> str:
     """Rebuild a URL for a second connection to the server ``client`` talks to."""
     kw = client.connection_pool.connection_kwargs
@@ -547,6 +598,9 @@ class _Context:
     async def read_dependencies(self, job_id: str) -> Dependencies:
         w = self._worker
         return await read_dependencies(w.client, w.keys, job_id)
+
+    def stop_reason(self, job_id: str) -> BaseException | None:
+        return self._running.stop.reason
 
     def run_sync(self, coro: Any) -> Any:
         loop = self._worker._loop

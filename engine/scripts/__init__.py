@@ -47,6 +47,9 @@ SCRIPT_NAMES = (
     "move_to_delayed",
     "add_flow",
     "remove_tree",
+    "cancel_job",
+    "dead_letter_job",
+    "replay_dead_letters",
 )
 
 

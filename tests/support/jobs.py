@@ -60,3 +60,38 @@ def blocking_job(job: Job) -> Any:
 async def noop(job: Job) -> Any:
     """Return the job's data."""
     return job.data
+
+
+async def cancellable_job(job: Job) -> Any:
+    """Record start, sleep ``data["sleep"]`` seconds; if cancelled, record ``cancelled`` (and
+    whether ``job.cancelled`` was set) before re-raising."""
+    record("start", job)
+    try:
+        await asyncio.sleep(float(job.data.get("sleep", 0)))
+    except asyncio.CancelledError:
+        record("cancelled" if job.cancelled else "stopped", job)
+        raise
+    record("finish", job)
+    return job.data
+
+
+def cooperative_sync_job(job: Job) -> Any:
+    """A ``def`` processor that works in small steps for up to ``data["sleep"]`` seconds and
+    stops early when ``job.raise_if_cancelled()`` raises."""
+    record("start", job)
+    deadline = time.monotonic() + float(job.data.get("sleep", 0))
+    try:
+        while time.monotonic() < deadline:
+            job.raise_if_cancelled()
+            time.sleep(0.02)
+    except BaseException:
+        record("cancelled", job)
+        raise
+    record("finish", job)
+    return {"done": True}
+
+
+async def always_fails(job: Job) -> Any:
+    """Log a line, then fail with ``data["error"]`` as the message."""
+    await job.log(f"attempt {job.attempts_started}")
+    raise RuntimeError(str(job.data.get("error", "failed")))

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class WorkerProcess:
         stalled_interval: int = 500,
         max_stalled_count: int = 1,
         shutdown_grace: float = 30.0,
-        extra_args: tuple[str, ...] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
         env = dict(os.environ)
         if ledger is not None:
