@@ -346,6 +346,7 @@ async def test_a_dead_lettered_job_is_counted_frees_its_dedup_id_and_settles_its
         async with running_worker(queue_name, process, redis_url, dead_letter=dlq_name):
             await count_is(dlq, "failed", 2)
             await count_is(queue, "completed", 1)  # the parent was released and ran
+        assert flow.job is not None
         assert await queue.get_job_state(flow.job.id) == "completed"
         assert await queue.get_deduplication_job_id("row-1") is None
         failed = await queue.get_metrics("failed")
