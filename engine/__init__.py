@@ -1,10 +1,11 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication`` and the errors a caller
-handles.
+``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication``, ``Breaker``, ``BreakerState``
+and the errors a caller handles.
 """
 
+from .breaker import Breaker, BreakerState
 from .deduplication import Deduplication
 from .errors import (
     EngineError,
@@ -30,6 +31,8 @@ from .worker import Worker
 
 __all__ = [
     "Backoff",
+    "Breaker",
+    "BreakerState",
     "CorruptJob",
     "Deduplication",
     "EngineError",

@@ -155,6 +155,7 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
         *_ready_keys(keys),
         keys.delayed,
         keys.marker,
+        keys.breaker_window,
     ]
 
 
@@ -629,3 +630,27 @@ async def remove_deduplication_key(
     """Free ``dedup_id`` (only while ``job_id`` holds it, when given); True if it was held."""
     reply = await scripts.call("remove_deduplication_key", [keys.dedup(dedup_id)], [job_id or ""])
     return int(reply) == 1
+
+
+async def set_breaker(
+    scripts: ScriptRegistry, keys: QueueKeys, settings_json: str, window_ms: int
+) -> bool:
+    """Store the queue's circuit breaker settings; True if it had no breaker before."""
+    reply = await scripts.call(
+        "set_breaker", [keys.meta, keys.breaker_window], [settings_json, window_ms]
+    )
+    return int(reply) == 1
+
+
+def _breaker_keys(keys: QueueKeys) -> list[str]:
+    return [keys.meta, keys.breaker_window, keys.events, keys.marker]
+
+
+async def reset_breaker(scripts: ScriptRegistry, keys: QueueKeys) -> bool:
+    """Close the queue's circuit breaker now; True if it was open or half-open."""
+    return int(await scripts.call("reset_breaker", _breaker_keys(keys), [])) == 1
+
+
+async def remove_breaker(scripts: ScriptRegistry, keys: QueueKeys) -> bool:
+    """Take the circuit breaker off the queue (closing it first); True if it had one."""
+    return int(await scripts.call("remove_breaker", _breaker_keys(keys), [])) == 1

@@ -30,6 +30,7 @@ EVENT_NAMES = frozenset(
         "promoted",
         "duplicated",
         "deduplicated",
+        "breaker",
     }
 )
 

@@ -15,6 +15,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 
 from . import commands
+from .breaker import Breaker, BreakerState, read_breaker
 from .connection import Connection, check_server, make_client
 from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
@@ -321,9 +322,37 @@ class Queue:
         return await commands.pause_queue(self.scripts, self.keys)
 
     async def resume(self) -> bool:
-        """Let workers take jobs again. False if it was not paused."""
+        """Let workers take jobs again. False if it was not paused. A tripped circuit breaker
+        is not closed by this: use ``reset_breaker()``."""
         await self._check()
         return await commands.resume_queue(self.scripts, self.keys)
+
+    # ---- circuit breaker (protocol §17) -------------------------------------------------------
+
+    async def set_breaker(self, settings: Breaker) -> bool:
+        """Give the queue a circuit breaker (or new settings for it), shared by every worker of
+        the queue. True if it had none before; a breaker that holds the queue keeps holding it."""
+        if not isinstance(settings, Breaker):
+            raise InvalidJobOptions(f"settings={settings!r}: expected a Breaker")
+        await self._check()
+        return await commands.set_breaker(
+            self.scripts, self.keys, settings.to_json(), settings.window_ms
+        )
+
+    async def get_breaker(self) -> BreakerState | None:
+        """The breaker's settings and state (closed, open, half-open), or None if it has none."""
+        return await read_breaker(self.client, self.keys)
+
+    async def reset_breaker(self) -> bool:
+        """Close the breaker now (operator override); True if it was open or half-open.
+        ``resume()`` does not: it lifts an operator's pause only."""
+        await self._check()
+        return await commands.reset_breaker(self.scripts, self.keys)
+
+    async def remove_breaker(self) -> bool:
+        """Take the breaker off the queue, closing it first; True if it had one."""
+        await self._check()
+        return await commands.remove_breaker(self.scripts, self.keys)
 
     async def retry_job(self, job_id: str, state: str = "failed") -> None:
         """Run a failed (or completed) job again with fresh attempts.

@@ -41,6 +41,9 @@ SCRIPT_NAMES = (
     "remove_job_scheduler",
     "add_deduplicated_job",
     "remove_deduplication_key",
+    "set_breaker",
+    "reset_breaker",
+    "remove_breaker",
 )
 
 

@@ -4,15 +4,18 @@ next ready jobs in the same call (so a busy worker needs one round trip per job)
 
 KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
       7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
+      13 breaker window
 ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
 returns {0, next_delay_ms, id, token, fields, ...} like move_to_active on success;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
-events  completed (returnvalue, prev active); then those of move_to_active
+events  completed (returnvalue, prev active); breaker (state open|closed) when this outcome
+        trips or closes the queue's circuit breaker; then those of move_to_active
 ]]
 -- include: _common
+-- include: _breaker
 
 local prefix, job_id, token = ARGV[1], ARGV[2], ARGV[3]
 local job_key = prefix .. job_id
@@ -29,6 +32,7 @@ redis.call('DEL', job_key .. ':lock')
 redis.call('HINCRBY', KEYS[4], 'completed', 1)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
 release_dedup(job_key, job_id, false)
+breaker_record(KEYS[5], KEYS[13], KEYS[6], KEYS[12], job_key, job_id, true, now)
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
 if keep == 0 then

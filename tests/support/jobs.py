@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from engine import Job
@@ -60,3 +61,18 @@ def blocking_job(job: Job) -> Any:
 async def noop(job: Job) -> Any:
     """Return the job's data."""
     return job.data
+
+
+async def dependency_job(job: Job) -> Any:
+    """Call a pretend dependency: sleep ``data["sleep"]`` seconds, then fail with
+    ``ConnectionError`` while the file named by ``CORRAL_DEPENDENCY`` says ``down``. Records
+    ``start``, then ``finish`` or ``fail``."""
+    record("start", job)
+    data = job.data if isinstance(job.data, dict) else {}
+    await asyncio.sleep(float(data.get("sleep", 0)))
+    path = os.environ.get("CORRAL_DEPENDENCY")
+    if path and Path(path).read_text().strip() == "down":  # noqa: ASYNC240 - a tiny local file
+        record("fail", job)
+        raise ConnectionError("dependency is down")
+    record("finish", job)
+    return data
