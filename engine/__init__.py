@@ -1,8 +1,8 @@
 """Corral's job engine: queues, workers and events on Redis.
 
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
-``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication``, ``Breaker``, ``BreakerState``
-and the errors a caller handles.
+``QueueEvents``, ``Event``, ``JobScheduler``, ``Deduplication``, ``Breaker``, ``BreakerState``,
+``JobTypes`` and the errors a caller handles.
 """
 
 from .breaker import Breaker, BreakerState
@@ -22,6 +22,7 @@ from .errors import (
 )
 from .events import Event, QueueEvents
 from .job import CorruptJob, Job, JobState
+from .job_types import JobTypes
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .queue import Queue
@@ -46,6 +47,7 @@ __all__ = [
     "JobScheduler",
     "JobState",
     "JobStateError",
+    "JobTypes",
     "LockLost",
     "PayloadTooLarge",
     "Queue",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class JobState(StrEnum):
@@ -118,6 +120,18 @@ class Job:
     state: JobState | None = None
     logs: list[str] | None = None
     context: JobContext | None = field(default=None, repr=False, compare=False)
+    typed: Any = field(default=None, repr=False, compare=False)  # data as its registered schema
+
+    def typed_as(self, schema: type[T]) -> T:
+        """``typed``, checked to be a ``schema`` (for type checkers): the worker sets it when
+        the job's name has a schema in the ``JobTypes`` it was given."""
+        if not isinstance(self.typed, schema):
+            got = "no typed data" if self.typed is None else type(self.typed).__name__
+            raise TypeError(
+                f"job {self.id!r} ({self.name!r}) carries {got}, not {schema.__name__}: "
+                "register the schema for this job name in the worker's JobTypes"
+            )
+        return self.typed
 
     def _ctx(self) -> JobContext:
         if self.context is None:

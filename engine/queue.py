@@ -20,6 +20,7 @@ from .connection import Connection, check_server, make_client
 from .deduplication import Deduplication
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
+from .job_types import JobTypes
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .options import JobOptions
 from .schedulers import JobScheduler, SchedulerStore
@@ -65,8 +66,12 @@ class Queue:
         max_events: int = DEFAULT_MAX_EVENTS,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        types: JobTypes | None = None,
     ) -> None:
         self.keys = QueueKeys(name, prefix)
+        if types is not None and not isinstance(types, JobTypes):
+            raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
+        self.types = types if types is not None else JobTypes()
         if not isinstance(max_events, int) or max_events < 100:
             raise InvalidJobOptions(f"max_events={max_events!r} is invalid: expected an int >= 100")
         if not isinstance(max_payload, int) or max_payload < 1:
@@ -109,8 +114,14 @@ class Queue:
 
     # ---- adding ----------------------------------------------------------------------------
 
+    def register(self, name: str, schema: type) -> type:
+        """Check the data of jobs named ``name`` against ``schema`` (a dataclass or a pydantic
+        model) from now on; shorthand for ``queue.types.register``."""
+        return self.types.register(name, schema)
+
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
+        data = self.types.dump(_name(name), data)
         fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
@@ -486,6 +497,9 @@ class Queue:
         the same definition again changes nothing; a new one replaces the waiting job.
         Exactly one job is created per tick, whatever the number of producers and workers.
         """
+        job_type = job_name or scheduler_id
+        if isinstance(job_type, str) and job_type in self.types:
+            job_data = self.types.dump(job_type, job_data)
         await self._check()
         return await self._schedulers.upsert(
             scheduler_id,

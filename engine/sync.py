@@ -67,6 +67,10 @@ class SyncQueue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def register(self, name: str, schema: type) -> type:
+        """See ``Queue.register``."""
+        return self._queue.register(name, schema)
+
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """See ``Queue.add``."""
         return self._run(self._queue.add(name, data, **options))

@@ -21,6 +21,7 @@ from . import commands
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
 from .job import CorruptJob, Job
+from .job_types import JobTypes, bind_type
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts
@@ -84,9 +85,13 @@ class Worker:
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        types: JobTypes | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
+        if types is not None and not isinstance(types, JobTypes):
+            raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
+        self.types = types if types is not None else JobTypes()
         self.keys = QueueKeys(name, prefix)
         self.concurrency = _positive_int("concurrency", concurrency)
         self.lock_duration = _positive_int("lock_duration", lock_duration, 100)
@@ -269,7 +274,8 @@ class Worker:
             if job is not None:
                 if job.scheduler_id is not None:  # a scheduler's job: create the next tick's
                     await self._schedulers.schedule_next(job.scheduler_id, job.id)
-                outcome = await run_processor(
+                job, refused = bind_type(self.types, job)
+                outcome = refused or await run_processor(
                     self.processor,
                     job,
                     is_async=self._is_async,
