@@ -236,6 +236,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
     )
     parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    parser.add_argument(
+        "--types",
+        type=import_target,
+        default=None,
+        metavar="MODULE:NAME",
+        help="a JobTypes registry: registered jobs' data is checked and given as job.typed",
+    )
     tunables = parser.add_argument_group("tuning (default: the engine's own defaults)")
     tunables.add_argument(
         "--lock-duration", type=positive_int, default=None, metavar="MS", help="job lock TTL"

@@ -3,9 +3,10 @@
 Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backoff``,
 ``QueueEvents``, ``Event``, ``FlowProducer``/``SyncFlowProducer`` (with ``FlowNode``,
 ``JobRef``, ``Dependencies``), ``JobScheduler``, ``Deduplication``, ``RateLimit``,
-``WorkerInfo`` and the errors a caller handles.
+``WorkerInfo``, ``Breaker``/``BreakerState``, ``JobTypes`` and the errors a caller handles.
 """
 
+from .breaker import Breaker, BreakerState
 from .deduplication import Deduplication
 from .errors import (
     DelayedError,
@@ -29,6 +30,7 @@ from .events import Event, QueueEvents
 from .flow_model import Dependencies, JobRef
 from .flows import FlowNode, FlowProducer
 from .job import CorruptJob, Job, JobState
+from .job_types import JobTypes
 from .keys import QueueKeys
 from .options import Backoff, JobOptions, Retention
 from .policies import ErrorPolicy
@@ -42,6 +44,8 @@ from .worker_info import WorkerInfo
 
 __all__ = [
     "Backoff",
+    "Breaker",
+    "BreakerState",
     "CorruptJob",
     "Deduplication",
     "DelayedError",
@@ -64,6 +68,7 @@ __all__ = [
     "JobState",
     "JobStateError",
     "JobTimeout",
+    "JobTypes",
     "LockLost",
     "PayloadTooLarge",
     "Queue",

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from .errors import EngineError, InvalidJobOptions
+from .job_types import JobTypes
 from .processing import Processor
 from .worker import Worker
 
@@ -27,18 +28,31 @@ EXIT_HANDED_BACK = 3
 EXIT_USAGE = 2
 
 
-def load_processor(target: str) -> Processor:
-    """Import ``module:function`` (the current directory is importable, as with ``python -m``)."""
+def import_object(target: str) -> Any:
+    """Import ``module:name`` (the current directory is importable, as with ``python -m``)."""
     module_name, _, attr = target.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
-    processor: Any = module
+    found: Any = importlib.import_module(module_name)
     for part in attr.split("."):
-        processor = getattr(processor, part)
+        found = getattr(found, part)
+    return found
+
+
+def load_processor(target: str) -> Processor:
+    """Import the processor ``module:function``."""
+    processor = import_object(target)
     if not callable(processor):
         raise TypeError(f"{target} is not callable")
     return processor  # type: ignore[no-any-return]
+
+
+def load_types(target: str) -> JobTypes:
+    """Import the ``JobTypes`` registry named by ``module:name``."""
+    types = import_object(target)
+    if not isinstance(types, JobTypes):
+        raise TypeError(f"{target} is {type(types).__name__}, not a JobTypes")
+    return types
 
 
 def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,6 +115,13 @@ def run_worker(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, TypeError) as exc:
         print(f"corral worker: cannot load processor {args.target!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    types = None
+    if getattr(args, "types", None):
+        try:
+            types = load_types(args.types)
+        except (ImportError, AttributeError, TypeError) as exc:
+            print(f"corral worker: cannot load job types {args.types!r}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     async def main() -> int:
         worker = Worker(
@@ -109,6 +130,7 @@ def run_worker(args: argparse.Namespace) -> int:
             args.redis,
             prefix=args.prefix,
             concurrency=args.concurrency,
+            types=types,
             **_worker_options(args),
         )
         log.info("worker %s on queue %r (concurrency %d)", worker.id, args.queue, args.concurrency)

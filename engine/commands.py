@@ -195,6 +195,7 @@ def _finish_keys(keys: QueueKeys, finished: str) -> list[str]:
         keys.delayed,
         keys.marker,
         keys.limiter,
+        keys.breaker_window,
     ]
 
 
@@ -972,6 +973,7 @@ async def dead_letter_job(
             dead_letter.events,
             dead_letter.id,
             keys.limiter,
+            keys.breaker_window,
             *_parent_keys(parent),
         ],
         [
@@ -1010,3 +1012,27 @@ async def replay_dead_letters(
         [dead_letter.job_prefix, origin.job_prefix, origin.queue, max_events, *ids],
     )  # fmt: skip
     return [int(x) for x in reply]
+
+
+async def set_breaker(
+    scripts: ScriptRegistry, keys: QueueKeys, settings_json: str, window_ms: int
+) -> bool:
+    """Store the queue's circuit breaker settings; True if it had no breaker before."""
+    reply = await scripts.call(
+        "set_breaker", [keys.meta, keys.breaker_window], [settings_json, window_ms]
+    )
+    return int(reply) == 1
+
+
+def _breaker_keys(keys: QueueKeys) -> list[str]:
+    return [keys.meta, keys.breaker_window, keys.events, keys.marker]
+
+
+async def reset_breaker(scripts: ScriptRegistry, keys: QueueKeys) -> bool:
+    """Close the queue's circuit breaker now; True if it was open or half-open."""
+    return int(await scripts.call("reset_breaker", _breaker_keys(keys), [])) == 1
+
+
+async def remove_breaker(scripts: ScriptRegistry, keys: QueueKeys) -> bool:
+    """Take the circuit breaker off the queue (closing it first); True if it had one."""
+    return int(await scripts.call("remove_breaker", _breaker_keys(keys), [])) == 1

@@ -19,7 +19,12 @@ class InvalidJobOptions(EngineError, ValueError):
 
 
 class InvalidJobData(EngineError, TypeError):
-    """Job data (or a return value) cannot be stored as JSON; the message names the path."""
+    """Job data (or a return value) cannot be stored as JSON, or does not match the schema
+    registered for its job name; the message names the path, ``field`` holds it when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PayloadTooLarge(EngineError, ValueError):

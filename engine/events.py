@@ -36,6 +36,7 @@ EVENT_NAMES = frozenset(
         "cancelled",
         "dead_lettered",
         "replayed",
+        "breaker",
     }
 )
 

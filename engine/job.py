@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .errors import InvalidJobOptions, JobCancelled
 from .flow_model import Dependencies, JobRef
+
+T = TypeVar("T")
 
 
 class JobState(StrEnum):
@@ -160,6 +162,18 @@ class Job:
     context: JobContext | None = field(default=None, repr=False, compare=False)
     origin_queue: str | None = None  # set on dead letters: the queue it failed in, its id there
     origin_id: str | None = None
+    typed: Any = field(default=None, repr=False, compare=False)  # data as its registered schema
+
+    def typed_as(self, schema: type[T]) -> T:
+        """``typed``, checked to be a ``schema`` (for type checkers): the worker sets it when
+        the job's name has a schema in the ``JobTypes`` it was given."""
+        if not isinstance(self.typed, schema):
+            got = "no typed data" if self.typed is None else type(self.typed).__name__
+            raise TypeError(
+                f"job {self.id!r} ({self.name!r}) carries {got}, not {schema.__name__}: "
+                "register the schema for this job name in the worker's JobTypes"
+            )
+        return self.typed
 
     def _ctx(self) -> JobContext:
         if self.context is None:

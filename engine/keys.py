@@ -57,7 +57,8 @@ class QueueKeys:
 
     @property
     def meta(self) -> str:
-        """HASH: ``version``, ``created``, ``paused`` (present while paused), ``max_events``."""
+        """HASH: ``version``, ``created``, ``paused`` (present while paused), ``max_events``, and
+        the circuit breaker's settings and state (``breaker``, ``tripped``, ``breaker_*``)."""
         return f"{self.base}:meta"
 
     @property
@@ -173,6 +174,11 @@ class QueueKeys:
     def scheduler(self, scheduler_id: str) -> str:
         """HASH: one job scheduler (timing, job template, iterations, next run, last job)."""
         return f"{self.base}:scheduler:{scheduler_id}"
+
+    @property
+    def breaker_window(self) -> str:
+        """HASH: the circuit breaker's failure window, ``ok:<bucket>``/``fail:<bucket>`` counts."""
+        return f"{self.base}:breaker-window"
 
     def dedup(self, dedup_id: str) -> str:
         """STRING (optional PX TTL): id of the job that holds deduplication id ``dedup_id``."""

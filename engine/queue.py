@@ -15,6 +15,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 
 from . import commands
+from .breaker import Breaker, BreakerState, read_breaker
 from .cancellation import CancelResult, validate_who
 from .connection import Connection, check_server, make_client
 from .dead_letters import ReplayResult, replay, replay_oldest
@@ -23,6 +24,7 @@ from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .flow_model import Dependencies, JobRef
 from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
+from .job_types import JobTypes
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .metrics import MINUTE_MS, Metrics, read_metrics
 from .options import MAX_PRIORITY, JobOptions, validate_dead_letter
@@ -71,8 +73,12 @@ class Queue:
         max_events: int = DEFAULT_MAX_EVENTS,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        types: JobTypes | None = None,
     ) -> None:
         self.keys = QueueKeys(name, prefix)
+        if types is not None and not isinstance(types, JobTypes):
+            raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
+        self.types = types if types is not None else JobTypes()
         if not isinstance(max_events, int) or max_events < 100:
             raise InvalidJobOptions(f"max_events={max_events!r} is invalid: expected an int >= 100")
         if not isinstance(max_payload, int) or max_payload < 1:
@@ -115,10 +121,16 @@ class Queue:
 
     # ---- adding ----------------------------------------------------------------------------
 
+    def register(self, name: str, schema: type) -> type:
+        """Check the data of jobs named ``name`` against ``schema`` (a dataclass or a pydantic
+        model) from now on; shorthand for ``queue.types.register``."""
+        return self.types.register(name, schema)
+
     def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         opts = JobOptions.build(**options)
         if opts.dead_letter is not None:
             validate_dead_letter(opts.dead_letter, self.name)
+        data = self.types.dump(_name(name), data)
         fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
@@ -366,9 +378,37 @@ class Queue:
         return await commands.pause_queue(self.scripts, self.keys)
 
     async def resume(self) -> bool:
-        """Let workers take jobs again. False if it was not paused."""
+        """Let workers take jobs again. False if it was not paused. A tripped circuit breaker
+        is not closed by this: use ``reset_breaker()``."""
         await self._check()
         return await commands.resume_queue(self.scripts, self.keys)
+
+    # ---- circuit breaker (protocol §25) -------------------------------------------------------
+
+    async def set_breaker(self, settings: Breaker) -> bool:
+        """Give the queue a circuit breaker (or new settings for it), shared by every worker of
+        the queue. True if it had none before; a breaker that holds the queue keeps holding it."""
+        if not isinstance(settings, Breaker):
+            raise InvalidJobOptions(f"settings={settings!r}: expected a Breaker")
+        await self._check()
+        return await commands.set_breaker(
+            self.scripts, self.keys, settings.to_json(), settings.window_ms
+        )
+
+    async def get_breaker(self) -> BreakerState | None:
+        """The breaker's settings and state (closed, open, half-open), or None if it has none."""
+        return await read_breaker(self.client, self.keys)
+
+    async def reset_breaker(self) -> bool:
+        """Close the breaker now (operator override); True if it was open or half-open.
+        ``resume()`` does not: it lifts an operator's pause only."""
+        await self._check()
+        return await commands.reset_breaker(self.scripts, self.keys)
+
+    async def remove_breaker(self) -> bool:
+        """Take the breaker off the queue, closing it first; True if it had one."""
+        await self._check()
+        return await commands.remove_breaker(self.scripts, self.keys)
 
     async def retry_job(self, job_id: str, state: str = "failed") -> None:
         """Run a failed (or completed) job again with fresh attempts.
@@ -571,6 +611,9 @@ class Queue:
         the same definition again changes nothing; a new one replaces the waiting job.
         Exactly one job is created per tick, whatever the number of producers and workers.
         """
+        job_type = job_name or scheduler_id
+        if isinstance(job_type, str) and job_type in self.types:
+            job_data = self.types.dump(job_type, job_data)
         await self._check()
         return await self._schedulers.upsert(
             scheduler_id,

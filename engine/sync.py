@@ -8,6 +8,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
+from .breaker import Breaker, BreakerState
 from .cancellation import CancelResult
 from .connection import Connection
 from .dead_letters import ReplayResult
@@ -70,6 +71,10 @@ class SyncQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def register(self, name: str, schema: type) -> type:
+        """See ``Queue.register``."""
+        return self._queue.register(name, schema)
 
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """See ``Queue.add``."""
@@ -200,6 +205,22 @@ class SyncQueue:
     def remove_deduplication_key(self, dedup_id: str, job_id: str | None = None) -> bool:
         """See ``Queue.remove_deduplication_key``."""
         return self._run(self._queue.remove_deduplication_key(dedup_id, job_id))
+
+    def set_breaker(self, settings: Breaker) -> bool:
+        """See ``Queue.set_breaker``."""
+        return self._run(self._queue.set_breaker(settings))
+
+    def get_breaker(self) -> BreakerState | None:
+        """See ``Queue.get_breaker``."""
+        return self._run(self._queue.get_breaker())
+
+    def reset_breaker(self) -> bool:
+        """See ``Queue.reset_breaker``."""
+        return self._run(self._queue.reset_breaker())
+
+    def remove_breaker(self) -> bool:
+        """See ``Queue.remove_breaker``."""
+        return self._run(self._queue.remove_breaker())
 
 
 async def _make(name: str, connection: Connection, prefix: str, options: dict[str, Any]) -> Queue:

@@ -25,6 +25,7 @@ from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError,
 from .flow_model import Dependencies
 from .flows import read_dependencies
 from .job import CorruptJob, Job
+from .job_types import JobTypes, bind_type
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .metrics import DEFAULT_WINDOW_MS, validate_window
@@ -108,9 +109,13 @@ class Worker:
         error_policy: ErrorPolicy | None = None,
         job_error_policies: Mapping[str, ErrorPolicy] | None = None,
         dead_letter: str | None = None,
+        types: JobTypes | None = None,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
+        if types is not None and not isinstance(types, JobTypes):
+            raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
+        self.types = types if types is not None else JobTypes()
         self.keys = QueueKeys(name, prefix)
         self.concurrency = _positive_int("concurrency", concurrency)
         self.lock_duration = _positive_int("lock_duration", lock_duration, 100)
@@ -325,7 +330,8 @@ class Worker:
             if job is not None:
                 if job.scheduler_id is not None:  # a scheduler's job: create the next tick's
                     await self._schedulers.schedule_next(job.scheduler_id, job.id)
-                outcome = await run_processor(
+                job, refused = bind_type(self.types, job)
+                outcome = refused or await run_processor(
                     self.processor,
                     job,
                     is_async=self._is_async,

@@ -50,6 +50,9 @@ SCRIPT_NAMES = (
     "cancel_job",
     "dead_letter_job",
     "replay_dead_letters",
+    "set_breaker",
+    "reset_breaker",
+    "remove_breaker",
 )
 
 

@@ -192,6 +192,30 @@ local function count_taken(limiter, taken)
   end
 end
 
+-- Circuit breaker gate (protocol §25): nil while no breaker holds the queue; else
+-- {jobs that may be taken, probe mark, ms until the gate changes}. When its time has come, an
+-- open breaker (or a half-open round of probes that got no verdict) starts a round of probes.
+local function breaker_gate(meta_key, events_key, now)
+  local g = redis.call('HMGET', meta_key, 'tripped', 'breaker_at', 'breaker_probes', 'breaker')
+  if not g[1] then return nil end
+  local at = tonumber(g[2]) or 0
+  if now >= at then
+    local cfg = cjson.decode(g[4] or '{}')
+    local probes = tonumber(cfg.probes) or 1
+    local reason = 'cool-down over'
+    if g[1] == 'half-open' then reason = 'no verdict from the last probes' end
+    at = now + (tonumber(cfg.cooldown_ms) or 30000)
+    redis.call('HSET', meta_key, 'tripped', 'half-open', 'breaker_at', at,
+               'breaker_probes', probes, 'breaker_passed', 0, 'breaker_since', now,
+               'breaker_reason', reason)
+    emit(events_key, meta_key, 'breaker', 'state', 'half-open', 'reason', reason,
+         'probes', probes)
+    return {probes, tostring(at), at - now}
+  end
+  if g[1] == 'half-open' then return {tonumber(g[3]) or 0, g[2], at - now} end
+  return {0, false, at - now}
+end
+
 -- Take up to `count` ready jobs (wait list first, then by priority), make each active under a
 -- fresh lock, and return {next_delay_ms, rate_limit_ms, id, token, fields, id, token, ...}.
 -- next_delay_ms is -1 when nothing is delayed, else ms until the earliest delayed job is due;
@@ -202,6 +226,8 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
   local out = {-1, 0}
   promote_due(delayed_key, job_prefix, now, wait_key, paused_key, prioritized_key, pc_key,
               marker_key, meta_key, events_key)
+  local gate = breaker_gate(meta_key, events_key, now)
+  if gate and gate[1] < count then count = gate[1] end
   if count > 0 and not is_paused(meta_key) then
     local room, limited_ms = limiter_room(limiter, count)
     out[2] = limited_ms
@@ -222,6 +248,10 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
         redis.call('ZADD', active_key, now, id)
         redis.call('SET', job_key .. ':lock', token, 'PX', lock_ms)
         redis.call('HSET', job_key, 'processed_on', now, 'worker', worker_id)
+        if gate then -- a probe of the half-open breaker
+          redis.call('HSET', job_key, 'probe', gate[2])
+          redis.call('HINCRBY', meta_key, 'breaker_probes', -1)
+        end
         emit(events_key, meta_key, 'active', 'job_id', id, 'prev', prev)
         out[#out + 1] = id
         out[#out + 1] = token
@@ -242,6 +272,7 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
     if d < 0 then d = 0 end
     out[1] = d
   end
+  if gate and (out[1] < 0 or gate[3] < out[1]) then out[1] = gate[3] end
   return out
 end
 

@@ -4,22 +4,24 @@ next ready jobs in the same call (so a busy worker needs one round trip per job)
 
 KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
       7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
-      13 limiter
+      13 limiter   14 breaker window
 ARGV  1 job key prefix   2 job id   3 lock token   4 return value (JSON)
       5 keep completed: -1 all, 0 none, N the newest N   6 keep max age ms (0 = no limit)
       7 jobs to take next   8 lock token base   9 lock duration ms   10 worker id
       11 rate limit: jobs per window (0 = none)   12 rate limit window ms
       13 metrics key prefix   14 metrics window ms (0 = no metrics)
-      15 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 14-22)
-KEYS 14-22, only for a job with a parent: the parent queue's waiting-children, wait, paused,
+      15 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 15-23)
+KEYS 15-23, only for a job with a parent: the parent queue's waiting-children, wait, paused,
       prioritized, priority sequence, delayed, marker, meta, events
 returns {0, next_delay_ms, rate_limit_ms, id, token, fields, ...} like move_to_active;
         {-1} no such job; {-2} lock missing; {-6} lock held by another token;
         {-3} job is not active
-events  completed (returnvalue, prev active); on the parent's queue, waiting or delayed
+events  completed (returnvalue, prev active); breaker (state open|closed) when this outcome
+        trips or closes the queue's circuit breaker; on the parent's queue, waiting or delayed
         (prev waiting-children) when this was its last child; then those of move_to_active
 ]]
 -- include: _common
+-- include: _breaker
 
 local prefix, job_id, token = ARGV[1], ARGV[2], ARGV[3]
 local job_key = prefix .. job_id
@@ -37,9 +39,10 @@ redis.call('HINCRBY', KEYS[4], 'completed', 1)
 record_metrics(ARGV[13], 'completed', ARGV[14], now, job_key)
 emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
 release_dedup(job_key, job_id, false)
+breaker_record(KEYS[5], KEYS[14], KEYS[6], KEYS[12], job_key, job_id, true, now)
 
 local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-settle_child(job_key, parent_keys(KEYS, 14, ARGV[15]), 'completed', ARGV[4], keep == 0, now)
+settle_child(job_key, parent_keys(KEYS, 15, ARGV[15]), 'completed', ARGV[4], keep == 0, now)
 if keep == 0 then
   delete_job_keys(job_key)
 else

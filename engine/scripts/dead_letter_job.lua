@@ -12,8 +12,8 @@ original job is gone from its queue; its queue counts it as failed (and dead_let
 KEYS  1 active   2 stalled   3 counters   4 meta   5 events
       6 wait   7 paused   8 prioritized   9 priority sequence   10 delayed   11 marker
       12 dead-letter failed   13 dead-letter meta   14 dead-letter events   15 dead-letter id
-      16 limiter
-KEYS 17-25, only for a job with a parent: the parent queue's waiting-children, wait, paused,
+      16 limiter   17 breaker window
+KEYS 18-26, only for a job with a parent: the parent queue's waiting-children, wait, paused,
       prioritized, priority sequence, delayed, marker, meta, events
 ARGV  1 job key prefix   2 job id   3 lock token   4 failed reason   5 stack trace (JSON list)
       6 dead-letter job key prefix   7 this queue's name   8 dead-letter queue's name
@@ -21,13 +21,14 @@ ARGV  1 job key prefix   2 job id   3 lock token   4 failed reason   5 stack tra
       10 jobs to take next   11 lock token base   12 lock duration ms   13 worker id
       14 rate limit: jobs per window (0 = none)   15 rate limit window ms
       16 metrics key prefix   17 metrics window ms (0 = no metrics)
-      18 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 17-25)
+      18 the parent queue's job key prefix, or "" (a job of a flow: see KEYS 18-26)
 returns {0, dead letter id, next_delay_ms, rate_limit_ms, id, token, fields, ...}; {-1} no such
         job; {-2} lock missing; {-6} lock held by another token; {-3} job is not active
 events  here: failed (failed_reason, attempts_made, prev active, dead_letter, dead_letter_id);
         in the dead-letter queue: dead_lettered (job_id, name, origin_queue, origin_id)
 ]]
 -- include: _common
+-- include: _breaker
 
 local prefix, job_id, token = ARGV[1], ARGV[2], ARGV[3]
 local job_key = prefix .. job_id
@@ -46,9 +47,11 @@ redis.call('HSET', job_key, 'failed_reason', ARGV[4], 'stacktrace', ARGV[5], 'fi
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
 redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
 -- as a final fail_job: free its deduplication id, count it, tell its parent (it leaves here)
+-- and the circuit breaker, all before the job's keys go
 release_dedup(job_key, job_id, false)
 record_metrics(ARGV[16], 'failed', ARGV[17], now, job_key)
-settle_child(job_key, parent_keys(KEYS, 17, ARGV[18]), 'failed', ARGV[4], true, now)
+settle_child(job_key, parent_keys(KEYS, 18, ARGV[18]), 'failed', ARGV[4], true, now)
+breaker_record(KEYS[4], KEYS[17], KEYS[5], KEYS[11], job_key, job_id, false, now)
 
 if redis.call('HEXISTS', KEYS[13], 'version') == 0 then
   redis.call('HSET', KEYS[13], 'version', '1', 'created', now, 'max_events', ARGV[9])

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from engine import Job
@@ -95,3 +96,18 @@ async def always_fails(job: Job) -> Any:
     """Log a line, then fail with ``data["error"]`` as the message."""
     await job.log(f"attempt {job.attempts_started}")
     raise RuntimeError(str(job.data.get("error", "failed")))
+
+
+async def dependency_job(job: Job) -> Any:
+    """Call a pretend dependency: sleep ``data["sleep"]`` seconds, then fail with
+    ``ConnectionError`` while the file named by ``CORRAL_DEPENDENCY`` says ``down``. Records
+    ``start``, then ``finish`` or ``fail``."""
+    record("start", job)
+    data = job.data if isinstance(job.data, dict) else {}
+    await asyncio.sleep(float(data.get("sleep", 0)))
+    path = os.environ.get("CORRAL_DEPENDENCY")
+    if path and Path(path).read_text().strip() == "down":  # noqa: ASYNC240 - a tiny local file
+        record("fail", job)
+        raise ConnectionError("dependency is down")
+    record("finish", job)
+    return data
