@@ -150,11 +150,12 @@ class HoldingWorker:
         prefix: str = "bull",
         concurrency: int = 1,
         lock_duration: int = 30_000,
+        stalled_interval: int = 30_000,
     ) -> None:
         argv = [
             "node", str(SCRIPTS / "holding_worker.js"), "--url", url, "--queue", queue,
             "--prefix", prefix, "--concurrency", str(concurrency),
-            "--lock-duration", str(lock_duration),
+            "--lock-duration", str(lock_duration), "--stalled-interval", str(stalled_interval),
         ]  # fmt: skip
         self.argv = argv
         self.env = {**os.environ, "NODE_PATH": str(modules)}

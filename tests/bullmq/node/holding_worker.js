@@ -2,7 +2,7 @@
 // "active <id>" when it takes a job, and is meant to be SIGKILLed while it holds them.
 //
 //   node holding_worker.js --url redis://127.0.0.1:PORT/0 --queue Q [--prefix bull]
-//                          [--concurrency N] [--lock-duration MS]
+//                          [--concurrency N] [--lock-duration MS] [--stalled-interval MS]
 'use strict';
 
 const { Worker } = require('bullmq');
@@ -29,6 +29,8 @@ const worker = new Worker(
     prefix: args.prefix || 'bull',
     concurrency: Number(args.concurrency || 1),
     lockDuration: Number(args['lock-duration'] || 30000),
+    // its stall-check guard key lives this long after it dies, delaying other workers' sweeps
+    stalledInterval: Number(args['stalled-interval'] || 30000),
     name: 'holder',
   },
 );
