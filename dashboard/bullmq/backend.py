@@ -11,6 +11,7 @@ Acting on BullMQ queues is not part of this backend yet: every action raises
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -143,8 +144,6 @@ class BullMQBackend:
             if isinstance(reply, Exception):
                 raise reply
         clients, server_time = replies[-2], replies[-1]
-        if isinstance(server_time, Exception):
-            raise server_time
         # CLIENT LIST may be refused (ACL, managed services): then workers are unknown
         workers = (
             None if isinstance(clients, Exception) else count_workers(clients, self.prefix, queues)
@@ -173,8 +172,11 @@ class BullMQBackend:
                 failed_total=failed,
                 workers=None if workers is None else workers[queue],
             )
-        seconds, micros = server_time
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        if isinstance(server_time, Exception):  # TIME is not in ACL's @read: the local clock
+            now_ms = int(time.time() * 1000)
+        else:
+            seconds, micros = server_time
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
         for queue, age in (await self._wait_ages(client, heads, now_ms)).items():
             reading = readings[queue]
             readings[queue] = QueueReading(
