@@ -126,3 +126,26 @@ async def test_a_killed_workers_jobs_show_stalled_until_bullmq_recovers_them(
         await stream.aclose()
     assert any(f"{queue_name}: 2 stalled" in alert for alert in snapshot.alerts)
     assert (await backend.read_active(redis, queue_name, 0, 10))[1] == 0
+
+
+async def test_per_minute_metrics_equal_nodes(
+    node: NodeDriver, redis: aioredis.Redis, queue_name: str
+) -> None:
+    backend = BullMQBackend()
+    assert await backend.read_metrics(redis, queue_name, "completed") == (None, [])
+    await node.call("worker", queue=queue_name, concurrency=4, metrics=60)
+    for i in range(6):
+        await node.call("add", queue=queue_name, name="m", data={"mode": "fail" if i < 2 else "ok"})
+
+    async def finished() -> bool:
+        counts = await node.call("counts", queue=queue_name)
+        return bool(counts["completed"] == 4 and counts["failed"] == 2)
+
+    await wait_until(finished, within=30)
+    for kind, total in (("completed", 4), ("failed", 2)):
+        count, points = await backend.read_metrics(redis, queue_name, kind)
+        theirs = await node.call("metrics", queue=queue_name, kind=kind)
+        assert count == int(theirs["count"]) == total
+        assert points == [int(point) for point in theirs["data"]]
+    with pytest.raises(ValueError, match="metrics kind 'done' is invalid"):
+        await backend.read_metrics(redis, queue_name, "done")
