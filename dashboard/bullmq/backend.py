@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
 
 from dashboard.actions import ReadOnlyError
 from dashboard.backend import QueueReading
-from dashboard.bullmq.jobs import ROW_FIELDS, Family, JobExtras, job_detail, job_row
+from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
+from dashboard.bullmq.jobs import ROW_FIELDS, job_row
 from dashboard.bullmq.keys import (
     DEFAULT_BULL_PREFIX,
     LIST_STATES,
@@ -28,31 +30,15 @@ from dashboard.bullmq.keys import (
     validate_bull_prefix,
 )
 from dashboard.bullmq.layout import QueueLayout, detect_layout
+from dashboard.bullmq.replies import as_int, as_text
 from dashboard.bullmq.workers import count_workers
 from dashboard.model import STATE_ORDER, ActiveJob, Event, JobDetail, JobPage, StateCounts
 
 SCAN_COUNT = 1_000
-LOG_LINES = 200
-"""Newest log lines read for the detail view."""
-CHILDREN_SAMPLE = 20
-"""Children of each kind listed in a parent's detail (the counts are exact)."""
-LPOS_MAX = 100_000
-"""List entries compared when looking for a job in wait/paused/active, so the search is bounded."""
 ASCENDING_STATES = frozenset({"delayed", "prioritized"})
 """Sorted sets paged lowest score first: the job that runs next comes first."""
 LEGACY_MARKER = "0:"
 """Pre-v5 delay markers left in ``wait``/``paused``; they are not jobs (BullMQ skips them)."""
-FIND_ORDER = (
-    "completed",
-    "failed",
-    "delayed",
-    "prioritized",
-    "active",
-    "wait",
-    "paused",
-    "waiting-children",
-)
-"""Where ``read_job`` looks for a job, in the order BullMQ's ``getState`` does."""
 NEW_QUEUE_SUFFIXES = (":meta", ":id", ":events")
 """Keys whose change can announce a queue the dashboard has not discovered yet."""
 
@@ -64,30 +50,6 @@ class BullMQActionsUnavailable(ReadOnlyError):
         super().__init__(
             f"{what} refused: BullMQ queues are read-only in this version of the dashboard"
         )
-
-
-def _text(value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
-
-
-def _int(raw: Any) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return None
-
-
-def _pairs(reply: Any) -> tuple[tuple[str, str], ...]:
-    """HRANDFIELD ... WITHVALUES as (field, value) pairs, whether flat or nested."""
-    if not reply:
-        return ()
-    if isinstance(reply[0], list | tuple):
-        return tuple((_text(k), _text(v)) for k, v in reply)
-    return tuple((_text(k), _text(v)) for k, v in zip(reply[::2], reply[1::2], strict=True))
 
 
 class BullMQBackend:
@@ -117,7 +79,7 @@ class BullMQBackend:
         found: set[str] = set()
         pattern = BullKeys.meta_pattern(self.prefix)
         async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-            name = BullKeys.queue_of_meta_key(_text(key), self.prefix)
+            name = BullKeys.queue_of_meta_key(as_text(key), self.prefix)
             if name is not None:
                 found.add(name)
         self._known = found
@@ -155,13 +117,16 @@ class BullMQBackend:
             sizes = dict(zip(STATE_ORDER, (int(n) for n in chunk), strict=False))
             (paused_flag, version), wait_tail, paused_tail = chunk[len(STATE_ORDER) :]
             for state, tail in (("wait", wait_tail), ("paused", paused_tail)):
-                if tail is not None and _text(tail).startswith(LEGACY_MARKER):
+                if tail is not None and as_text(tail).startswith(LEGACY_MARKER):
                     sizes[state] = max(sizes[state] - 1, 0)  # as BullMQ's getCounts reports it
-            if wait_tail is not None and not _text(wait_tail).startswith(LEGACY_MARKER):
-                heads[queue] = _text(wait_tail)
+            if wait_tail is not None and not as_text(wait_tail).startswith(LEGACY_MARKER):
+                heads[queue] = as_text(wait_tail)
             paused = paused_flag is not None
             self.layouts[queue] = detect_layout(
-                None if version is None else _text(version), paused, sizes["wait"], sizes["paused"]
+                None if version is None else as_text(version),
+                paused,
+                sizes["wait"],
+                sizes["paused"],
             )
             completed, failed = self._finished.setdefault(queue, [0, 0])
             readings[queue] = QueueReading(
@@ -178,16 +143,7 @@ class BullMQBackend:
             seconds, micros = server_time
             now_ms = int(seconds) * 1000 + int(micros) // 1000
         for queue, age in (await self._wait_ages(client, heads, now_ms)).items():
-            reading = readings[queue]
-            readings[queue] = QueueReading(
-                name=reading.name,
-                counts=reading.counts,
-                paused=reading.paused,
-                completed_total=reading.completed_total,
-                failed_total=reading.failed_total,
-                workers=reading.workers,
-                oldest_wait_ms=age,
-            )
+            readings[queue] = replace(readings[queue], oldest_wait_ms=age)
         return readings
 
     async def _wait_ages(
@@ -203,7 +159,7 @@ class BullMQBackend:
         return {
             queue: max(now_ms - stamp, 0)
             for queue, raw in zip(heads, stamps, strict=True)
-            if (stamp := _int(raw)) is not None
+            if (stamp := as_int(raw)) is not None
         }
 
     async def read_layout(self, client: Redis, queue: str) -> QueueLayout:
@@ -215,7 +171,7 @@ class BullMQBackend:
             pipe.llen(keys.paused)
             (paused, version), wait_len, paused_len = await pipe.execute()
         layout = detect_layout(
-            None if version is None else _text(version),
+            None if version is None else as_text(version),
             paused is not None,
             int(wait_len),
             int(paused_len),
@@ -235,7 +191,7 @@ class BullMQBackend:
             pipe.hget(keys.metrics(kind), "count")
             pipe.lrange(keys.metrics_data(kind), 0, max(points, 1) - 1)
             count, data = await pipe.execute()
-        return _int(count), [_int(point) or 0 for point in data]
+        return as_int(count), [as_int(point) or 0 for point in data]
 
     # -- pages, active jobs, one job ---------------------------------------------------------
 
@@ -258,7 +214,7 @@ class BullMQBackend:
                 pipe.zrange(key, start, end, desc=state not in ASCENDING_STATES)
                 pipe.zcard(key)
             raw_ids, total = await pipe.execute()
-        ids = [_text(i) for i in raw_ids]
+        ids = [as_text(i) for i in raw_ids]
         if state in ("wait", "paused"):
             ids = [i for i in ids if not i.startswith(LEGACY_MARKER)]
         async with client.pipeline(transaction=False) as pipe:
@@ -266,7 +222,7 @@ class BullMQBackend:
                 pipe.hmget(keys.job(job_id), list(ROW_FIELDS))
             values: list[Any] = await pipe.execute() if ids else []
         rows = tuple(
-            job_row(job_id, state, [None if v is None else _text(v) for v in row])
+            job_row(job_id, state, [None if v is None else as_text(v) for v in row])
             for job_id, row in zip(ids, values, strict=True)
         )
         return JobPage(queue=queue, state=state, start=start, rows=rows, total=int(total))
@@ -274,81 +230,12 @@ class BullMQBackend:
     async def read_active(
         self, client: Redis, queue: str, start: int, count: int
     ) -> tuple[list[ActiveJob], int]:
-        """Active jobs longest-running first (the right end of ``active``) and whether each still
-        has its lock; a job without one is stalled until a worker's sweep moves it back."""
-        keys = self.keys(queue)
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.lrange(keys.active, -(start + count), -(start + 1))
-            pipe.llen(keys.active)
-            members, total = await pipe.execute()
-        ids = [_text(m) for m in reversed(members)]
-        async with client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.exists(keys.lock(job_id))
-                pipe.hmget(keys.job(job_id), ["name", "processedOn", "pb"])
-            replies: list[Any] = await pipe.execute() if ids else []
-        jobs = [
-            ActiveJob(
-                id=job_id,
-                name=_text(fields[0] or ""),
-                active_since_ms=_int(fields[1]) or 0,
-                lock_held=bool(held),
-                worker=_text(fields[2]) if fields[2] else None,
-            )
-            for job_id, held, fields in zip(ids, replies[::2], replies[1::2], strict=True)
-        ]
-        return jobs, int(total)
+        """Active jobs longest-running first and whether each still has its lock."""
+        return await read_active_jobs(client, self.keys(queue), start, count)
 
     async def read_job(self, client: Redis, queue: str, job_id: str) -> JobDetail | None:
         """The job hash with its state, logs, due time and flow links, in one pipeline."""
-        keys = self.keys(queue)
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.job(job_id))
-            for state in FIND_ORDER:
-                if state in LIST_STATES:
-                    pipe.lpos(keys.state(state), job_id, maxlen=LPOS_MAX)
-                else:
-                    pipe.zscore(keys.state(state), job_id)
-            pipe.lrange(keys.logs(job_id), -LOG_LINES, -1)
-            pipe.llen(keys.logs(job_id))
-            pipe.scard(keys.dependencies(job_id))
-            pipe.srandmember(keys.dependencies(job_id), CHILDREN_SAMPLE)
-            pipe.hlen(keys.processed(job_id))
-            pipe.hrandfield(keys.processed(job_id), CHILDREN_SAMPLE, withvalues=True)
-            pipe.hlen(keys.failed_children(job_id))
-            pipe.hrandfield(keys.failed_children(job_id), CHILDREN_SAMPLE, withvalues=True)
-            pipe.zcard(keys.unsuccessful(job_id))
-            pipe.zrange(keys.unsuccessful(job_id), 0, CHILDREN_SAMPLE - 1)
-            replies: list[Any] = await pipe.execute()
-        raw_fields, places, rest = (
-            replies[0],
-            replies[1 : 1 + len(FIND_ORDER)],
-            replies[1 + len(FIND_ORDER) :],
-        )
-        if not raw_fields:
-            return None
-        fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-        place = dict(zip(FIND_ORDER, places, strict=True))
-        found = next((s for s in FIND_ORDER if place[s] is not None), None)
-        logs, log_count, pending, pending_ids, done, done_pairs, ignored = rest[:7]
-        ignored_pairs, unsuccessful, unsuccessful_ids = rest[7:]
-        delayed_score = place["delayed"]
-        extras = JobExtras(
-            logs=tuple(_text(line) for line in logs),
-            log_count=int(log_count),
-            due_ms=None if delayed_score is None else int(float(delayed_score)) // 0x1000,
-            family=Family(
-                pending=int(pending),
-                pending_sample=tuple(sorted(_text(k) for k in pending_ids or ())),
-                processed=int(done),
-                processed_sample=tuple(sorted(_pairs(done_pairs))),
-                ignored=int(ignored),
-                ignored_sample=tuple(sorted(_pairs(ignored_pairs))),
-                unsuccessful=int(unsuccessful),
-                unsuccessful_sample=tuple(_text(k) for k in unsuccessful_ids),
-            ),
-        )
-        return job_detail(queue, job_id, found, fields, extras)
+        return await read_job_detail(client, self.keys(queue), job_id)
 
     # -- events and notifications ------------------------------------------------------------
 

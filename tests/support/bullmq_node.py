@@ -170,19 +170,23 @@ class HoldingWorker:
         await self._expect("ready")
         return self
 
-    async def _expect(self, word: str) -> str:
+    async def _expect(self, word: str) -> None:
+        """Read lines until one is ``word``; jobs taken meanwhile (even before "ready") count."""
         assert self.proc is not None and self.proc.stdout is not None
         while True:
             line = (await asyncio.wait_for(self.proc.stdout.readline(), REPLY_TIMEOUT)).decode()
             if not line:
                 raise RuntimeError("holding_worker.js exited")
-            if line.startswith(word):
-                return line.strip()
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "active":
+                self.taken.append(rest)
+            if kind == word:
+                return
 
     async def wait_taken(self, count: int) -> list[str]:
         """Wait until the worker has taken ``count`` jobs; their ids."""
         while len(self.taken) < count:
-            self.taken.append((await self._expect("active")).split(" ", 1)[1])
+            await self._expect("active")
         return list(self.taken)
 
     async def kill(self) -> None:
