@@ -306,18 +306,28 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
     )
+    # queue names and the prefix are checked by ``run_dash``: the rules depend on --bullmq
     parser.add_argument(
         "--queue",
         dest="queues",
         action="append",
-        type=queue_name,
         default=None,
         metavar="NAME",
         help="show this queue (repeatable; default: every queue found under the prefix)",
     )
-    parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    parser.add_argument(
+        "--prefix",
+        default=None,
+        metavar="P",
+        help=f"key prefix (default: {DEFAULT_PREFIX}, or bull with --bullmq)",
+    )
     parser.add_argument(
         "--read-only", action="store_true", help="hide actions that change jobs or queues"
+    )
+    parser.add_argument(
+        "--bullmq",
+        action="store_true",
+        help="open BullMQ queues (v5 and v6, Node or Python) instead of Corral's; read-only",
     )
 
 

@@ -8,22 +8,39 @@ import os
 import sys
 
 from dashboard.app import DashboardApp
+from dashboard.backend import Backend
+from dashboard.bullmq.backend import BullMQBackend
+from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
 from dashboard.sanitize import mask_url
 from engine.connection import DEFAULT_URL
-from engine.keys import validate_queue_name
+from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
+
+
+def _backend(args: argparse.Namespace) -> tuple[Backend, list[str]]:
+    """The backend and the queues to show, checked by the rules of the chosen layout."""
+    prefix = getattr(args, "prefix", None)
+    if getattr(args, "bullmq", False):
+        bull_queues = [validate_bull_queue_name(name) for name in args.queues or []]
+        return BullMQBackend(DEFAULT_BULL_PREFIX if prefix is None else prefix), bull_queues
+    queues = [validate_queue_name(name) for name in args.queues or []]
+    return CorralBackend(validate_prefix(DEFAULT_PREFIX if prefix is None else prefix)), queues
 
 
 def run_dash(args: argparse.Namespace) -> int:
     """Run the dashboard until the user quits; the exit status (2 for bad arguments)."""
     url = args.redis or os.environ.get("REDIS_URL") or DEFAULT_URL
     try:
-        queues = [validate_queue_name(name) for name in args.queues or []]
-        backend = CorralBackend(args.prefix)
+        backend, queues = _backend(args)
     except ValueError as exc:
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
-    app = DashboardApp(url, backend, queues=queues, read_only=bool(args.read_only))
+    bullmq = isinstance(backend, BullMQBackend)
+    # acting on BullMQ queues is not built yet: that dashboard is read-only whatever the flag
+    read_only = bool(args.read_only) or bullmq
+    app = DashboardApp(url, backend, queues=queues, read_only=read_only)
     app.title = f"Corral {mask_url(url)}"
+    if bullmq:
+        app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"
     app.run()
     return 0

@@ -179,6 +179,8 @@ class JobDetail:
     malformed: bool = False
     malformed_reason: str | None = None
     raw: tuple[tuple[str, str], ...] = ()
+    sections: tuple[tuple[str, str], ...] = ()
+    """Further (title, text) sections a layout knows, e.g. BullMQ's parent and children."""
 
 
 @dataclass(frozen=True, slots=True)

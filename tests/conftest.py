@@ -21,6 +21,8 @@ from support.server import (
     external_redis_url,
 )
 
+pytest_plugins = ["support.bullmq_fixtures"]  # the real BullMQ in Node, for tests/bullmq
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse a non-loopback ``CORRAL_TEST_REDIS_URL`` before any test runs."""

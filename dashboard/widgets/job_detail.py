@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -69,7 +71,11 @@ def render_detail(detail: JobDetail, limit: int) -> Text:
         _section(text, "stacktrace", display_text(stack, limit=limit, single_line=False))
     if detail.logs:
         _section(text, "logs", display_text("\n".join(detail.logs), limit=limit, single_line=False))
-    _section(text, "options", display_json_field(raw.get("opts"), limit=limit))
+    for title, body in detail.sections:
+        _section(text, title, display_text(body, limit=limit, single_line=False))
+    # the options as the backend decoded them (BullMQ's short names spelled out), else as stored
+    opts = json.dumps(detail.opts) if detail.opts else raw.get("opts")
+    _section(text, "options", display_json_field(opts, limit=limit))
     return text
 
 

@@ -6,7 +6,9 @@ import argparse
 
 import pytest
 
-from corral.cli import build_parser
+from corral.cli import build_parser, main
+from dashboard.app import DashboardApp
+from dashboard.bullmq.backend import BullMQBackend
 from dashboard.cli import run_dash
 
 
@@ -17,17 +19,41 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     args = parse()
-    assert (args.queues, args.prefix, args.read_only) == (None, "corral", False)
-    args = parse("--queue", "a", "--queue", "b", "--read-only", "--prefix", "p")
-    assert (args.queues, args.prefix, args.read_only) == (["a", "b"], "p", True)
+    assert (args.queues, args.prefix, args.read_only, args.bullmq) == (None, None, False, False)
+    args = parse("--queue", "a", "--queue", "b", "--read-only", "--prefix", "p", "--bullmq")
+    assert (args.queues, args.prefix, args.read_only, args.bullmq) == (["a", "b"], "p", True, True)
 
 
-@pytest.mark.parametrize("argv", [("--queue", "bad name"), ("--prefix", "a:b")])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--queue", "bad name"),
+        ("--prefix", "a:b"),
+        ("--prefix", "{bull}"),  # a BullMQ prefix, not a Corral one
+        ("--bullmq", "--queue", "a:b"),  # BullMQ queue names have no ':'
+        ("--bullmq", "--prefix", ""),
+    ],
+)
 def test_bad_names_exit_2(argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        parse(*argv)
-    assert exited.value.code == 2
+    assert main(["dash", "--redis", "redis://127.0.0.1:1/0", *argv]) == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_bullmq_dashboard_is_read_only_with_bull_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[DashboardApp] = []
+    monkeypatch.setattr(DashboardApp, "run", lambda app, *a, **k: started.append(app))
+    url = "redis://user:hunter2@127.0.0.1:1/0"
+    assert main(["dash", "--bullmq", "--redis", url, "--queue", "{emails}"]) == 0
+    app = started[0]
+    assert isinstance(app.backend, BullMQBackend)
+    assert (app.backend.prefix, app.read_only, app.monitor.fixed_queues) == (
+        "bull",
+        True,
+        ("{emails}",),
+    )
+    assert "BullMQ bull" in app.title and "hunter2" not in app.title
+    assert main(["dash", "--bullmq", "--redis", url, "--prefix", "{app}"]) == 0
+    assert started[1].backend.prefix == "{app}"
 
 
 def test_bad_queue_name_given_directly_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,312 @@
+"""``BullMQBackend``: the dashboard's ``Backend`` for queues in BullMQ's layout (v5 and v6).
+
+Every read is a bounded, read-only command (LLEN/ZCARD, LRANGE/ZRANGE of one page, HMGET, LPOS
+with MAXLEN, SRANDMEMBER/HRANDFIELD samples, SCAN, XREAD, CLIENT LIST), pipelined: no Lua and no
+write, so it is safe beside running Node workers and under a read-only ACL user. BullMQ's own
+``getCounts``/``getRanges`` scripts are not used: they may RPOP legacy markers, a write.
+
+Acting on BullMQ queues is not part of this backend yet: every action raises
+``BullMQActionsUnavailable`` (and ``corral dash --bullmq`` runs read-only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from dashboard.actions import ReadOnlyError
+from dashboard.backend import QueueReading
+from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
+from dashboard.bullmq.jobs import ROW_FIELDS, job_row
+from dashboard.bullmq.keys import (
+    DEFAULT_BULL_PREFIX,
+    LIST_STATES,
+    BullKeys,
+    glob_escape,
+    validate_bull_prefix,
+)
+from dashboard.bullmq.layout import QueueLayout, detect_layout
+from dashboard.bullmq.replies import as_int, as_text
+from dashboard.bullmq.workers import count_workers
+from dashboard.model import STATE_ORDER, ActiveJob, Event, JobDetail, JobPage, StateCounts
+
+SCAN_COUNT = 1_000
+ASCENDING_STATES = frozenset({"delayed", "prioritized"})
+"""Sorted sets paged lowest score first: the job that runs next comes first."""
+LEGACY_MARKER = "0:"
+"""Pre-v5 delay markers left in ``wait``/``paused``; they are not jobs (BullMQ skips them)."""
+NEW_QUEUE_SUFFIXES = (":meta", ":id", ":events")
+"""Keys whose change can announce a queue the dashboard has not discovered yet."""
+
+
+class BullMQActionsUnavailable(ReadOnlyError):
+    """An action was asked of a BullMQ queue; this version only reads them."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} refused: BullMQ queues are read-only in this version of the dashboard"
+        )
+
+
+class BullMQBackend:
+    """The ``Backend`` for BullMQ queues under one prefix (``bull`` unless the app chose one)."""
+
+    def __init__(self, prefix: str = DEFAULT_BULL_PREFIX) -> None:
+        self.prefix = validate_bull_prefix(prefix)
+        self.layouts: dict[str, QueueLayout] = {}
+        """Each queue's layout as of its last counts read."""
+        self._finished: dict[str, list[int]] = {}
+        """Completed and failed events parsed per queue: the live throughput counters."""
+        self._known: set[str] = set()
+        self._channel_head_len = len(self.prefix) + 1
+
+    def keys(self, queue: str) -> BullKeys:
+        """The keys of one queue."""
+        return BullKeys(self.prefix, queue)
+
+    # -- discovery and counts ----------------------------------------------------------------
+
+    async def discover_queues(self, client: Redis) -> list[str]:
+        """Every queue with a ``meta`` hash under the prefix (SCAN with MATCH and COUNT).
+
+        BullMQ writes ``meta`` on the first add and in every ``Queue`` constructor, so a queue
+        only a FlowProducer or a worker touched is found too.
+        """
+        found: set[str] = set()
+        pattern = BullKeys.meta_pattern(self.prefix)
+        async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+            name = BullKeys.queue_of_meta_key(as_text(key), self.prefix)
+            if name is not None:
+                found.add(name)
+        self._known = found
+        return sorted(found)
+
+    async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
+        """One pipeline: every state's size, meta flags, the next job to run, workers, the time."""
+        per_queue = len(STATE_ORDER) + 3
+        async with client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                keys = self.keys(queue)
+                for state in STATE_ORDER:
+                    if state in LIST_STATES:
+                        pipe.llen(keys.state(state))
+                    else:
+                        pipe.zcard(keys.state(state))
+                pipe.hmget(keys.meta, ["paused", "version"])
+                pipe.lindex(keys.wait, -1)  # the next job to run: the oldest FIFO job
+                pipe.lindex(keys.paused, -1)
+            pipe.client_list()
+            pipe.time()
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for reply in replies[: per_queue * len(queues)]:
+            if isinstance(reply, Exception):
+                raise reply
+        clients, server_time = replies[-2], replies[-1]
+        # CLIENT LIST may be refused (ACL, managed services): then workers are unknown
+        workers = (
+            None if isinstance(clients, Exception) else count_workers(clients, self.prefix, queues)
+        )
+        readings: dict[str, QueueReading] = {}
+        heads: dict[str, str] = {}
+        for index, queue in enumerate(queues):
+            chunk = replies[index * per_queue : (index + 1) * per_queue]
+            sizes = dict(zip(STATE_ORDER, (int(n) for n in chunk), strict=False))
+            (paused_flag, version), wait_tail, paused_tail = chunk[len(STATE_ORDER) :]
+            for state, tail in (("wait", wait_tail), ("paused", paused_tail)):
+                if tail is not None and as_text(tail).startswith(LEGACY_MARKER):
+                    sizes[state] = max(sizes[state] - 1, 0)  # as BullMQ's getCounts reports it
+            if wait_tail is not None and not as_text(wait_tail).startswith(LEGACY_MARKER):
+                heads[queue] = as_text(wait_tail)
+            paused = paused_flag is not None
+            self.layouts[queue] = detect_layout(
+                None if version is None else as_text(version),
+                paused,
+                sizes["wait"],
+                sizes["paused"],
+            )
+            completed, failed = self._finished.setdefault(queue, [0, 0])
+            readings[queue] = QueueReading(
+                name=queue,
+                counts=StateCounts.from_mapping(sizes),
+                paused=paused,
+                completed_total=completed,
+                failed_total=failed,
+                workers=None if workers is None else workers[queue],
+            )
+        if isinstance(server_time, Exception):  # TIME is not in ACL's @read: the local clock
+            now_ms = int(time.time() * 1000)
+        else:
+            seconds, micros = server_time
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+        for queue, age in (await self._wait_ages(client, heads, now_ms)).items():
+            readings[queue] = replace(readings[queue], oldest_wait_ms=age)
+        return readings
+
+    async def _wait_ages(
+        self, client: Redis, heads: Mapping[str, str], now_ms: int
+    ) -> dict[str, int]:
+        """How long the next job of each queue has waited, from its ``timestamp`` field."""
+        if not heads:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for queue, job_id in heads.items():
+                pipe.hget(self.keys(queue).job(job_id), "timestamp")
+            stamps: list[Any] = await pipe.execute()
+        return {
+            queue: max(now_ms - stamp, 0)
+            for queue, raw in zip(heads, stamps, strict=True)
+            if (stamp := as_int(raw)) is not None
+        }
+
+    async def read_layout(self, client: Redis, queue: str) -> QueueLayout:
+        """The queue's layout (v5 or v6 pausing, mixed or not), read now."""
+        keys = self.keys(queue)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta, ["paused", "version"])
+            pipe.llen(keys.wait)
+            pipe.llen(keys.paused)
+            (paused, version), wait_len, paused_len = await pipe.execute()
+        layout = detect_layout(
+            None if version is None else as_text(version),
+            paused is not None,
+            int(wait_len),
+            int(paused_len),
+        )
+        self.layouts[queue] = layout
+        return layout
+
+    async def read_metrics(
+        self, client: Redis, queue: str, kind: str, points: int = 60
+    ) -> tuple[int | None, list[int]]:
+        """BullMQ's per-minute metrics of ``kind`` (completed/failed): the lifetime ``count``
+        (None when no worker records metrics) and up to ``points`` minutes, newest first."""
+        if kind not in ("completed", "failed"):
+            raise ValueError(f"metrics kind {kind!r} is invalid: expected 'completed' or 'failed'")
+        keys = self.keys(queue)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.metrics(kind), "count")
+            pipe.lrange(keys.metrics_data(kind), 0, max(points, 1) - 1)
+            count, data = await pipe.execute()
+        return as_int(count), [as_int(point) or 0 for point in data]
+
+    # -- pages, active jobs, one job ---------------------------------------------------------
+
+    async def read_page(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> JobPage:
+        """``count`` ids of ``state`` from ``start`` (one LRANGE/ZRANGE), then their row fields.
+
+        Lists page newest first (BullMQ's default order); delayed and prioritized jobs page in
+        the order they will run; finished jobs and waiting parents newest first.
+        """
+        keys = self.keys(queue)
+        key = keys.state(state)
+        end = start + count - 1
+        async with client.pipeline(transaction=False) as pipe:
+            if state in LIST_STATES:
+                pipe.lrange(key, start, end)
+                pipe.llen(key)
+            else:
+                pipe.zrange(key, start, end, desc=state not in ASCENDING_STATES)
+                pipe.zcard(key)
+            raw_ids, total = await pipe.execute()
+        ids = [as_text(i) for i in raw_ids]
+        if state in ("wait", "paused"):
+            ids = [i for i in ids if not i.startswith(LEGACY_MARKER)]
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), list(ROW_FIELDS))
+            values: list[Any] = await pipe.execute() if ids else []
+        rows = tuple(
+            job_row(job_id, state, [None if v is None else as_text(v) for v in row])
+            for job_id, row in zip(ids, values, strict=True)
+        )
+        return JobPage(queue=queue, state=state, start=start, rows=rows, total=int(total))
+
+    async def read_active(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> tuple[list[ActiveJob], int]:
+        """Active jobs longest-running first and whether each still has its lock."""
+        return await read_active_jobs(client, self.keys(queue), start, count)
+
+    async def read_job(self, client: Redis, queue: str, job_id: str) -> JobDetail | None:
+        """The job hash with its state, logs, due time and flow links, in one pipeline."""
+        return await read_job_detail(client, self.keys(queue), job_id)
+
+    # -- events and notifications ------------------------------------------------------------
+
+    def events_key(self, queue: str) -> str:
+        """``<prefix>:<queue>:events``."""
+        return self.keys(queue).events
+
+    def parse_event(self, queue: str, entry_id: str, fields: Mapping[str, str]) -> Event:
+        """An entry's ``event`` and ``jobId``, the other fields kept as pairs.
+
+        Counts ``completed`` and ``failed`` (final failures only, in BullMQ) per queue: these
+        counters are the totals ``read_counts`` reports, so throughput comes from the stream.
+        """
+        name = fields.get("event", "?")
+        if name in ("completed", "failed"):
+            totals = self._finished.setdefault(queue, [0, 0])
+            totals[0 if name == "completed" else 1] += 1
+        rest = tuple((k, v) for k, v in fields.items() if k not in ("event", "jobId"))
+        return Event(
+            queue=queue,
+            entry_id=entry_id,
+            event=name,
+            job_id=fields.get("jobId", ""),
+            fields=rest,
+        )
+
+    def keyspace_pattern(self, db: int) -> str:
+        """``__keyspace@<db>__:<prefix>:*``."""
+        return f"__keyspace@{db}__:{glob_escape(self.prefix)}:*"
+
+    def queue_of_channel(self, channel: str) -> str | None:
+        """The queue a keyspace channel is about: a known queue, or a new one's meta/id/events."""
+        _, sep, key = channel.partition("__:")
+        if not sep or not key.startswith(self.prefix + ":"):
+            return None
+        rest = key[self._channel_head_len :]
+        name, colon, _ = rest.partition(":")
+        if not name or not colon:
+            return None
+        if name in self._known or (key.endswith(NEW_QUEUE_SUFFIXES) and rest.count(":") == 1):
+            return name
+        return None
+
+    # -- actions: not in this version --------------------------------------------------------
+
+    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("retry")
+
+    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("retry all")
+
+    async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("discard")
+
+    async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("promote")
+
+    async def pause(self, client: Redis, queue: str) -> None:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("pause")
+
+    async def resume(self, client: Redis, queue: str) -> None:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("resume")
+
+    async def clean(
+        self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
+    ) -> list[str]:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("clean")

@@ -1,0 +1,190 @@
+// The Node side of Corral's BullMQ tests: the real `bullmq` package (v5 or v6, found through
+// NODE_PATH) driven by the Python test over stdin/stdout, one JSON object per line each way.
+// Every request has an `op`; every reply is {ok: true, result} or {ok: false, error}.
+//
+//   node driver.js --url redis://127.0.0.1:PORT/0 [--prefix bull]
+//
+// Workers started here run a processor chosen by the job's data: {mode: "fail"} throws,
+// {mode: "hold"} runs until a `release` request, anything else completes with {done: data}.
+// Only loopback servers are accepted.
+'use strict';
+
+const readline = require('node:readline');
+const { Queue, Worker, FlowProducer } = require('bullmq');
+
+function parseArgs(argv) {
+  const args = {};
+  for (let i = 0; i < argv.length; i += 2) {
+    args[argv[i].replace(/^--/, '')] = argv[i + 1];
+  }
+  return args;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const url = new URL(args.url);
+if (url.hostname !== '127.0.0.1') {
+  throw new Error(`refusing non-loopback server ${url.hostname}`);
+}
+const prefix = args.prefix || 'bull';
+
+function connection() {
+  return {
+    host: '127.0.0.1',
+    port: Number(url.port),
+    db: Number(url.pathname.slice(1) || 0),
+    maxRetriesPerRequest: null,
+  };
+}
+
+const queues = new Map();
+const workers = new Map();
+const held = [];
+let flowProducer = null;
+let nextWorker = 1;
+
+function queue(name) {
+  if (!queues.has(name)) {
+    queues.set(name, new Queue(name, { connection: connection(), prefix }));
+  }
+  return queues.get(name);
+}
+
+async function processor(job) {
+  const mode = (job.data && job.data.mode) || 'ok';
+  if (mode === 'fail') {
+    throw new Error(`failed on purpose: ${job.id}`);
+  }
+  if (mode === 'hold') {
+    await new Promise(resolve => held.push(resolve));
+  }
+  await job.log(`processed ${job.id}`);
+  await job.updateProgress(100);
+  return { done: job.data };
+}
+
+async function getJob(queueName, id) {
+  const job = await queue(queueName).getJob(id);
+  if (!job) return null;
+  return {
+    id: job.id,
+    name: job.name,
+    data: job.data,
+    opts: job.opts,
+    progress: job.progress,
+    returnvalue: job.returnvalue === undefined ? null : job.returnvalue,
+    attemptsMade: job.attemptsMade,
+    attemptsStarted: job.attemptsStarted,
+    failedReason: job.failedReason === undefined ? null : job.failedReason,
+    stacktrace: job.stacktrace,
+    timestamp: job.timestamp,
+    processedOn: job.processedOn === undefined ? null : job.processedOn,
+    finishedOn: job.finishedOn === undefined ? null : job.finishedOn,
+    processedBy: job.processedBy === undefined ? null : job.processedBy,
+    deduplicationId: job.deduplicationId === undefined ? null : job.deduplicationId,
+    parentKey: job.parentKey === undefined ? null : job.parentKey,
+    parent: job.parent === undefined ? null : job.parent,
+    state: await job.getState(),
+  };
+}
+
+const ops = {
+  async add({ queue: name, name: jobName, data, opts }) {
+    const job = await queue(name).add(jobName || 'job', data || {}, opts || {});
+    return job.id;
+  },
+  async flow({ queue: name, childQueue, children, opts }) {
+    flowProducer = flowProducer || new FlowProducer({ connection: connection(), prefix });
+    const tree = await flowProducer.add({
+      name: 'parent',
+      queueName: name,
+      data: { role: 'parent' },
+      opts: opts || {},
+      children: Array.from({ length: children }, (_, i) => ({
+        name: 'child',
+        queueName: childQueue,
+        data: { role: 'child', i },
+        opts: i === 0 ? { failParentOnFailure: true } : {},
+      })),
+    });
+    return { parent: tree.job.id, children: tree.children.map(c => c.job.id) };
+  },
+  async counts({ queue: name }) {
+    return queue(name).getJobCounts();
+  },
+  async jobs({ queue: name, state, start, end, asc }) {
+    const jobs = await queue(name).getJobs([state], start, end, asc);
+    return jobs.filter(Boolean).map(job => job.id);
+  },
+  async job({ queue: name, id }) {
+    return getJob(name, id);
+  },
+  async state({ queue: name, id }) {
+    return queue(name).getJobState(id);
+  },
+  async pause({ queue: name }) {
+    await queue(name).pause();
+    return true;
+  },
+  async resume({ queue: name }) {
+    await queue(name).resume();
+    return true;
+  },
+  async isPaused({ queue: name }) {
+    return queue(name).isPaused();
+  },
+  async workers({ queue: name }) {
+    return queue(name).getWorkersCount();
+  },
+  async metrics({ queue: name, kind }) {
+    const metrics = await queue(name).getMetrics(kind);
+    return { count: metrics.meta.count, data: metrics.data };
+  },
+  async logs({ queue: name, id }) {
+    return queue(name).getJobLogs(id);
+  },
+  async worker({ queue: name, concurrency, workerName, lockDuration, stalledInterval, metrics }) {
+    const opts = { connection: connection(), prefix, concurrency: concurrency || 1 };
+    if (workerName) opts.name = workerName;
+    if (lockDuration) opts.lockDuration = lockDuration;
+    if (stalledInterval) opts.stalledInterval = stalledInterval;
+    if (metrics) opts.metrics = { maxDataPoints: metrics };
+    const worker = new Worker(name, processor, opts);
+    worker.on('error', () => {});
+    await worker.waitUntilReady();
+    const handle = nextWorker++;
+    workers.set(handle, worker);
+    return handle;
+  },
+  async closeWorker({ handle }) {
+    const worker = workers.get(handle);
+    workers.delete(handle);
+    if (worker) await worker.close(true);
+    return true;
+  },
+  async release() {
+    const count = held.length;
+    held.splice(0).forEach(resolve => resolve());
+    return count;
+  },
+  async close() {
+    held.splice(0).forEach(resolve => resolve());
+    await Promise.all([...workers.values()].map(w => w.close(true)));
+    await Promise.all([...queues.values()].map(q => q.close()));
+    if (flowProducer) await flowProducer.close();
+    return true;
+  },
+};
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on('line', async line => {
+  let request;
+  try {
+    request = JSON.parse(line);
+    const result = await ops[request.op](request);
+    process.stdout.write(JSON.stringify({ ok: true, result: result === undefined ? null : result }) + '\n');
+    if (request.op === 'close') process.exit(0);
+  } catch (err) {
+    process.stdout.write(JSON.stringify({ ok: false, error: String((err && err.stack) || err) }) + '\n');
+  }
+});
+lines.on('close', () => process.exit(0));

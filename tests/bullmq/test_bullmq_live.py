@@ -1,0 +1,151 @@
+"""The BullMQ backend live, against Node BullMQ: discovery under custom and hash-tag prefixes,
+the events stream tailed with gap detection, throughput from it, and a SIGKILLed worker's jobs
+shown stalled until BullMQ's own stall sweep recovers them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from support.bullmq_node import HoldingWorker, NodeDriver
+from support.workers import wait_until
+
+from dashboard.bullmq.backend import BullMQBackend
+from dashboard.event_tail import EventTail
+from dashboard.model import DashboardSnapshot
+from dashboard.monitor import QueueMonitor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_discovery_under_custom_and_hash_tag_prefixes(
+    bullmq6_modules: Path, redis_url: str, redis: aioredis.Redis, queue_name: str
+) -> None:
+    tag = "{t" + uuid.uuid4().hex[:8] + "}"
+    custom = "app-" + uuid.uuid4().hex[:8]
+    drivers = [
+        await NodeDriver(bullmq6_modules, redis_url, prefix=prefix).start()
+        for prefix in (tag, custom)
+    ]
+    try:
+        for driver in drivers:
+            await driver.call("add", queue=queue_name, name="a")
+            await driver.call("add", queue=f"{queue_name}-2", name="b", opts={"delay": 60_000})
+        for driver in drivers:
+            backend = BullMQBackend(driver.prefix)
+            assert await backend.discover_queues(redis) == [queue_name, f"{queue_name}-2"]
+            readings = await backend.read_counts(redis, [queue_name, f"{queue_name}-2"])
+            assert readings[queue_name].counts.wait == 1
+            assert readings[f"{queue_name}-2"].counts.delayed == 1
+            assert await redis.exists(f"{driver.prefix}:{queue_name}:wait")
+        assert queue_name not in await BullMQBackend("bull").discover_queues(redis)
+    finally:
+        for driver in drivers:
+            await driver.close()
+
+
+async def test_events_tailed_counted_and_gaps_flagged(
+    node6: NodeDriver, redis: aioredis.Redis, queue_name: str
+) -> None:
+    backend = BullMQBackend()
+    await node6.call("add", queue=queue_name, name="first")
+    tail = EventTail(backend, block_ms=200)
+    await tail.read(redis, [queue_name])  # starts after the entries already there
+    await node6.call("worker", queue=queue_name, concurrency=2)
+    for _ in range(3):
+        await node6.call("add", queue=queue_name, name="ok")
+    await node6.call("add", queue=queue_name, name="bad", data={"mode": "fail"})
+    seen: list[str] = []
+
+    async def counted() -> bool:
+        seen.extend(event.event for event in (await tail.read(redis, [queue_name])).events)
+        reading = (await backend.read_counts(redis, [queue_name]))[queue_name]
+        return (reading.completed_total, reading.failed_total) == (4, 1)
+
+    await wait_until(counted, within=30)
+    assert {"added", "waiting", "active", "completed", "failed"} <= set(seen)
+
+    # entries trimmed before they were read (as maxLenEvents does on a busy queue): a gap
+    await node6.call("add", queue=queue_name, name="unseen", opts={"delay": 60_000})
+    await redis.xtrim(backend.events_key(queue_name), maxlen=0)
+    await node6.call("add", queue=queue_name, name="after", opts={"delay": 60_000})
+    found = await tail.read(redis, [queue_name])
+    assert found.gaps == (queue_name,)
+
+
+async def test_a_killed_workers_jobs_show_stalled_until_bullmq_recovers_them(
+    node: NodeDriver, bullmq_modules: Path, redis_url: str, redis: aioredis.Redis, queue_name: str
+) -> None:
+    backend = BullMQBackend()
+    for i in range(2):
+        await node.call("add", queue=queue_name, name="long", data={"i": i})
+    holder = await HoldingWorker(
+        bullmq_modules,
+        redis_url,
+        queue_name,
+        concurrency=2,
+        lock_duration=1_000,
+        stalled_interval=500,
+    ).start()
+    try:
+        taken = await holder.wait_taken(2)
+        active, total = await backend.read_active(redis, queue_name, 0, 10)
+        assert total == 2 and {job.id for job in active} == set(taken)
+        assert all(job.lock_held and job.worker == "holder" for job in active)
+        assert all(job.active_since_ms > 0 for job in active)
+    finally:
+        await holder.kill()
+
+    async def locks_gone() -> bool:
+        jobs, _ = await backend.read_active(redis, queue_name, 0, 10)
+        return len(jobs) == 2 and not any(job.lock_held for job in jobs)
+
+    await wait_until(locks_gone, within=15)
+
+    monitor = QueueMonitor(backend, redis_url, queues=[queue_name], poll_interval=0.2)
+    stream = monitor.snapshots()
+
+    def stalled(snapshot: DashboardSnapshot) -> set[str]:
+        return {e.job_id for e in snapshot.stalled_events if e.queue == queue_name}
+
+    try:
+        async with asyncio.timeout(30):
+            async for snapshot in stream:
+                if snapshot.queue(queue_name) is not None:
+                    break
+            # a live worker's stall sweep moves them back to wait, and then runs them
+            await node.call("worker", queue=queue_name, stalledInterval=500, lockDuration=1_000)
+            async for snapshot in stream:
+                queue = snapshot.queue(queue_name)
+                if stalled(snapshot) == set(taken) and queue and queue.counts.completed == 2:
+                    break
+    finally:
+        await stream.aclose()
+    assert any(f"{queue_name}: 2 stalled" in alert for alert in snapshot.alerts)
+    assert (await backend.read_active(redis, queue_name, 0, 10))[1] == 0
+
+
+async def test_per_minute_metrics_equal_nodes(
+    node: NodeDriver, redis: aioredis.Redis, queue_name: str
+) -> None:
+    backend = BullMQBackend()
+    assert await backend.read_metrics(redis, queue_name, "completed") == (None, [])
+    await node.call("worker", queue=queue_name, concurrency=4, metrics=60)
+    for i in range(6):
+        await node.call("add", queue=queue_name, name="m", data={"mode": "fail" if i < 2 else "ok"})
+
+    async def finished() -> bool:
+        counts = await node.call("counts", queue=queue_name)
+        return bool(counts["completed"] == 4 and counts["failed"] == 2)
+
+    await wait_until(finished, within=30)
+    for kind, total in (("completed", 4), ("failed", 2)):
+        count, points = await backend.read_metrics(redis, queue_name, kind)
+        theirs = await node.call("metrics", queue=queue_name, kind=kind)
+        assert count == int(theirs["count"]) == total
+        assert points == [int(point) for point in theirs["data"]]
+    with pytest.raises(ValueError, match="metrics kind 'done' is invalid"):
+        await backend.read_metrics(redis, queue_name, "done")

@@ -1,0 +1,196 @@
+"""The real BullMQ in Node for the BullMQ backend's tests: npm-installed once into the ignored
+``tests/.node/bullmq<major>/`` (under a file lock, so parallel runs do not clash) and driven
+through ``tests/bullmq/node/*.js`` over stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+NODE_ROOT = TESTS_DIR / ".node"
+SCRIPTS = TESTS_DIR / "bullmq" / "node"
+PACKAGES: dict[str, dict[str, str]] = {
+    # BullMQ 6 takes its Redis client as a peer dependency; 5 brings ioredis itself.
+    "6": {"bullmq": "6.7.0", "ioredis": "5.11.1"},
+    "5": {"bullmq": "5.81.5"},
+}
+INSTALL_TIMEOUT = 600.0
+REPLY_TIMEOUT = 60.0
+
+
+class NodeUnavailable(RuntimeError):
+    """Node or npm is missing, or npm could not install the packages."""
+
+
+def _installed(folder: Path, package: str) -> str | None:
+    try:
+        manifest = json.loads((folder / "node_modules" / package / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    version = manifest.get("version")
+    return version if isinstance(version, str) else None
+
+
+@contextlib.contextmanager
+def _install_lock(name: str) -> Iterator[None]:
+    NODE_ROOT.mkdir(parents=True, exist_ok=True)
+    with (NODE_ROOT / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_bullmq(major: str) -> Path:
+    """The ``node_modules`` folder holding BullMQ ``major`` (5 or 6), installed if missing."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise NodeUnavailable("node and npm are needed to run the real BullMQ; install Node.js")
+    packages = PACKAGES[major]
+    folder = NODE_ROOT / f"bullmq{major}"
+    with _install_lock(f"bullmq{major}"):
+        if any(_installed(folder, name) != version for name, version in packages.items()):
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = folder / "package.json"
+            if not manifest.exists():
+                manifest.write_text(json.dumps({"name": f"corral-tests-bullmq{major}"}) + "\n")
+            specs = [f"{name}@{version}" for name, version in packages.items()]
+            try:
+                done = subprocess.run(
+                    ["npm", "install", "--no-audit", "--no-fund", "--silent", *specs],
+                    cwd=folder,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=INSTALL_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired:
+                raise NodeUnavailable(f"npm install {' '.join(specs)} timed out") from None
+            if done.returncode != 0:
+                raise NodeUnavailable(
+                    f"npm install {' '.join(specs)} failed:\n{done.stderr[-2000:]}"
+                )
+    return folder / "node_modules"
+
+
+class NodeDriver:
+    """One ``driver.js`` process: queues, a flow producer and workers of the real BullMQ."""
+
+    def __init__(self, modules: Path, url: str, prefix: str = "bull") -> None:
+        self.modules = modules
+        self.url = url
+        self.prefix = prefix
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> NodeDriver:
+        """Start the Node process."""
+        self._proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(SCRIPTS / "driver.js"),
+            "--url",
+            self.url,
+            "--prefix",
+            self.prefix,
+            env={**os.environ, "NODE_PATH": str(self.modules)},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return self
+
+    async def call(self, op: str, **params: Any) -> Any:
+        """Run one request and return its result; a Node error fails the test with its stack."""
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        async with self._lock:
+            proc.stdin.write((json.dumps({"op": op, **params}) + "\n").encode())
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), REPLY_TIMEOUT)
+        if not line:
+            raise RuntimeError(f"driver.js exited (status {proc.returncode}) during {op!r}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise RuntimeError(f"driver.js {op!r} failed: {reply['error']}")
+        return reply["result"]
+
+    async def close(self) -> None:
+        """Close queues and workers, then the process (killed if it does not exit)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.call("close"), 15)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self._proc = None
+
+
+class HoldingWorker:
+    """``holding_worker.js``: a worker process that takes jobs and never finishes them."""
+
+    def __init__(
+        self,
+        modules: Path,
+        url: str,
+        queue: str,
+        *,
+        prefix: str = "bull",
+        concurrency: int = 1,
+        lock_duration: int = 30_000,
+        stalled_interval: int = 30_000,
+    ) -> None:
+        argv = [
+            "node", str(SCRIPTS / "holding_worker.js"), "--url", url, "--queue", queue,
+            "--prefix", prefix, "--concurrency", str(concurrency),
+            "--lock-duration", str(lock_duration), "--stalled-interval", str(stalled_interval),
+        ]  # fmt: skip
+        self.argv = argv
+        self.env = {**os.environ, "NODE_PATH": str(modules)}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.taken: list[str] = []
+
+    async def start(self) -> HoldingWorker:
+        """Start the process and wait until its worker is connected."""
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=self.env, stdout=asyncio.subprocess.PIPE
+        )
+        await self._expect("ready")
+        return self
+
+    async def _expect(self, word: str) -> None:
+        """Read lines until one is ``word``; jobs taken meanwhile (even before "ready") count."""
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), REPLY_TIMEOUT)).decode()
+            if not line:
+                raise RuntimeError("holding_worker.js exited")
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "active":
+                self.taken.append(rest)
+            if kind == word:
+                return
+
+    async def wait_taken(self, count: int) -> list[str]:
+        """Wait until the worker has taken ``count`` jobs; their ids."""
+        while len(self.taken) < count:
+            await self._expect("active")
+        return list(self.taken)
+
+    async def kill(self) -> None:
+        """SIGKILL: the jobs stay in ``active`` and their locks expire."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
