@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from dashboard.actions import ReadOnlyError
 from dashboard.backend import QueueReading
@@ -278,6 +279,21 @@ class BullMQBackend:
         if name in self._known or (key.endswith(NEW_QUEUE_SUFFIXES) and rest.count(":") == 1):
             return name
         return None
+
+    async def count_finished(
+        self, client: Redis, queue: str, state: str, older_than_ms: int
+    ) -> int:
+        """ZCOUNT of BullMQ's completed or failed set (scored by ``finishedOn``) up to the
+        server's now minus the age; the local clock where ``TIME`` is refused."""
+        if state not in ("completed", "failed"):
+            raise ValueError(f"state {state!r} is invalid: expected 'completed' or 'failed'")
+        try:
+            seconds, micros = await client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+        except ResponseError:
+            now_ms = int(time.time() * 1000)
+        key = self.keys(queue).state(state)
+        return int(await client.zcount(key, "-inf", now_ms - older_than_ms))
 
     # -- actions: not in this version --------------------------------------------------------
 
