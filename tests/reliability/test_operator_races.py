@@ -203,7 +203,7 @@ async def test_x8_priority_and_delay_together(redis_url: str, queue_name: str) -
         expected = sorted(ready, key=lambda j: (kinds[j][1], int(j)))  # plain (0) first, FIFO
         assert ready == expected
         for job_id in (j for j, (kind, _) in kinds.items() if kind == "delayed"):
-            job = await queue.get_job(job_id)
-            assert job is not None and job.processed_on is not None
-            assert job.processed_on >= job.timestamp + 1500
+            ran = await queue.get_job(job_id)
+            assert ran is not None and ran.processed_on is not None
+            assert ran.processed_on >= ran.timestamp + 1500
         await assert_invariants(queue.client, queue_name, completed=1000)
