@@ -14,7 +14,7 @@ from support.server import FaultServer
 from support.workers import running_worker, wait_until
 
 from engine import Job, JobState, Queue, commands
-from engine.errors import JobStateError
+from engine.errors import JobNotFound, JobStateError, LockLost
 from engine.options import Retention
 
 pytestmark = pytest.mark.timeout(90)
@@ -97,11 +97,6 @@ async def test_x4_two_dashboards_retry_the_same_failed_job(redis_url: str, queue
         await assert_invariants(a.client, queue_name, wait=0, failed=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Job.log() is an unfenced RPUSH, so a worker that lost its lock recreates "
-    "job:<id>:logs after the job was removed (an orphan key with no TTL)",
-)
 async def test_x5_removing_an_active_job_is_refused_and_a_lapsed_one_leaves_nothing(
     fresh_server: FaultServer, queue_name: str
 ) -> None:
@@ -130,6 +125,26 @@ async def test_x5_removing_an_active_job_is_refused_and_a_lapsed_one_leaves_noth
                 await asyncio.sleep(2.5)  # the processor logs and returns
             await assert_invariants(queue.client, queue_name)
             assert await queue.client.exists(queue.keys.logs(job.id)) == 0
+
+
+async def test_add_log_is_fenced_by_the_lock(redis_url: str, queue_name: str) -> None:
+    """The script behind ``job.log()``: appends and trims under the right token only."""
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add("j", {})
+        job = await _take_one(queue, "tok")
+        s, k = queue.scripts, queue.keys
+        for i in range(5):
+            await commands.add_log(s, k, job.id, job.token, f"line {i}", 3)
+        assert await queue.get_job_logs(job.id) == ["line 2", "line 3", "line 4"]
+        with pytest.raises(LockLost):
+            await commands.add_log(s, k, job.id, "other:1", "x", 3)
+        await queue.client.delete(k.lock(job.id))
+        with pytest.raises(LockLost):
+            await commands.add_log(s, k, job.id, job.token, "x", 3)
+        with pytest.raises(JobNotFound):
+            await commands.add_log(s, k, "gone", job.token, "x", 3)
+        assert await queue.client.exists(k.logs("gone")) == 0
+        assert len(await queue.get_job_logs(job.id)) == 3
 
 
 async def test_x6_pause_under_load(redis_url: str, queue_name: str) -> None:
