@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,59 @@ async def test_r2_killed_server_with_aof_keeps_acknowledged_adds(
         await wait_until(all_done, within=40)
         assert must_survive <= set(_starts(ledger))
         await assert_invariants(queue.client, queue_name, completed=len(survived))
+
+
+def _answers_loading(port: int) -> bool:
+    """Whether the server on ``port`` answers PING with LOADING right now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"-LOADING")
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(90)
+async def test_r4_server_loading_a_large_aof(
+    server_factory: ServerFactory, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
+) -> None:
+    """R4: the server restarts and spends seconds loading its AOF (answering LOADING). The
+    worker treats that as transient: it waits, fails no job, and runs them once loaded."""
+    server = server_factory(persistence="aof-always")
+    url, ledger = server.url, tmp_path / "ledger.jsonl"
+    filler = server.client()
+    try:
+        pipe = filler.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.set(f"filler:{i}", "x" * 100)
+        pipe.execute()
+    finally:
+        filler.close()
+    async with Queue(queue_name, url) as queue:
+        jobs = await queue.add_bulk([("j", {}, {"delay": 2500}) for _ in range(20)])
+    worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, concurrency=5)
+    procs.append(worker)
+    await asyncio.sleep(1.0)
+    server.kill()
+    # 100 us per key: about 2 s of LOADING, with events processed so clients get the reply
+    server.extra_args = (
+        "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024",
+    )  # fmt: skip
+    restarting = asyncio.ensure_future(asyncio.to_thread(server.restart, 60))
+    saw_loading = False
+    while not restarting.done():
+        saw_loading = saw_loading or await asyncio.to_thread(_answers_loading, server.port)
+        await asyncio.sleep(0.05)
+    await restarting
+    assert saw_loading
+    async with Queue(queue_name, url) as queue:
+        await wait_until(lambda: _completed(queue, 20), within=30)
+        assert await queue.get_totals() == (20, 0)
+        worker.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+        assert "Traceback" not in worker.output()
+        assert _starts(ledger) == {j.id: 1 for j in jobs}
+        await assert_invariants(queue.client, queue_name, completed=20)
 
 
 @pytest.mark.timeout(90)
