@@ -446,6 +446,17 @@ async def update_progress(
         raise_for_code(code, keys, job_id, "update_progress")
 
 
+async def add_log(
+    scripts: ScriptRegistry, keys: QueueKeys, job_id: str, token: str, line: str, keep: int
+) -> None:
+    """Append a line to an active job's log (the newest ``keep`` kept), fenced by ``token``."""
+    code = int(
+        await scripts.call("add_log", [keys.meta], [keys.job_prefix, job_id, token, line, keep])
+    )
+    if code < 0:
+        raise_for_code(code, keys, job_id, "add_log")
+
+
 async def retry_job(
     scripts: ScriptRegistry, keys: QueueKeys, source: str, job_ids: Sequence[str]
 ) -> list[bool]:

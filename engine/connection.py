@@ -6,16 +6,42 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from redis._parsers.base import BaseParser
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    OutOfMemoryError,
+    ResponseError,
+    TimeoutError,
+)
 
 from .errors import UnsafeServerConfig
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError)
+
+
+class WritesRefused(ResponseError):
+    """``MISCONF``: the server refuses writes until a background save succeeds again."""
+
+
+# redis-py maps OOM, LOADING... to exception classes but not MISCONF; name it too, so it can
+# be told apart from a real script error (still a ResponseError for everyone else).
+BaseParser.EXCEPTION_CLASSES.setdefault("MISCONF", WritesRefused)
+
+# Errors after which the same call may succeed later: the connection, a loading server, and a
+# server that refuses writes for now (out of memory, failed save). Scripts declare #!lua, so a
+# refused script never ran: retrying it is safe.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    OutOfMemoryError,
+    WritesRefused,
+)
 
 MAX_CONNECTIONS = 64  # per client; pipelines and scripts keep each use short
 

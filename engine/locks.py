@@ -78,13 +78,15 @@ class LockRenewer:
         interval = self._lock_ms / 2000
         failing = False
         while True:
+            started = time.monotonic()
             try:
                 await self.renew_once()
                 await self.beat(client, in_flight())
                 if failing:
                     log.info("lock renewal works again")
                 failing = False
-                await asyncio.sleep(interval)
+                # fixed rate: slow round trips must not stretch the period towards the lock TTL
+                await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
             except TRANSIENT_ERRORS as exc:
                 if not failing:
                     log.warning("lock renewal failed (%s); retrying", exc)

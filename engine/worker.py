@@ -576,11 +576,8 @@ class _Context:
 
     async def log(self, job_id: str, line: str) -> None:
         w = self._worker
-        key = w.keys.logs(job_id)
-        async with w.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, str(line)[:10_000])
-            pipe.ltrim(key, -MAX_LOG_LINES, -1)
-            await pipe.execute()
+        token = self._running.token
+        await commands.add_log(w.scripts, w.keys, job_id, token, str(line)[:10_000], MAX_LOG_LINES)
 
     async def update_data(self, job_id: str, data: Any) -> None:
         w = self._worker

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "recover_stalled",
     "hand_back_job",
     "update_progress",
+    "add_log",
     "retry_job",
     "retry_jobs",
     "promote_job",
