@@ -227,7 +227,11 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--queue", type=queue_name, required=True, metavar="NAME")
     parser.add_argument(
-        "--concurrency", type=positive_int, default=1, metavar="N", help="jobs run at once"
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="jobs run at once (default: 1, or N with --sandbox N)",
     )
     parser.add_argument(
         "--redis",
@@ -261,6 +265,9 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
+    from corral.worker_flags import configure_worker_extras
+
+    configure_worker_extras(parser)
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

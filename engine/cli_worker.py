@@ -93,16 +93,27 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"corral worker: cannot load processor {args.target!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    # --sandbox N: N children (0 = one per concurrency slot), and concurrency N unless given
+    sandbox: int | None = getattr(args, "sandbox", None)
+    concurrency: int = args.concurrency or sandbox or 1
+
     async def main() -> int:
         worker = Worker(
             args.queue,
             processor,
             args.redis,
             prefix=args.prefix,
-            concurrency=args.concurrency,
+            concurrency=concurrency,
+            sandbox=False if sandbox is None else (sandbox or True),
             **_worker_options(args),
         )
-        log.info("worker %s on queue %r (concurrency %d)", worker.id, args.queue, args.concurrency)
+        log.info(
+            "worker %s on queue %r (concurrency %d%s)",
+            worker.id,
+            args.queue,
+            concurrency,
+            "" if sandbox is None else f", sandboxed in {sandbox or concurrency} processes",
+        )
         return await serve(worker)
 
     try:

@@ -74,3 +74,12 @@ class ScriptError(IntEnum):
     NOT_IN_STATE = -3
     LOCK_MISMATCH = -6
     JOB_LOCKED = -8
+
+
+class ProcessorExited(EngineError):
+    """A sandboxed processor's process died while running the job (a crash, ``os._exit``, a
+    signal); the job fails with this and is retried by its policy."""
+
+
+class SandboxStartError(EngineError):
+    """A sandbox child process could not start or import the processor."""

@@ -25,6 +25,7 @@ from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts
 from .processing import Outcome, Processor, is_async_processor, run_processor
+from .sandbox import SandboxPool
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 
@@ -83,6 +84,7 @@ class Worker:
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
+        sandbox: bool | int = False,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -100,7 +102,19 @@ class Worker:
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
-        self._is_async = is_async_processor(processor)
+        # sandbox=True: a child process per concurrency slot; sandbox=N: N children
+        self._sandbox = (
+            SandboxPool.for_processor(
+                processor,
+                self.concurrency if sandbox is True else sandbox,
+                max_result=max_result_size,
+                name=name,
+            )
+            if sandbox is not False
+            else None
+        )
+        self._runner: Processor = self._sandbox.run if self._sandbox else processor
+        self._is_async = self._sandbox is not None or is_async_processor(processor)
         self._backoff = backoff
         self._max_result = max_result_size
         self._allow_unsafe = allow_unsafe_eviction
@@ -162,6 +176,8 @@ class Worker:
             asyncio.create_task(self._stalled_loop()),
         ]
         try:
+            if self._sandbox is not None:
+                await self._sandbox.start()
             await self._fetch_loop()
             await self._drain_running()
         finally:
@@ -170,6 +186,12 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._release()
             self._stopped.set()
+
+    def kill_sandboxed(self, job_id: str, error: BaseException | None = None) -> bool:
+        """Kill the sandbox child running ``job_id``; the job fails with ``error`` (default:
+        "processor exited: signal SIGKILL") and is retried by its policy. False if the worker is
+        not sandboxed or no child runs that job."""
+        return self._sandbox is not None and self._sandbox.kill(job_id, error)
 
     async def close(self, force: bool = False) -> None:
         """Stop taking jobs, let running ones finish (up to ``shutdown_grace`` seconds), hand
@@ -266,7 +288,7 @@ class Worker:
                 outcome = Outcome(False, reason=str(exc), retry_delay=-1)
             if job is not None:
                 outcome = await run_processor(
-                    self.processor,
+                    self._runner,
                     job,
                     is_async=self._is_async,
                     executor=self._executor,
@@ -401,6 +423,8 @@ class Worker:
 
     async def _release(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._sandbox is not None:
+            await self._sandbox.close()
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.client.delete(self.keys.worker(self.id))
             await self.client.zrem(self.keys.workers, self.id)

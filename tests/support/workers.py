@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,11 @@ class WorkerProcess:
         stalled_interval: int = 500,
         max_stalled_count: int = 1,
         shutdown_grace: float = 30.0,
+        extra_args: Sequence[str] = (),
+        env_extra: Mapping[str, str] | None = None,
     ) -> None:
         env = dict(os.environ)
+        env.update(env_extra or {})
         if ledger is not None:
             env["CORRAL_LEDGER"] = str(ledger)
         self.args = [
@@ -56,6 +59,7 @@ class WorkerProcess:
             "--redis", url, "--concurrency", str(concurrency),
             "--lock-duration", str(lock_duration), "--stalled-interval", str(stalled_interval),
             "--max-stalled-count", str(max_stalled_count), "--shutdown-grace", str(shutdown_grace),
+            *extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             self.args,
