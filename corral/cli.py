@@ -371,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``corral``: parse ``argv`` and run the chosen subcommand."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a supervisor to rerun
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -3,7 +3,10 @@
 The first signal starts a graceful shutdown (stop taking jobs, let running ones finish within
 the grace period, hand back the rest); a second signal hands everything back at once.
 Exit status: 0 after a clean shutdown, 3 when unfinished jobs were handed back to the queue,
-2 for a bad processor or configuration.
+2 for a bad processor or configuration, 4 when a guard (``--max-jobs``, ``--max-memory``)
+recycled the worker: it finished its jobs (handing back any still running after the grace
+period) so that a supervisor can start a fresh process; ``--supervise`` is such a supervisor
+(``engine.supervisor``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from .errors import EngineError
 from .processing import Processor
+from .supervisor import EXIT_RECYCLED, restarts_from_env, supervise
 from .worker import Worker
 
 log = logging.getLogger("corral.worker")
@@ -79,6 +83,8 @@ async def serve(worker: Worker) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if worker.recycled:
+        return EXIT_RECYCLED
     return EXIT_HANDED_BACK if worker.handed_back else 0
 
 
@@ -87,6 +93,8 @@ def run_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if getattr(args, "supervise", False):
+        return supervise(args.argv)
     try:
         processor = load_processor(args.target)
     except (ImportError, AttributeError, TypeError) as exc:
@@ -105,6 +113,9 @@ def run_worker(args: argparse.Namespace) -> int:
             prefix=args.prefix,
             concurrency=concurrency,
             sandbox=False if sandbox is None else (sandbox or True),
+            max_jobs=getattr(args, "max_jobs", None),
+            max_memory=getattr(args, "max_memory", None),
+            restarts=restarts_from_env(),
             **_worker_options(args),
         )
         log.info(

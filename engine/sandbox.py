@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidJobOptions, ProcessorExited, Retry, SandboxStartError
+from .guards import rss_bytes
 from .job import F, Job
 
 log = logging.getLogger("corral.sandbox")
@@ -277,6 +278,7 @@ class SandboxStats:
 
     started: int = 0
     exited: int = 0  # children that died while running a job, or were killed
+    recycled: int = 0  # children replaced because they were over the memory limit
 
 
 _Slot = _Child | asyncio.Task[_Child]
@@ -285,13 +287,22 @@ _Slot = _Child | asyncio.Task[_Child]
 class SandboxPool:
     """``size`` child processes running ``target`` (``module:function``), one job each."""
 
-    def __init__(self, target: str, size: int, *, max_result: int, name: str = "") -> None:
+    def __init__(
+        self,
+        target: str,
+        size: int,
+        *,
+        max_result: int,
+        name: str = "",
+        max_memory: int | None = None,
+    ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise InvalidJobOptions(f"sandbox size={size!r} is invalid: expected an integer >= 1")
         self.target = target
         self.size = size
         self.name = name
         self._max_result = max_result
+        self.max_memory = max_memory  # a child over it after a job is replaced
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._children: set[_Child] = set()
         self._by_job: dict[str, _Child] = {}
@@ -301,10 +312,22 @@ class SandboxPool:
 
     @classmethod
     def for_processor(
-        cls, processor: Callable[..., Any], size: int, *, max_result: int, name: str = ""
+        cls,
+        processor: Callable[..., Any],
+        size: int,
+        *,
+        max_result: int,
+        name: str = "",
+        max_memory: int | None = None,
     ) -> SandboxPool:
         """A pool for ``processor``, which children import by its module and name."""
-        return cls(processor_target(processor), size, max_result=max_result, name=name)
+        return cls(
+            processor_target(processor),
+            size,
+            max_result=max_result,
+            name=name,
+            max_memory=max_memory,
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -412,11 +435,24 @@ class SandboxPool:
 
     def _release(self, child: _Child) -> None:
         if child.alive and child.job is None:
-            self._slots.put_nowait(child)
-            return
-        self.stats.exited += 1
+            rss = rss_bytes(child.pid) if self.max_memory is not None else None
+            if rss is None or self.max_memory is None or rss <= self.max_memory:
+                self._slots.put_nowait(child)
+                return
+            self.stats.recycled += 1
+            log.warning(
+                "sandbox %s: child %d uses %d MiB, over the %d MiB limit; replacing it",
+                self.name,
+                child.pid,
+                rss >> 20,
+                self.max_memory >> 20,
+            )
+        else:
+            self.stats.exited += 1
+            log.warning(
+                "sandbox %s: child %d is gone; starting a replacement", self.name, child.pid
+            )
         self._children.discard(child)
-        log.warning("sandbox %s: child %d is gone; starting a replacement", self.name, child.pid)
         reaper = asyncio.ensure_future(child.close())
         self._reapers.add(reaper)
         reaper.add_done_callback(self._reapers.discard)

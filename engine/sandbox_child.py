@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import importlib
 import inspect
 import itertools
@@ -21,7 +20,6 @@ import json
 import os
 import pickle
 import signal
-import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +27,10 @@ from typing import Any
 
 from .errors import EngineError, Retry
 from .job import Job
+from .pdeathsig import die_with_parent
 from .serialization import dumps
 
 MAX_STACK_LINES = 40
-_PR_SET_PDEATHSIG = 1
 
 
 def describe(exc: BaseException) -> str:
@@ -183,18 +181,11 @@ async def _serve(processor: Any, in_fd: int, out_fd: int, max_result: int) -> No
         channel.send(await _run_one(processor, message, context, max_result))
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel SIGKILL this child if the worker dies first."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-
-
 def main(config: dict[str, Any]) -> None:
     """Run jobs for the worker until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     # keep the channel on private descriptors; the processor's stdout goes to stderr
     in_fd, out_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -20,6 +20,7 @@ from typing import Any
 from . import commands
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
+from .guards import JobBudget, MemoryGuard, parse_size
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
@@ -32,6 +33,12 @@ from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 log = logging.getLogger("corral.worker")
 
 MAX_LOG_LINES = 1000
+_GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
+    LockLost,
+    JobNotFound,
+    JobStateError,
+    *TRANSIENT_ERRORS,
+)
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
 
 
@@ -85,6 +92,9 @@ class Worker:
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
         sandbox: bool | int = False,
+        max_jobs: int | None = None,
+        max_memory: int | str | None = None,
+        restarts: int = 0,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -102,6 +112,12 @@ class Worker:
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
+        # guards: recycle after max_jobs jobs, or when memory passes max_memory (see guards.py)
+        self._budget = JobBudget(max_jobs)
+        self.max_memory = None if max_memory is None else parse_size(max_memory)
+        self._memory = None if self.max_memory is None else MemoryGuard(self.max_memory)
+        self.restarts = _positive_int("restarts", restarts, 0)
+        self.recycled: str | None = None
         # sandbox=True: a child process per concurrency slot; sandbox=N: N children
         self._sandbox = (
             SandboxPool.for_processor(
@@ -109,6 +125,7 @@ class Worker:
                 self.concurrency if sandbox is True else sandbox,
                 max_result=max_result_size,
                 name=name,
+                max_memory=self.max_memory,
             )
             if sandbox is not False
             else None
@@ -150,6 +167,7 @@ class Worker:
             self.concurrency,
             self._held,
             self._lock_lost,
+            restarts=self.restarts,
         )
 
     # ---- public ----------------------------------------------------------------------------
@@ -175,17 +193,25 @@ class Worker:
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
             asyncio.create_task(self._stalled_loop()),
         ]
+        if self._memory is not None:
+            helpers.append(asyncio.create_task(self._memory.run(self.recycle)))
         try:
             if self._sandbox is not None:
                 await self._sandbox.start()
             await self._fetch_loop()
             await self._drain_running()
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await _cancel_all(helpers)
             await self._release()
             self._stopped.set()
+
+    def recycle(self, reason: str) -> None:
+        """Stop taking jobs and shut down gracefully because a guard tripped (``reason``);
+        ``recycled`` keeps the reason, and ``corral worker`` exits with status 4."""
+        if self.recycled is None and not self._closing.is_set():
+            self.recycled = reason
+            log.warning("worker %s: recycling: %s", self.id, reason)
+        self._closing.set()
 
     def kill_sandboxed(self, job_id: str, error: BaseException | None = None) -> bool:
         """Kill the sandbox child running ``job_id``; the job fails with ``error`` (default:
@@ -207,6 +233,10 @@ class Worker:
     # ---- fetch loop ------------------------------------------------------------------------
 
     def _lease(self, count: int) -> commands.Lease:
+        count = self._budget.allow(count)
+        if count and self._memory is not None and (reason := self._memory.check()):
+            self.recycle(reason)
+            count = 0
         return commands.Lease(self._token_base, self.lock_duration, self.id, count)
 
     async def _wait_for_server(self) -> None:
@@ -272,10 +302,26 @@ class Worker:
     # ---- one job ---------------------------------------------------------------------------
 
     def _start(self, jobs: list[commands.TakenJob]) -> None:
-        for taken in jobs:
+        keep = 0 if self._closing.is_set() else self._budget.take(len(jobs))
+        if keep and self._budget.used_up:
+            self.recycle(f"took its --max-jobs {self._budget.max_jobs} jobs")
+        for index, taken in enumerate(jobs):
             running = _Running(taken.id, taken.token)
             self._running[taken.id] = running
-            running.task = asyncio.create_task(self._process(taken, running))
+            work = self._process if index < keep else self._give_back
+            running.task = asyncio.create_task(work(taken, running))
+
+    async def _give_back(self, taken: commands.TakenJob, running: _Running) -> None:
+        """Return a job taken beyond ``max_jobs``, or after closing began, to the front of the
+        queue, unrun."""
+        try:
+            await commands.hand_back_job(self.scripts, self.keys, taken.id, taken.token)
+        except _GIVE_BACK_ERRORS as exc:
+            log.warning("worker %s: job %s left to the stalled check (%s)", self.id, taken.id, exc)
+        finally:
+            if self._running.get(taken.id) is running:
+                del self._running[taken.id]
+            self._slot_free.set()
 
     async def _process(self, taken: commands.TakenJob, running: _Running) -> None:
         try:
@@ -347,9 +393,8 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 continue
             break
-        if self._closing.is_set():
-            # the lease asked for no jobs; nothing to start
-            return
+        # a lease made before the worker started closing may still bring a job: _start gives
+        # it back rather than leave it active with nobody renewing its lock
         self._start(nxt.jobs)
 
     # ---- locks, stalled jobs, shutdown -----------------------------------------------------
@@ -440,6 +485,16 @@ async def _wait_all_or(
     everything = asyncio.ensure_future(asyncio.wait(tasks))
     await asyncio.wait({everything, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     everything.cancel()
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again any that swallowed it (redis-py can
+    turn a cancellation during a connect into a connection error, which the loops retry)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _url_of(client: Any) -> str:
