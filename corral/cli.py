@@ -315,6 +315,13 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def configure_check(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral check``, kept with its handler in ``corral.check``."""
+    from corral.check import configure_check as configure
+
+    configure(parser)
+
+
 # -- registry and entry point -----------------------------------------------------------------
 
 COMMANDS: Final[tuple[Command, ...]] = (
@@ -331,6 +338,14 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "process jobs of one queue with a Python function",
         configure_worker,
         lazy("engine.cli_worker:run_worker"),
+    ),
+    Command(
+        "check",
+        "check queues against alert thresholds (exit 0 ok, 1 breach, 2 cannot check)",
+        configure_check,
+        lazy("corral.check:run_check"),
+        description="Check queue health for cron or a monitoring system: one line per breach "
+        "and exit status 1, an ok line and 0 when within thresholds, 2 when it cannot check.",
     ),
     Command(
         "dash", "open the live terminal dashboard", configure_dash, lazy("dashboard.cli:run_dash")
