@@ -23,7 +23,7 @@ def configure_worker_extras(parser: argparse.ArgumentParser) -> None:
         "a job kills only its child, which is replaced; sets the concurrency to N unless "
         "--concurrency is given",
     )
-    guards = parser.add_argument_group("guards (recycle the worker: exit status 4)")
+    guards = parser.add_argument_group("guards, supervision and health")
     guards.add_argument(
         "--max-jobs",
         type=cli.positive_int,
@@ -38,6 +38,13 @@ def configure_worker_extras(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="finish running jobs and exit with status 4 once the worker's resident memory is "
         "over SIZE (512MB, 2G; with --sandbox a child over it is also replaced after its job)",
+    )
+    guards.add_argument(
+        "--health-port",
+        type=cli.port_number,
+        default=None,
+        metavar="P",
+        help="serve /healthz (liveness) and /metrics (Prometheus) on 127.0.0.1:P",
     )
     guards.add_argument(
         "--supervise",

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from .errors import EngineError
+from .health_server import HealthServer
 from .processing import Processor
 from .supervisor import EXIT_RECYCLED, restarts_from_env, supervise
 from .worker import Worker
@@ -118,6 +119,14 @@ def run_worker(args: argparse.Namespace) -> int:
             restarts=restarts_from_env(),
             **_worker_options(args),
         )
+        health = None
+        if getattr(args, "health_port", None):
+            try:
+                health = await HealthServer(worker, args.health_port).start()
+            except OSError as exc:
+                print(f"corral worker: --health-port {args.health_port}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            log.info("health: http://127.0.0.1:%d/healthz and /metrics", args.health_port)
         log.info(
             "worker %s on queue %r (concurrency %d%s)",
             worker.id,
@@ -125,7 +134,11 @@ def run_worker(args: argparse.Namespace) -> int:
             concurrency,
             "" if sandbox is None else f", sandboxed in {sandbox or concurrency} processes",
         )
-        return await serve(worker)
+        try:
+            return await serve(worker)
+        finally:
+            if health is not None:
+                await health.close()
 
     try:
         return asyncio.run(main())

@@ -29,6 +29,7 @@ from .processing import Outcome, Processor, is_async_processor, run_processor
 from .sandbox import SandboxPool
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .stats import WorkerStats
 
 log = logging.getLogger("corral.worker")
 
@@ -118,6 +119,7 @@ class Worker:
         self._memory = None if self.max_memory is None else MemoryGuard(self.max_memory)
         self.restarts = _positive_int("restarts", restarts, 0)
         self.recycled: str | None = None
+        self.stats = WorkerStats()
         # sandbox=True: a child process per concurrency slot; sandbox=N: N children
         self._sandbox = (
             SandboxPool.for_processor(
@@ -176,6 +178,26 @@ class Worker:
     def name(self) -> str:
         """The queue this worker takes jobs from."""
         return self.keys.queue
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs this worker holds right now."""
+        return len(self._running)
+
+    @property
+    def closing(self) -> bool:
+        """True once shutdown (or a recycle) has begun."""
+        return self._closing.is_set()
+
+    @property
+    def last_beat_ms(self) -> int | None:
+        """When this worker last wrote its heartbeat (its own clock, ms), or None."""
+        return self._renewer.last_beat_ms
+
+    @property
+    def sandbox(self) -> SandboxPool | None:
+        """The pool of child processes when the processor is sandboxed."""
+        return self._sandbox
 
     @property
     def running(self) -> bool:
@@ -393,6 +415,7 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 continue
             break
+        self.stats.finished(outcome.ok, outcome.retry_delay)
         # a lease made before the worker started closing may still bring a job: _start gives
         # it back rather than leave it active with nobody renewing its lock
         self._start(nxt.jobs)
