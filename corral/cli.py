@@ -240,6 +240,9 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
     )
     parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    from corral.worker_flags import configure_worker_extras  # sandbox, guards, health
+
+    configure_worker_extras(parser)
     tunables = parser.add_argument_group("tuning (default: the engine's own defaults)")
     tunables.add_argument(
         "--lock-duration", type=positive_int, default=None, metavar="MS", help="job lock TTL"
@@ -265,9 +268,6 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds running jobs get to finish on SIGINT/SIGTERM",
     )
-    from corral.worker_flags import configure_worker_extras
-
-    configure_worker_extras(parser)
 
 
 def configure_dash(parser: argparse.ArgumentParser) -> None:

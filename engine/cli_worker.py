@@ -21,7 +21,6 @@ import sys
 from typing import Any
 
 from .errors import EngineError
-from .health_server import HealthServer
 from .processing import Processor
 from .supervisor import EXIT_RECYCLED, restarts_from_env, supervise
 from .worker import Worker
@@ -121,6 +120,8 @@ def run_worker(args: argparse.Namespace) -> int:
         )
         health = None
         if getattr(args, "health_port", None):
+            from .health_server import HealthServer  # prometheus-client only when asked
+
             try:
                 health = await HealthServer(worker, args.health_port).start()
             except OSError as exc:

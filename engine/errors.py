@@ -52,6 +52,15 @@ class ServerUnavailable(EngineError):
     """The Redis server could not be reached."""
 
 
+class ProcessorExited(EngineError):
+    """A sandboxed processor's process died while running the job (a crash, ``os._exit``, a
+    signal); the job fails with this and is retried by its policy."""
+
+
+class SandboxStartError(EngineError):
+    """A sandbox child process could not start or import the processor."""
+
+
 class UnrecoverableError(Exception):
     """Raise from a processor to fail the job at once, without the remaining attempts."""
 
@@ -74,12 +83,3 @@ class ScriptError(IntEnum):
     NOT_IN_STATE = -3
     LOCK_MISMATCH = -6
     JOB_LOCKED = -8
-
-
-class ProcessorExited(EngineError):
-    """A sandboxed processor's process died while running the job (a crash, ``os._exit``, a
-    signal); the job fails with this and is retried by its policy."""
-
-
-class SandboxStartError(EngineError):
-    """A sandbox child process could not start or import the processor."""

@@ -13,15 +13,16 @@ job fail with ``error``.
 The channel is the child's stdin/stdout, one JSON object per line:
 
 - child → worker: ``ready`` (pid) or ``fatal`` (cannot import the processor) once at start;
-  ``call`` (``call`` id, ``what`` = progress|log, ``value``/``line``) while a job runs;
+  ``call`` (``call`` id, ``method`` of the job context, pickled ``args``) while a job runs;
   ``done`` with ``ok`` and ``returnvalue`` (JSON text), or the failure: ``type``, ``message``,
-  ``reason``, ``traceback`` lines, ``retry_delay`` for ``Retry``, and ``pickled`` (base64) when
-  the exception survives a pickle round trip.
-- worker → child: ``run`` (``queue``, ``id``, ``fields`` = the job hash); ``reply`` to a call
-  (``error``/``error_type`` when writing progress failed, e.g. the lock was lost).
+  ``reason``, ``traceback`` lines, ``retry_delay`` for ``Retry``, and ``pickled`` when the
+  exception survives a pickle round trip.
+- worker → child: ``run`` (the pickled ``Job``, without its context); ``reply`` to a call with
+  the pickled ``result`` or ``error`` (e.g. ``LockLost`` when the lock was lost).
 
-Progress and log lines are written by the worker under its lock token, through the running
-job's own context, so they are fenced exactly as for an in-process processor.
+Pickled values travel as base64 text; both ends are the same code base and trust each other.
+A job's context calls (``update_progress``, ``log`` and any other method the worker's context
+has) run in the worker under its lock token, so they are fenced exactly as in-process.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import pickle
@@ -40,7 +42,7 @@ from typing import Any
 
 from .errors import InvalidJobOptions, ProcessorExited, Retry, SandboxStartError
 from .guards import rss_bytes
-from .job import F, Job
+from .job import Job
 
 log = logging.getLogger("corral.sandbox")
 
@@ -104,35 +106,14 @@ def exit_reason(returncode: int) -> str:
     return f"processor exited: exit code {returncode}"
 
 
-def job_fields(job: Job) -> dict[str, str]:
-    """The job hash a child rebuilds ``job`` from (``Job.from_hash`` reads it back)."""
+def pack(value: Any) -> str:
+    """``value`` pickled, as base64 text for a JSON message."""
+    return base64.b64encode(pickle.dumps(value)).decode("ascii")
 
-    def js(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
-    fields = {
-        F.NAME: job.name,
-        F.DATA: js(job.data),
-        F.OPTS: js(job.opts),
-        F.TIMESTAMP: str(job.timestamp),
-        F.DELAY: str(job.delay),
-        F.PRIORITY: str(job.priority),
-        F.ATTEMPTS: str(job.attempts),
-        F.ATTEMPTS_MADE: str(job.attempts_made),
-        F.ATTEMPTS_STARTED: str(job.attempts_started),
-        F.STALLED_COUNT: str(job.stalled_count),
-        F.STACKTRACE: js(job.stacktrace),
-    }
-    optional = {
-        F.PROCESSED_ON: job.processed_on,
-        F.FINISHED_ON: job.finished_on,
-        F.FAILED_REASON: job.failed_reason,
-        F.WORKER: job.worker,
-    }
-    fields.update({k: str(v) for k, v in optional.items() if v is not None})
-    if job.progress is not None:
-        fields[F.PROGRESS] = js(job.progress)
-    return fields
+def unpack(text: str) -> Any:
+    """The value ``pack`` sent."""
+    return pickle.loads(base64.b64decode(text))
 
 
 def rebuild_error(report: dict[str, Any]) -> Exception:
@@ -142,7 +123,7 @@ def rebuild_error(report: dict[str, Any]) -> Exception:
         exc = Retry(int(report["retry_delay"]), str(report.get("message") or "retry requested"))
     elif report.get("pickled"):
         with contextlib.suppress(Exception):
-            loaded = pickle.loads(base64.b64decode(report["pickled"]))
+            loaded = unpack(report["pickled"])
             # BaseExceptions (SystemExit, CancelledError...) would mean something else here
             exc = loaded if isinstance(loaded, Exception) else None
     if exc is None:
@@ -194,9 +175,7 @@ class _Child:
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._done = done
         try:
-            await self._send(
-                {"op": "run", "queue": job.queue, "id": job.id, "fields": job_fields(job)}
-            )
+            await self._send({"op": "run", "job": pack(dataclasses.replace(job, context=None))})
             return await done
         finally:
             self.job = None
@@ -257,19 +236,29 @@ class _Child:
             task.add_done_callback(self._calls.discard)
 
     async def _answer(self, message: dict[str, Any]) -> None:
-        """Write progress or a log line through the running job's context; reply either way."""
-        reply: dict[str, Any] = {"op": "reply", "call": message["call"], "error": None}
-        job = self.job
+        """Call the running job's context (progress, log, ...) for the child; reply either way."""
+        reply: dict[str, Any] = {"op": "reply", "call": message["call"]}
+        job, method = self.job, str(message.get("method", ""))
         try:
             if job is None or job.context is None:
                 raise RuntimeError("no job is running in this sandbox child")
-            if message.get("what") == "progress":
-                await job.context.update_progress(job.id, message.get("value"))
-            else:
-                await job.context.log(job.id, str(message.get("line", "")))
+            if method.startswith("_") or method == "run_sync":
+                raise AttributeError(f"a sandboxed job cannot call {method!r}")
+            result = await getattr(job.context, method)(job.id, *unpack(message["args"]))
+            reply["result"] = pack(result)
         except Exception as exc:
-            reply.update(error=str(exc), error_type=type(exc).__name__)
+            reply["error"] = _pack_error(exc)
         await self._send(reply)
+
+
+def _pack_error(exc: Exception) -> str:
+    """``exc`` pickled if it survives the round trip, else a RuntimeError naming it."""
+    try:
+        text = pack(exc)
+        unpack(text)
+        return text
+    except Exception:
+        return pack(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
 @dataclass(slots=True)

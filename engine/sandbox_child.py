@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import importlib
 import inspect
 import itertools
@@ -22,11 +23,11 @@ import pickle
 import signal
 import threading
 import traceback
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .errors import EngineError, Retry
-from .job import Job
+from .errors import Retry
 from .pdeathsig import die_with_parent
 from .serialization import dumps
 
@@ -54,9 +55,9 @@ def failure_report(exc: BaseException) -> dict[str, Any]:
         report["retry_delay"] = exc.delay
         return report
     with contextlib.suppress(Exception):
-        data = pickle.dumps(exc)
-        pickle.loads(data)  # only send what the worker can read back
-        report["pickled"] = base64.b64encode(data).decode("ascii")
+        text = _pack(exc)
+        _unpack(text)  # only send what the worker can read back
+        report["pickled"] = text
     return report
 
 
@@ -109,41 +110,43 @@ class Channel:
             if future is not None and not future.done():
                 future.set_result(message)
 
-    async def call(self, what: str, **fields: Any) -> None:
-        """Ask the worker to write progress or a log line for the running job; raise its error."""
+    async def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        """Call ``method(job_id, *args)`` on the running job's context in the worker; return its
+        result or raise its error."""
         call_id = next(self._ids)
         future = self._loop.create_future()
         self._calls[call_id] = future
-        self.send({"op": "call", "call": call_id, "what": what, **fields})
+        self.send({"op": "call", "call": call_id, "method": method, "args": _pack(args)})
         reply = await future
-        if reply.get("error") is not None:
-            raise _error_from(str(reply.get("error_type")), str(reply["error"]))
+        if "error" in reply:
+            raise _unpack(reply["error"])
+        return _unpack(reply["result"])
 
 
-def _error_from(type_name: str, message: str) -> Exception:
-    """The engine error the worker hit (LockLost, PayloadTooLarge...), else a RuntimeError."""
-    from . import errors
+def _pack(value: Any) -> str:
+    return base64.b64encode(pickle.dumps(value)).decode("ascii")
 
-    cls = getattr(errors, type_name, None)
-    if isinstance(cls, type) and issubclass(cls, EngineError):
-        with contextlib.suppress(Exception):
-            return cls(message)
-    return RuntimeError(f"{type_name}: {message}")
+
+def _unpack(text: str) -> Any:
+    return pickle.loads(base64.b64decode(text))
 
 
 class ChildContext:
-    """The ``JobContext`` of a job run in the child: progress and logs go through the worker."""
+    """The ``JobContext`` of a job run in the child: every call (``update_progress``, ``log``
+    and whatever else the worker's context offers) runs in the worker, for the running job."""
 
     def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
         self._channel = channel
         self._loop = loop
 
-    async def update_progress(self, job_id: str, progress: Any) -> None:
-        dumps(progress, what=f"progress of job {job_id!r}", limit=64 * 1024)
-        await self._channel.call("progress", value=progress)
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
 
-    async def log(self, job_id: str, line: str) -> None:
-        await self._channel.call("log", line=str(line)[:10_000])
+        async def call(job_id: str, *args: Any) -> Any:
+            return await self._channel.call(method, args)
+
+        return call
 
     def run_sync(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -152,7 +155,7 @@ class ChildContext:
 async def _run_one(
     processor: Any, message: dict[str, Any], context: ChildContext, max_result: int
 ) -> dict[str, Any]:
-    job = Job.from_hash(message["queue"], message["id"], message["fields"], None, context)
+    job = dataclasses.replace(_unpack(message["job"]), context=context)
     try:
         if inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
             getattr(processor, "__call__", None)  # noqa: B004 - looking for an async __call__

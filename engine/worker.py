@@ -17,29 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import commands
+from . import commands, guards, stats
+from . import sandbox as sandboxing
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .errors import InvalidJobOptions, JobNotFound, JobStateError, LockLost
-from .guards import JobBudget, MemoryGuard, parse_size
 from .job import CorruptJob, Job
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .options import Backoff, retention_from_opts
 from .processing import Outcome, Processor, is_async_processor, run_processor
-from .sandbox import SandboxPool
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
-from .stats import WorkerStats
 
 log = logging.getLogger("corral.worker")
 
 MAX_LOG_LINES = 1000
-_GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
-    LockLost,
-    JobNotFound,
-    JobStateError,
-    *TRANSIENT_ERRORS,
-)
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
 
 
@@ -89,13 +81,13 @@ class Worker:
         max_stalled_count: int = 1,
         block_timeout: float = 5.0,
         shutdown_grace: float = 30.0,
-        backoff: Backoff | None = None,
-        max_result_size: int = DEFAULT_MAX_PAYLOAD,
-        allow_unsafe_eviction: bool = False,
         sandbox: bool | int = False,
         max_jobs: int | None = None,
         max_memory: int | str | None = None,
         restarts: int = 0,
+        backoff: Backoff | None = None,
+        max_result_size: int = DEFAULT_MAX_PAYLOAD,
+        allow_unsafe_eviction: bool = False,
     ) -> None:
         if not callable(processor):
             raise InvalidJobOptions(f"processor={processor!r} is invalid: expected a callable")
@@ -114,15 +106,15 @@ class Worker:
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
         # guards: recycle after max_jobs jobs, or when memory passes max_memory (see guards.py)
-        self._budget = JobBudget(max_jobs)
-        self.max_memory = None if max_memory is None else parse_size(max_memory)
-        self._memory = None if self.max_memory is None else MemoryGuard(self.max_memory)
+        self._budget = guards.JobBudget(max_jobs)
+        self.max_memory = None if max_memory is None else guards.parse_size(max_memory)
+        self._memory = None if self.max_memory is None else guards.MemoryGuard(self.max_memory)
         self.restarts = _positive_int("restarts", restarts, 0)
         self.recycled: str | None = None
-        self.stats = WorkerStats()
+        self.stats = stats.WorkerStats()
         # sandbox=True: a child process per concurrency slot; sandbox=N: N children
         self._sandbox = (
-            SandboxPool.for_processor(
+            sandboxing.SandboxPool.for_processor(
                 processor,
                 self.concurrency if sandbox is True else sandbox,
                 max_result=max_result_size,
@@ -195,7 +187,7 @@ class Worker:
         return self._renewer.last_beat_ms
 
     @property
-    def sandbox(self) -> SandboxPool | None:
+    def sandbox(self) -> sandboxing.SandboxPool | None:
         """The pool of child processes when the processor is sandboxed."""
         return self._sandbox
 
@@ -508,6 +500,14 @@ async def _wait_all_or(
     everything = asyncio.ensure_future(asyncio.wait(tasks))
     await asyncio.wait({everything, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     everything.cancel()
+
+
+_GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
+    LockLost,
+    JobNotFound,
+    JobStateError,
+    *TRANSIENT_ERRORS,
+)
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

@@ -91,7 +91,7 @@ async def test_max_jobs_process_exits_with_status_4_after_finishing_them(
             redis_url,
             ledger=ledger,
             concurrency=3,
-            extra_args=["--max-jobs", "5"],
+            extra_args=("--max-jobs", "5"),
         )
         procs.append(worker)
         status = await _exit_status(worker, 60)
@@ -114,7 +114,7 @@ async def test_max_memory_recycles_before_the_next_job(
         # each job keeps 40 MiB; a worker starts well under 150 MiB
         await queue.add_bulk([("leak", {"leak_mb": 40}) for _ in range(10)])
         worker = WorkerProcess(
-            SANDBOX_JOB, queue_name, redis_url, extra_args=["--max-memory", "150MB"]
+            SANDBOX_JOB, queue_name, redis_url, extra_args=("--max-memory", "150MB")
         )
         procs.append(worker)
         status = await _exit_status(worker, 60)
@@ -135,7 +135,7 @@ async def test_max_memory_replaces_a_sandbox_child_that_grew_over_it(
             SANDBOX_JOB,
             queue_name,
             redis_url,
-            extra_args=["--sandbox", "1", "--max-memory", "150MB"],
+            extra_args=("--sandbox", "1", "--max-memory", "150MB"),
         )
         procs.append(worker)
 
@@ -182,7 +182,7 @@ async def test_supervisor_restarts_recycled_and_killed_workers_and_counts_restar
             redis_url,
             ledger=ledger,
             concurrency=2,
-            extra_args=["--max-jobs", "4", "--supervise"],
+            extra_args=("--max-jobs", "4", "--supervise"),
         )
         procs.append(supervisor)
 
@@ -228,7 +228,7 @@ async def test_supervisor_stops_on_a_usage_error(
     redis_url: str, queue_name: str, procs: list[WorkerProcess]
 ) -> None:
     supervisor = WorkerProcess(
-        "support.jobs:no_such_processor", queue_name, redis_url, extra_args=["--supervise"]
+        "support.jobs:no_such_processor", queue_name, redis_url, extra_args=("--supervise",)
     )
     procs.append(supervisor)
     assert await _exit_status(supervisor, 30) == 2

@@ -73,7 +73,7 @@ async def test_health_port_serves_liveness_and_metrics_of_a_real_worker(
             queue_name,
             redis_url,
             concurrency=2,
-            extra_args=["--sandbox", "--health-port", str(port)],
+            extra_args=("--sandbox", "--health-port", str(port)),
         )
         procs.append(worker)
 
@@ -128,7 +128,7 @@ async def test_a_taken_health_port_is_a_usage_error(
         taken.listen()
         port = taken.getsockname()[1]
         worker = WorkerProcess(
-            SANDBOX_JOB, queue_name, redis_url, extra_args=["--health-port", str(port)]
+            SANDBOX_JOB, queue_name, redis_url, extra_args=("--health-port", str(port))
         )
         procs.append(worker)
         assert await asyncio.to_thread(worker.wait, 30) == 2

@@ -69,8 +69,10 @@ async def test_errors_raised_in_a_child_keep_their_class_reason_and_traceback(
         custom = await queue.add("c", {"raise": "needs-args"}, attempts=1)
         exits = await queue.add("s", {"raise": "system-exit"}, attempts=1)
         retry = await queue.add("r", {"retry": 50}, attempts=2)
+        # the worker refuses the progress; its error is raised in the child, at the call
+        big = await queue.add("p", {"progress": "x" * 70_000}, attempts=3)
         async with running_worker(queue_name, async_job, redis_url, sandbox=1):
-            await _finished(queue, 5)
+            await _finished(queue, 6)
         job = await _job(queue, value.id)
         assert job.failed_reason == f"ValueError: bad value in job {value.id}"
         assert any("sandbox_jobs.py" in line and "_act" in line for line in job.stacktrace)
@@ -83,6 +85,11 @@ async def test_errors_raised_in_a_child_keep_their_class_reason_and_traceback(
         job = await _job(queue, retry.id)
         assert (job.state, job.attempts_made) == (JobState.FAILED, 2)
         assert job.failed_reason == "Retry: try later"
+        job = await _job(queue, big.id)
+        assert (job.state, job.attempts_made) == (JobState.FAILED, 1)
+        assert job.failed_reason is not None
+        assert job.failed_reason.startswith(f"PayloadTooLarge: progress of job '{big.id}'")
+        assert any("update_progress" in line for line in job.stacktrace)
 
 
 async def test_a_child_that_exits_fails_its_job_by_policy_and_is_replaced(

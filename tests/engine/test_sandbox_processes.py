@@ -48,7 +48,7 @@ async def test_w9_killed_pool_child_fails_its_job_by_policy_and_is_replaced(
         retried = await queue.add("cpu", {"first_sleep": 60}, attempts=2)
         final = await queue.add("cpu", {"first_sleep": 60}, attempts=1)
         worker = WorkerProcess(
-            CPU_JOB, queue_name, redis_url, ledger=ledger, concurrency=2, extra_args=["--sandbox"]
+            CPU_JOB, queue_name, redis_url, ledger=ledger, concurrency=2, extra_args=("--sandbox",)
         )
         procs.append(worker)
 

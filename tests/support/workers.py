@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,9 @@ class WorkerProcess:
         stalled_interval: int = 500,
         max_stalled_count: int = 1,
         shutdown_grace: float = 30.0,
-        extra_args: Sequence[str] = (),
-        env_extra: Mapping[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         env = dict(os.environ)
-        env.update(env_extra or {})
         if ledger is not None:
             env["CORRAL_LEDGER"] = str(ledger)
         self.args = [
