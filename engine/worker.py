@@ -227,6 +227,15 @@ class Worker:
             log.warning("worker %s: recycling: %s", self.id, reason)
         self._closing.set()
 
+    def _allowed(self, count: int) -> int:
+        """How many of ``count`` jobs the guards let the worker take now (none once over
+        ``max_memory``, which recycles it; at most what is left of ``max_jobs``)."""
+        count = self._budget.allow(count)
+        if count and self._memory is not None and (reason := self._memory.check()):
+            self.recycle(reason)
+            count = 0
+        return count
+
     def kill_sandboxed(self, job_id: str, error: BaseException | None = None) -> bool:
         """Kill the sandbox child running ``job_id``; the job fails with ``error`` (default:
         "processor exited: signal SIGKILL") and is retried by its policy. False if the worker is
@@ -247,10 +256,6 @@ class Worker:
     # ---- fetch loop ------------------------------------------------------------------------
 
     def _lease(self, count: int) -> commands.Lease:
-        count = self._budget.allow(count)
-        if count and self._memory is not None and (reason := self._memory.check()):
-            self.recycle(reason)
-            count = 0
         return commands.Lease(self._token_base, self.lock_duration, self.id, count)
 
     async def _wait_for_server(self) -> None:
@@ -275,7 +280,9 @@ class Worker:
                     self._slot_free.clear()
                     await self._wait_either(self._slot_free.wait())
                     continue
-                taken = await commands.move_to_active(self.scripts, self.keys, self._lease(free))
+                taken = await commands.move_to_active(
+                    self.scripts, self.keys, self._lease(self._allowed(free))
+                )
                 self._start(taken.jobs)
                 next_delay = taken.next_delay_ms
                 if backoff.failing:
@@ -373,7 +380,7 @@ class Worker:
         backoff = _Backoff()
         while True:
             # take a replacement job in the same call unless the worker is closing
-            lease = self._lease(0 if self._closing.is_set() else 1)
+            lease = self._lease(self._allowed(0 if self._closing.is_set() else 1))
             try:
                 if outcome.ok:
                     nxt = await commands.complete_job(
