@@ -227,7 +227,11 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--queue", type=queue_name, required=True, metavar="NAME")
     parser.add_argument(
-        "--concurrency", type=positive_int, default=1, metavar="N", help="jobs run at once"
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="jobs run at once (default: 1, or N with --sandbox N)",
     )
     parser.add_argument(
         "--redis",
@@ -243,6 +247,9 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:NAME",
         help="a JobTypes registry: registered jobs' data is checked and given as job.typed",
     )
+    from corral.worker_flags import configure_worker_extras  # sandbox, guards, health
+
+    configure_worker_extras(parser)
     tunables = parser.add_argument_group("tuning (default: the engine's own defaults)")
     tunables.add_argument(
         "--lock-duration", type=positive_int, default=None, metavar="MS", help="job lock TTL"
@@ -353,6 +360,13 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def configure_check(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral check``, kept with its handler in ``corral.check``."""
+    from corral.check import configure_check as configure
+
+    configure(parser)
+
+
 # -- registry and entry point -----------------------------------------------------------------
 
 COMMANDS: Final[tuple[Command, ...]] = (
@@ -369,6 +383,14 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "process jobs of one queue with a Python function",
         configure_worker,
         lazy("engine.cli_worker:run_worker"),
+    ),
+    Command(
+        "check",
+        "check queues against alert thresholds (exit 0 ok, 1 breach, 2 cannot check)",
+        configure_check,
+        lazy("corral.check:run_check"),
+        description="Check queue health for cron or a monitoring system: one line per breach "
+        "and exit status 1, an ok line and 0 when within thresholds, 2 when it cannot check.",
     ),
     Command(
         "dash", "open the live terminal dashboard", configure_dash, lazy("dashboard.cli:run_dash")
@@ -409,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``corral``: parse ``argv`` and run the chosen subcommand."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a supervisor to rerun
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

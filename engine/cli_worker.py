@@ -3,7 +3,10 @@
 The first signal starts a graceful shutdown (stop taking jobs, let running ones finish within
 the grace period, hand back the rest); a second signal hands everything back at once.
 Exit status: 0 after a clean shutdown, 3 when unfinished jobs were handed back to the queue,
-2 for a bad processor or configuration.
+2 for a bad processor or configuration, 4 when a guard (``--max-jobs``, ``--max-memory``)
+recycled the worker: it finished its jobs (handing back any still running after the grace
+period) so that a supervisor can start a fresh process; ``--supervise`` is such a supervisor
+(``engine.supervisor``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from .errors import EngineError, InvalidJobOptions
 from .job_types import JobTypes
 from .processing import Processor
+from .supervisor import EXIT_RECYCLED, restarts_from_env, supervise
 from .worker import Worker
 
 log = logging.getLogger("corral.worker")
@@ -102,6 +106,8 @@ async def serve(worker: Worker) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if worker.recycled:
+        return EXIT_RECYCLED
     return EXIT_HANDED_BACK if worker.handed_back else 0
 
 
@@ -110,6 +116,8 @@ def run_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if getattr(args, "supervise", False):
+        return supervise(args.argv)
     try:
         processor = load_processor(args.target)
     except (ImportError, AttributeError, TypeError) as exc:
@@ -123,18 +131,46 @@ def run_worker(args: argparse.Namespace) -> int:
             print(f"corral worker: cannot load job types {args.types!r}: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
+    # --sandbox N: N children (0 = one per concurrency slot), and concurrency N unless given
+    sandbox: int | None = getattr(args, "sandbox", None)
+    concurrency: int = args.concurrency or sandbox or 1
+
     async def main() -> int:
         worker = Worker(
             args.queue,
             processor,
             args.redis,
             prefix=args.prefix,
-            concurrency=args.concurrency,
+            concurrency=concurrency,
             types=types,
+            sandbox=False if sandbox is None else (sandbox or True),
+            max_jobs=getattr(args, "max_jobs", None),
+            max_memory=getattr(args, "max_memory", None),
+            restarts=restarts_from_env(),
             **_worker_options(args),
         )
-        log.info("worker %s on queue %r (concurrency %d)", worker.id, args.queue, args.concurrency)
-        return await serve(worker)
+        health = None
+        if getattr(args, "health_port", None):
+            from .health_server import HealthServer  # prometheus-client only when asked
+
+            try:
+                health = await HealthServer(worker, args.health_port).start()
+            except OSError as exc:
+                print(f"corral worker: --health-port {args.health_port}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            log.info("health: http://127.0.0.1:%d/healthz and /metrics", args.health_port)
+        log.info(
+            "worker %s on queue %r (concurrency %d%s)",
+            worker.id,
+            args.queue,
+            concurrency,
+            "" if sandbox is None else f", sandboxed in {sandbox or concurrency} processes",
+        )
+        try:
+            return await serve(worker)
+        finally:
+            if health is not None:
+                await health.close()
 
     try:
         return asyncio.run(main())

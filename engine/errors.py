@@ -62,6 +62,15 @@ class ServerUnavailable(EngineError):
     """The Redis server could not be reached."""
 
 
+class ProcessorExited(EngineError):
+    """A sandboxed processor's process died while running the job (a crash, ``os._exit``, a
+    signal); the job fails with this and is retried by its policy."""
+
+
+class SandboxStartError(EngineError):
+    """A sandbox child process could not start or import the processor."""
+
+
 class UnrecoverableError(Exception):
     """Raise from a processor to fail the job at once, without the remaining attempts."""
 

@@ -32,6 +32,8 @@ class LockRenewer:
         concurrency: int,
         held: Callable[[], Sequence[tuple[str, str]]],
         on_lost: Callable[[str], None],
+        *,
+        restarts: int = 0,
     ) -> None:
         self._scripts = scripts
         self._keys = keys
@@ -41,6 +43,8 @@ class LockRenewer:
         self._held = held
         self._on_lost = on_lost
         self._started = int(time.time() * 1000)
+        self._restarts = restarts
+        self.last_beat_ms: int | None = None  # client clock of the last heartbeat written
 
     async def renew_once(self) -> None:
         """Extend every held lock; report the ones that were lost."""
@@ -65,6 +69,7 @@ class LockRenewer:
                     "in_flight": in_flight,
                     "started": self._started,
                     "last_beat": now,
+                    "restarts": self._restarts,
                 },
             )
             ttl = max(self._lock_ms * 2, 5_000)
@@ -72,6 +77,7 @@ class LockRenewer:
             pipe.zadd(self._keys.workers, {self._worker_id: now + ttl})  # scored by expiry
             pipe.zremrangebyscore(self._keys.workers, "-inf", now - 60_000)
             await pipe.execute()
+        self.last_beat_ms = now
 
     async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
         """Renew and beat forever (until cancelled); transient errors retry sooner."""

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import commands
+from . import commands, guards, stats
+from . import sandbox as sandboxing
 from .cancellation import CancelWatcher
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .dead_letters import record_failure
@@ -100,6 +101,10 @@ class Worker:
         max_stalled_count: int = 1,
         block_timeout: float = 5.0,
         shutdown_grace: float = 30.0,
+        sandbox: bool | int = False,
+        max_jobs: int | None = None,
+        max_memory: int | str | None = None,
+        restarts: int = 0,
         backoff: Backoff | None = None,
         max_result_size: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
@@ -135,7 +140,27 @@ class Worker:
         self.block_timeout = float(block_timeout)
         self.shutdown_grace = float(shutdown_grace)
         self.processor = processor
-        self._is_async = is_async_processor(processor)
+        # guards: recycle after max_jobs jobs, or when memory passes max_memory (see guards.py)
+        self._budget = guards.JobBudget(max_jobs)
+        self.max_memory = None if max_memory is None else guards.parse_size(max_memory)
+        self._memory = None if self.max_memory is None else guards.MemoryGuard(self.max_memory)
+        self.restarts = _positive_int("restarts", restarts, 0)
+        self.recycled: str | None = None
+        self.stats = stats.WorkerStats()
+        # sandbox=True: a child process per concurrency slot; sandbox=N: N children
+        self._sandbox = (
+            sandboxing.SandboxPool.for_processor(
+                processor,
+                self.concurrency if sandbox is True else sandbox,
+                max_result=max_result_size,
+                name=name,
+                max_memory=self.max_memory,
+            )
+            if sandbox is not False
+            else None
+        )
+        self._runner: Processor = self._sandbox.run if self._sandbox else processor
+        self._is_async = self._sandbox is not None or is_async_processor(processor)
         self._backoff = backoff
         self._max_result = max_result_size
         self._allow_unsafe = allow_unsafe_eviction
@@ -172,6 +197,7 @@ class Worker:
             self.concurrency,
             self._held,
             self._lock_lost,
+            restarts=self.restarts,
         )
         self._cancels = CancelWatcher(
             self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
@@ -190,6 +216,26 @@ class Worker:
         return self._executor.abandoned
 
     @property
+    def in_flight(self) -> int:
+        """Jobs this worker holds right now."""
+        return len(self._running)
+
+    @property
+    def closing(self) -> bool:
+        """True once shutdown (or a recycle) has begun."""
+        return self._closing.is_set()
+
+    @property
+    def last_beat_ms(self) -> int | None:
+        """When this worker last wrote its heartbeat (its own clock, ms), or None."""
+        return self._renewer.last_beat_ms
+
+    @property
+    def sandbox(self) -> sandboxing.SandboxPool | None:
+        """The pool of child processes when the processor is sandboxed."""
+        return self._sandbox
+
+    @property
     def running(self) -> bool:
         """True between ``run()`` starting and shutdown finishing."""
         return self._started and not self._stopped.is_set()
@@ -206,15 +252,40 @@ class Worker:
             asyncio.create_task(self._stalled_loop()),
             asyncio.create_task(self._cancels.run()),
         ]
+        if self._memory is not None:
+            helpers.append(asyncio.create_task(self._memory.run(self.recycle)))
         try:
+            if self._sandbox is not None:
+                await self._sandbox.start()
             await self._fetch_loop()
             await self._drain_running()
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await _cancel_all(helpers)
             await self._release()
             self._stopped.set()
+
+    def recycle(self, reason: str) -> None:
+        """Stop taking jobs and shut down gracefully because a guard tripped (``reason``);
+        ``recycled`` keeps the reason, and ``corral worker`` exits with status 4."""
+        if self.recycled is None and not self._closing.is_set():
+            self.recycled = reason
+            log.warning("worker %s: recycling: %s", self.id, reason)
+        self._closing.set()
+
+    def _allowed(self, count: int) -> int:
+        """How many of ``count`` jobs the guards let the worker take now (none once over
+        ``max_memory``, which recycles it; at most what is left of ``max_jobs``)."""
+        count = self._budget.allow(count)
+        if count and self._memory is not None and (reason := self._memory.check()):
+            self.recycle(reason)
+            count = 0
+        return count
+
+    def kill_sandboxed(self, job_id: str, error: BaseException | None = None) -> bool:
+        """Kill the sandbox child running ``job_id``; the job fails with ``error`` (default:
+        "processor exited: signal SIGKILL") and is retried by its policy. False if the worker is
+        not sandboxed or no child runs that job."""
+        return self._sandbox is not None and self._sandbox.kill(job_id, error)
 
     async def close(self, force: bool = False) -> None:
         """Stop taking jobs, let running ones finish (up to ``shutdown_grace`` seconds), hand
@@ -267,7 +338,9 @@ class Worker:
                     self._slot_free.clear()
                     await self._wait_either(self._slot_free.wait())
                     continue
-                taken = await commands.move_to_active(self.scripts, self.keys, self._lease(free))
+                taken = await commands.move_to_active(
+                    self.scripts, self.keys, self._lease(self._allowed(free))
+                )
                 self._start(taken.jobs)
                 next_delay = taken.next_delay_ms
                 if backoff.failing:
@@ -313,10 +386,26 @@ class Worker:
     # ---- one job ---------------------------------------------------------------------------
 
     def _start(self, jobs: list[commands.TakenJob]) -> None:
-        for taken in jobs:
+        keep = 0 if self._closing.is_set() else self._budget.take(len(jobs))
+        if keep and self._budget.used_up:
+            self.recycle(f"took its --max-jobs {self._budget.max_jobs} jobs")
+        for index, taken in enumerate(jobs):
             running = _Running(taken.id, taken.token)
             self._running[taken.id] = running
-            running.task = asyncio.create_task(self._process(taken, running))
+            work = self._process if index < keep else self._give_back
+            running.task = asyncio.create_task(work(taken, running))
+
+    async def _give_back(self, taken: commands.TakenJob, running: _Running) -> None:
+        """Return a job taken beyond ``max_jobs``, or after closing began, to the front of the
+        queue, unrun."""
+        try:
+            await commands.hand_back_job(self.scripts, self.keys, taken.id, taken.token)
+        except _GIVE_BACK_ERRORS as exc:
+            log.warning("worker %s: job %s left to the stalled check (%s)", self.id, taken.id, exc)
+        finally:
+            if self._running.get(taken.id) is running:
+                del self._running[taken.id]
+            self._slot_free.set()
 
     async def _process(self, taken: commands.TakenJob, running: _Running) -> None:
         try:
@@ -332,7 +421,7 @@ class Worker:
                     await self._schedulers.schedule_next(job.scheduler_id, job.id)
                 job, refused = bind_type(self.types, job)
                 outcome = refused or await run_processor(
-                    self.processor,
+                    self._runner,
                     job,
                     is_async=self._is_async,
                     executor=self._executor,
@@ -367,7 +456,7 @@ class Worker:
         backoff = _Backoff()
         while True:
             # take a replacement job in the same call unless the worker is closing
-            lease = self._lease(0 if self._closing.is_set() else 1)
+            lease = self._lease(self._allowed(0 if self._closing.is_set() else 1))
             try:
                 if outcome.ok:
                     nxt = await commands.complete_job(
@@ -404,9 +493,9 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 continue
             break
-        if self._closing.is_set():
-            # the lease asked for no jobs; nothing to start
-            return
+        self.stats.finished(outcome.ok, outcome.retry_delay)
+        # a lease made before the worker started closing may still bring a job: _start gives
+        # it back rather than leave it active with nobody renewing its lock
         self._start(nxt.jobs)
 
     async def _requeue(self, taken: commands.TakenJob, running: _Running) -> None:
@@ -514,6 +603,8 @@ class Worker:
 
     async def _release(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._sandbox is not None:
+            await self._sandbox.close()
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.client.delete(self.keys.worker(self.id))
             await self.client.zrem(self.keys.workers, self.id)
@@ -546,6 +637,24 @@ def _policies(
             f"job_error_policies={by_name!r}: expected {{job name: ErrorPolicy}}"
         )
     return queue_policy, {name: p.over(queue_policy) for name, p in by_name.items()}
+
+
+_GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
+    LockLost,
+    JobNotFound,
+    JobStateError,
+    *TRANSIENT_ERRORS,
+)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again any that swallowed it (redis-py can
+    turn a cancellation during a connect into a connection error, which the loops retry)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _url_of(client: Any) -> str:
