@@ -13,19 +13,21 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from bench import peers, report
+from bench import peers, python_peers, report
 from bench.corral import CorralSubject
 from bench.scenarios import Settings, metrics, run_all
 from bench.server import BenchServer
 from bench.subjects import Subject
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+PEER_NAMES = ("node", *python_peers.PEERS)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description="Benchmark Corral against Node BullMQ."
+        prog="python -m bench",
+        description="Benchmark Corral against Node BullMQ, the Python BullMQ port, RQ and arq.",
     )
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--jobs", type=int, default=None, help="jobs per run (default 20000)")
@@ -34,6 +36,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: 2000 jobs, 1 run, short timings"
     )
     parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ peer")
+    parser.add_argument(
+        "--no-python", action="store_true", help="skip the Python peers (BullMQ port, RQ, arq)"
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        choices=PEER_NAMES,
+        help="run only these peers beside Corral (repeatable; default: all)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -67,6 +78,43 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def _wanted(args: argparse.Namespace, name: str) -> bool:
+    if args.peer:
+        return name in args.peer
+    return not (args.no_node if name == "node" else args.no_python)
+
+
+def peer_subjects(args: argparse.Namespace, url: str) -> tuple[list[Subject], dict[str, str]]:
+    """Install (if needed) and build the selected peers; a peer that cannot be installed is
+    skipped with a message. Returns the subjects and a version line per peer."""
+    subjects: list[Subject] = []
+    versions: dict[str, str] = {}
+    if _wanted(args, "node"):
+        try:
+            installed = peers.ensure_node_peer()
+        except peers.PeerUnavailable as exc:
+            print(f"BullMQ (Node) skipped: {exc}", file=sys.stderr)
+        else:
+            subjects.append(peers.NodeBullMQ(url))
+            versions["BullMQ (Node)"] = ", ".join(
+                [f"Node {peers.node_version()}"]
+                + [f"{name} {version}" for name, version in installed.items()]
+            )
+    for name, subject_class in python_peers.PEERS.items():
+        if not _wanted(args, name):
+            continue
+        try:
+            installed = subject_class.peer.ensure()
+        except peers.PeerUnavailable as exc:
+            print(f"{subject_class.label} skipped: {exc}", file=sys.stderr)
+            continue
+        subjects.append(subject_class(url))
+        versions[subject_class.label] = f"Python {platform.python_version()}, " + ", ".join(
+            f"{dist} {version}" for dist, version in installed.items()
+        )
+    return subjects, versions
+
+
 async def main(args: argparse.Namespace) -> int:
     """Run everything; return the exit status."""
     settings = settings_from(args)
@@ -83,38 +131,37 @@ async def main(args: argparse.Namespace) -> int:
                 f"hiredis {metadata.version('hiredis')}"
             ),
         }
-        if not args.no_node:
-            try:
-                versions = peers.ensure_node_peer()
-            except peers.PeerUnavailable as exc:
-                print(f"BullMQ (Node) skipped: {exc}", file=sys.stderr)
-            else:
-                subjects.append(peers.NodeBullMQ(server.url))
-                environment["BullMQ (Node)"] = ", ".join(
-                    [f"Node {peers.node_version()}"]
-                    + [f"{name} {version}" for name, version in versions.items()]
-                )
+        others, versions = peer_subjects(args, server.url)
+        subjects += others
+        environment.update(versions)
         try:
-            samples = await run_all(subjects, server, settings, args.only)
+            results = await run_all(subjects, server, settings, args.only)
         finally:
             for subject in subjects:
                 await subject.close()
-    labels = [subject.label for subject in subjects]
+    limits = {subject.label: subject.limits for subject in subjects}
     rows = metrics(settings)
     print()
-    print(report.table(rows, samples, labels, "main"))
+    print(report.table(rows, results.samples, limits, "main"))
+    if len(subjects) > 1:
+        print()
+        print(report.ratio_table(rows, results.samples, limits))
     print()
-    print(report.table(rows, samples, labels, "cpu"))
+    print(report.table(rows, results.samples, limits, "cpu"))
+    described = report.notes(limits, results.failures)
+    if described:
+        print()
+        print(described)
     write = args.write_docs == "yes" or (
         args.write_docs == "auto" and not args.quick and not args.only
     )
     if write:
         command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
         date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        generated = report.section(command, date, environment, rows, samples, labels, settings.runs)
+        generated = report.section(command, date, environment, rows, results, limits, settings.runs)
         report.write_docs(DOCS, generated)
         print(f"\nwrote {DOCS.relative_to(DOCS.parent.parent)}", file=sys.stderr)
-    return 0
+    return 1 if results.failures else 0
 
 
 if __name__ == "__main__":

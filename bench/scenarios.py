@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.child import WorkerChild
 from bench.server import BenchServer
@@ -100,14 +100,16 @@ async def measure_bulk(subject: Subject, server: BenchServer, s: Settings) -> di
 async def _process(
     subject: Subject, server: BenchServer, s: Settings, concurrency: int, remove: bool
 ) -> dict[str, float]:
-    await subject.seed(s.jobs, remove)
+    key = _process_key(concurrency, remove)
+    jobs = subject.limits.jobs_for(key, s.jobs)
+    await subject.seed(jobs, remove)
     spec = subject.worker(concurrency)
     child = await WorkerChild.spawn(spec.argv, spec.cwd, spec.env)
     try:
         server_cpu = await server.cpu_seconds()
         start = time.perf_counter()
         await child.go()
-        while await subject.remaining(s.jobs) > 0:
+        while await subject.remaining(jobs) > 0:
             if time.perf_counter() - start > s.process_timeout:
                 raise TimeoutError(f"{subject.label}: not done after {s.process_timeout}s")
             await asyncio.sleep(POLL_INTERVAL)
@@ -116,11 +118,10 @@ async def _process(
         worker_cpu = await child.stop()
     finally:
         await child.kill()
-    key = _process_key(concurrency, remove)
     return {
-        key: s.jobs / elapsed,
-        f"{key}:worker": worker_cpu / s.jobs * 1e6,
-        f"{key}:server": server_cpu / s.jobs * 1e6,
+        key: jobs / elapsed,
+        f"{key}:worker": worker_cpu / jobs * 1e6,
+        f"{key}:server": server_cpu / jobs * 1e6,
     }
 
 
@@ -170,30 +171,52 @@ def scenarios(settings: Settings) -> list[tuple[str, Measure]]:
     return out
 
 
+@dataclass
+class Results:
+    """Every value measured, and the runs that failed (subject label -> messages)."""
+
+    samples: Samples = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+
+
 async def run_all(
     subjects: Sequence[Subject],
     server: BenchServer,
     settings: Settings,
     selected: Sequence[str] | None = None,
-) -> Samples:
+) -> Results:
     """Run every (selected) scenario ``settings.runs`` times, interleaving subjects so drift
-    hits them alike; return every value measured."""
-    samples: Samples = {}
+    hits them alike. A subject's failed run is reported and recorded; the others go on."""
+    results = Results()
     for run in range(1, settings.runs + 1):
+        tag = f"[run {run}/{settings.runs}]"
         for name, measure in scenarios(settings):
             if selected and not any(name.startswith(prefix) for prefix in selected):
                 continue
             for subject in subjects:
+                why_not = subject.limits.why_not(name)
+                if why_not is not None:
+                    if run == 1:
+                        print(
+                            f"{tag} {subject.label:<16} {name}: not run, {why_not}", file=sys.stderr
+                        )
+                    continue
                 await server.flush()
                 began = time.perf_counter()
-                values = await measure(subject, server, settings)
+                try:
+                    values = await measure(subject, server, settings)
+                except Exception as exc:  # one peer's failure must not lose the other figures
+                    message = f"{name}: {type(exc).__name__}: {str(exc).strip()[-500:]}"
+                    results.failures.setdefault(subject.label, []).append(message)
+                    print(f"{tag} {subject.label:<16} FAILED {message}", file=sys.stderr)
+                    continue
                 for key, value in values.items():
-                    samples.setdefault(key, {}).setdefault(subject.label, []).append(value)
+                    results.samples.setdefault(key, {}).setdefault(subject.label, []).append(value)
                 shown = ", ".join(f"{k}={v:,.1f}" for k, v in values.items() if ":" not in k)
                 took = time.perf_counter() - began
                 print(
-                    f"[run {run}/{settings.runs}] {subject.label:<14} {shown} ({took:.1f}s)",
+                    f"{tag} {subject.label:<16} {shown} ({took:.1f}s)",
                     file=sys.stderr,
                     flush=True,
                 )
-    return samples
+    return results
