@@ -15,9 +15,11 @@ from pathlib import Path
 
 from bench import peers, python_peers, report
 from bench.corral import CorralSubject
-from bench.scenarios import Settings, metrics, run_all
+from bench.dashboard import DashSettings
+from bench.scenarios import Settings, metrics, run_all, selected_scenarios
 from bench.server import BenchServer
 from bench.subjects import Subject
+from bench.tools import ensure_tools
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 PEER_NAMES = ("node", *python_peers.PEERS)
@@ -49,8 +51,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         metavar="SCENARIO",
-        help="run only scenarios starting with this (add, bulk, process, latency, ceiling)",
+        help="run only scenarios starting with this (add, bulk, process, latency, ceiling, dash)",
     )
+    dash = parser.add_argument_group("dashboard scenarios (dash-*)")
+    dash.add_argument("--dash-rate", type=float, help="engine jobs/s to aim at (default 5000)")
+    dash.add_argument("--dash-producers", type=int, help="producer processes (default 1)")
+    dash.add_argument("--dash-workers", type=int, help="worker processes, c=50 (default 2)")
+    dash.add_argument("--big-jobs", type=int, help="jobs in the big queue (default 1000000)")
     parser.add_argument(
         "--write-docs",
         choices=("auto", "yes", "no"),
@@ -64,10 +71,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Sizes and durations for this run."""
     if args.quick:
         base = Settings(
-            jobs=2_000, runs=1, latency_seconds=2.0, ceiling_seconds=1.0, process_timeout=120.0
+            jobs=2_000,
+            runs=1,
+            latency_seconds=2.0,
+            ceiling_seconds=1.0,
+            process_timeout=120.0,
+            dash=DashSettings(seconds=4.0, changes=15, big_jobs=100_000, pages=3),
         )
     else:
         base = Settings()
+    dash = base.dash
     return Settings(
         jobs=args.jobs or base.jobs,
         chunk=args.chunk,
@@ -75,6 +88,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         latency_seconds=base.latency_seconds,
         ceiling_seconds=base.ceiling_seconds,
         process_timeout=base.process_timeout,
+        dash=DashSettings(
+            rate=args.dash_rate or dash.rate,
+            producers=args.dash_producers or dash.producers,
+            workers=args.dash_workers or dash.workers,
+            seconds=dash.seconds,
+            changes=dash.changes,
+            big_jobs=args.big_jobs or dash.big_jobs,
+            pages=dash.pages,
+        ),
     )
 
 
@@ -134,20 +156,34 @@ async def main(args: argparse.Namespace) -> int:
         others, versions = peer_subjects(args, server.url)
         subjects += others
         environment.update(versions)
+        only = args.only
+        if any(name.startswith("dash") for name in selected_scenarios(settings, only)):
+            try:
+                tools = ensure_tools()
+            except peers.PeerUnavailable as exc:
+                print(f"dashboard scenarios skipped: {exc}", file=sys.stderr)
+                kept = [n for n in selected_scenarios(settings, only) if not n.startswith("dash")]
+                only = kept or ["none"]
+            else:
+                environment["dashboard"] = (
+                    f"textual {metadata.version('textual')}, measured through pyte {tools['pyte']}"
+                )
         try:
-            results = await run_all(subjects, server, settings, args.only)
+            results = await run_all(subjects, server, settings, only)
         finally:
             for subject in subjects:
                 await subject.close()
     limits = {subject.label: subject.limits for subject in subjects}
     rows = metrics(settings)
-    print()
-    print(report.table(rows, results.samples, limits, "main"))
-    if len(subjects) > 1:
-        print()
-        print(report.ratio_table(rows, results.samples, limits))
-    print()
-    print(report.table(rows, results.samples, limits, "cpu"))
+    samples = results.samples
+    if report.has_rows(rows, samples, "main"):
+        print("\n" + report.table(rows, samples, limits, "main"))
+        if len(subjects) > 1:
+            print("\n" + report.ratio_table(rows, samples, limits))
+    if report.has_rows(rows, samples, "cpu"):
+        print("\n" + report.table(rows, samples, limits, "cpu"))
+    if report.has_rows(rows, samples, "dash"):
+        print("\n" + report.dash_table(rows, samples, subjects[0].label))
     described = report.notes(limits, results.failures)
     if described:
         print()

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.dashboard import target_of
 from bench.scenarios import Metric, Results, Samples
 from bench.subjects import Limits
 
@@ -32,8 +33,10 @@ class Summary:
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "ms":
-        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    if unit == "ms" and value < 10:
+        return f"{value:.2f}"
+    if unit == "ms" and value < 1000:
+        return f"{value:.1f}"
     return f"{value:,.0f}"
 
 
@@ -51,6 +54,16 @@ def _summary(samples: Samples, key: str, label: str) -> Summary | None:
     return Summary.of(values) if values else None
 
 
+def _shown(metrics: Sequence[Metric], samples: Samples, kind: str) -> list[Metric]:
+    """The ``kind`` metrics that have samples."""
+    return [metric for metric in metrics if metric.table == kind and metric.key in samples]
+
+
+def has_rows(metrics: Sequence[Metric], samples: Samples, kind: str) -> bool:
+    """Whether a ``kind`` table would have any row."""
+    return bool(_shown(metrics, samples, kind))
+
+
 def table(
     metrics: Sequence[Metric], samples: Samples, limits: Mapping[str, Limits], kind: str
 ) -> str:
@@ -59,9 +72,7 @@ def table(
     labels = list(limits)
     head = ["scenario", "unit", *labels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for metric in metrics:
-        if metric.table != kind or metric.key not in samples:
-            continue
+    for metric in _shown(metrics, samples, kind):
         row = [metric.title, metric.unit]
         for label in labels:
             summary = _summary(samples, metric.key, label)
@@ -77,9 +88,7 @@ def ratio_table(metrics: Sequence[Metric], samples: Samples, limits: Mapping[str
     base, *peers = list(limits)
     head = ["scenario", *(f"{base} / {peer}" for peer in peers)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for metric in metrics:
-        if metric.table != "main" or metric.key not in samples:
-            continue
+    for metric in _shown(metrics, samples, "main"):
         first = _summary(samples, metric.key, base)
         row = [metric.title]
         for peer in peers:
@@ -127,30 +136,49 @@ Command: `{command}` — run on {date}.
 {env}
 
 Each cell is the median of {runs} run(s), with the range (min-max) in brackets. For jobs/s and
-calls/s higher is better; for latency and CPU per job lower is better.
-
-{table(metrics, samples, limits, "main")}"""
+calls/s higher is better; for latency and CPU per job lower is better."""
     ]
-    if len(labels) > 1:
+    if has_rows(metrics, samples, "main"):
+        parts.append(table(metrics, samples, limits, "main"))
+    if len(labels) > 1 and has_rows(metrics, samples, "main"):
         parts.append(
             f"Ratios of {labels[0]}'s median to each peer's (above 1 is better for rates, below 1"
             f" for latency):\n\n{ratio_table(metrics, samples, limits)}"
         )
-    parts.append(
-        "CPU per job during the processing runs (worker process with its children; server"
-        f" process from `INFO cpu`):\n\n{table(metrics, samples, limits, 'cpu')}"
-    )
-    if any(metric.table == "dash" and metric.key in samples for metric in metrics):
-        parts.append(dash_section(metrics, samples))
+    if has_rows(metrics, samples, "cpu"):
+        parts.append(
+            "CPU per job during the processing runs (worker process with its children; server"
+            f" process from `INFO cpu`):\n\n{table(metrics, samples, limits, 'cpu')}"
+        )
+    if has_rows(metrics, samples, "dash"):
+        parts.append(dash_section(metrics, samples, labels[0]))
     described = notes(limits, results.failures)
     if described:
         parts.append(f"Notes:\n\n{described}")
     return "\n\n".join(parts) + f"\n{END}"
 
 
-def dash_section(metrics: Sequence[Metric], samples: Samples) -> str:
-    """The dashboard's figures (filled in with the dashboard scenarios)."""
-    return ""
+def dash_table(metrics: Sequence[Metric], samples: Samples, label: str) -> str:
+    """The dashboard's figures for ``label`` (Corral) beside the targets of issue #6."""
+    lines = ["| scenario | unit | value | target |", "|---|---|---|---|"]
+    for metric in _shown(metrics, samples, "dash"):
+        cell = _cell(_summary(samples, metric.key, label), metric.unit)
+        lines.append(f"| {metric.title} | {metric.unit} | {cell} | {target_of(metric.key)} |")
+    return "\n".join(lines)
+
+
+def dash_section(metrics: Sequence[Metric], samples: Samples, label: str) -> str:
+    """The dashboard part of the generated section."""
+    return f"""### The dashboard
+
+A real `corral dash` process on an 80x24 pseudo-terminal whose output a terminal emulator
+(pyte) turns into the screen, with keyspace notifications on (`live`, as `corral demo` runs the
+server) and off (`polling`). Its CPU and RSS come from `/proc`; the engine load is producer and
+worker processes on the same machine, so the rate it reaches is shown beside them. "On screen"
+times end when the bytes that draw the change arrive; the big queue's backend reads are the
+dashboard backend's own calls, timed in the harness.
+
+{dash_table(metrics, samples, label)}"""
 
 
 DOC_HEAD = """# Performance

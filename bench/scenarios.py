@@ -8,12 +8,15 @@ sees every job finished; worker CPU comes from the worker process, server CPU fr
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bench import dashboard
 from bench.child import WorkerChild
+from bench.dashboard import DashSettings
 from bench.server import BenchServer
 from bench.subjects import Subject
 
@@ -38,6 +41,7 @@ class Settings:
     ceiling_pipeline: int = 16
     ceiling_seconds: float = 3.0
     process_timeout: float = 600.0
+    dash: DashSettings = field(default_factory=DashSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,85 @@ def metrics(settings: Settings) -> list[Metric]:
             "calls/s",
         ),
     ]
+    return out + dash_metrics(settings.dash)
+
+
+def dash_metrics(d: DashSettings) -> list[Metric]:
+    """The dashboard's rows (Corral only)."""
+    out = []
+    for mode in dashboard.MODES:
+        during = f"{mode}, engine target {d.rate:,.0f} jobs/s"
+        out += [
+            Metric(
+                f"dash-cpu-{mode}", f"`corral dash` CPU, {during}", "% of a core", False, "dash"
+            ),
+            Metric(f"dash-rss-{mode}", f"`corral dash` peak RSS, {during}", "MB", False, "dash"),
+            Metric(
+                f"dash-engine-done-{mode}",
+                f"engine: jobs completed meanwhile ({mode})",
+                "jobs/s",
+                True,
+                "dash",
+            ),
+            Metric(
+                f"dash-engine-added-{mode}",
+                f"engine: jobs added meanwhile ({mode})",
+                "jobs/s",
+                True,
+                "dash",
+            ),
+        ]
+    for mode in dashboard.MODES:
+        out += [
+            Metric(
+                f"dash-screen-p50-{mode}",
+                f"job added → count on screen, p50 ({mode})",
+                "ms",
+                False,
+                "dash",
+            ),
+            Metric(
+                f"dash-screen-max-{mode}",
+                f"job added → count on screen, max of {d.changes} ({mode})",
+                "ms",
+                False,
+                "dash",
+            ),
+        ]
+    big = f"{d.big_jobs:,} waiting"
+    out += [
+        Metric("dash-big-discover", f"backend: find the queues (SCAN), {big}", "ms", False, "dash"),
+        Metric("dash-big-counts", f"backend: counts of the queue, {big}", "ms", False, "dash"),
+        Metric(
+            "dash-big-open", "backend: open the queue (counts + first page)", "ms", False, "dash"
+        ),
+        Metric("dash-big-page-first", "backend: first page", "ms", False, "dash"),
+        Metric("dash-big-page-middle", "backend: middle page", "ms", False, "dash"),
+        Metric("dash-big-page-last", "backend: last page", "ms", False, "dash"),
+        Metric(
+            "dash-big-screen-start",
+            "screen: `corral dash` started → queue shown",
+            "ms",
+            False,
+            "dash",
+        ),
+        Metric("dash-big-screen-open", "screen: Enter → first page shown", "ms", False, "dash"),
+        Metric(
+            "dash-big-screen-page",
+            f"screen: `n` → next page shown (median of {d.pages})",
+            "ms",
+            False,
+            "dash",
+        ),
+        Metric("dash-big-rss", "`corral dash` RSS with the queue open", "MB", False, "dash"),
+    ]
     return out
 
 
-Measure = Callable[[Subject, BenchServer, Settings], Awaitable[dict[str, float]]]
+Values = dict[str, float] | dict[str, list[float]]
+"""What one measurement returns: one value per metric, or several (a scenario run once that
+repeats its own measurements)."""
+Measure = Callable[[Subject, BenchServer, Settings], Awaitable[Values]]
 
 
 async def measure_add(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
@@ -160,15 +239,60 @@ async def measure_ceiling(subject: Subject, server: BenchServer, s: Settings) ->
     return {"ceiling": plain, "ceiling-pipelined": piped}
 
 
-def scenarios(settings: Settings) -> list[tuple[str, Measure]]:
-    """(name, measure) pairs in the order they run within one repetition."""
-    out: list[tuple[str, Measure]] = [("add", measure_add), ("bulk", measure_bulk)]
+def measure_dash_load(mode: str) -> Measure:
+    """``corral dash`` CPU and RSS under engine load, in ``mode``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> Values:
+        return await dashboard.measure_load(server, s.dash, mode)
+
+    return measure
+
+
+def measure_dash_screen(mode: str) -> Measure:
+    """State change to screen at a low rate, in ``mode``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> Values:
+        return await dashboard.measure_to_screen(server, s.dash, mode)
+
+    return measure
+
+
+async def measure_dash_big(subject: Subject, server: BenchServer, s: Settings) -> Values:
+    """The big queue, seeded once; its reads repeated ``s.runs`` times."""
+    return await dashboard.measure_big(server, s.dash, s.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named measurement; ``corral_only`` ones skip the peers, ``once`` ones run in the
+    first repetition only (they repeat inside)."""
+
+    name: str
+    measure: Measure
+    corral_only: bool = False
+    once: bool = False
+
+
+def scenarios(settings: Settings) -> list[Scenario]:
+    """The scenarios in the order they run within one repetition."""
+    out = [Scenario("add", measure_add), Scenario("bulk", measure_bulk)]
     for concurrency in settings.concurrencies:
         for remove in (False, True):
             name = _process_key(concurrency, remove)
-            out.append((name, measure_process(concurrency, remove)))
-    out += [("latency", measure_latency), ("ceiling", measure_ceiling)]
+            out.append(Scenario(name, measure_process(concurrency, remove)))
+    out += [Scenario("latency", measure_latency), Scenario("ceiling", measure_ceiling)]
+    for mode in dashboard.MODES:
+        out.append(Scenario(f"dash-load-{mode}", measure_dash_load(mode), corral_only=True))
+    for mode in dashboard.MODES:
+        out.append(Scenario(f"dash-screen-{mode}", measure_dash_screen(mode), corral_only=True))
+    out.append(Scenario("dash-big", measure_dash_big, corral_only=True, once=True))
     return out
+
+
+def selected_scenarios(settings: Settings, selected: Sequence[str] | None) -> list[str]:
+    """Names of the scenarios ``--only`` (``selected`` prefixes) keeps."""
+    names = [scenario.name for scenario in scenarios(settings)]
+    return [n for n in names if not selected or any(n.startswith(p) for p in selected)]
 
 
 @dataclass
@@ -190,10 +314,13 @@ async def run_all(
     results = Results()
     for run in range(1, settings.runs + 1):
         tag = f"[run {run}/{settings.runs}]"
-        for name, measure in scenarios(settings):
+        for scenario in scenarios(settings):
+            name = scenario.name
             if selected and not any(name.startswith(prefix) for prefix in selected):
                 continue
-            for subject in subjects:
+            if scenario.once and run > 1:
+                continue
+            for subject in subjects[:1] if scenario.corral_only else subjects:
                 why_not = subject.limits.why_not(name)
                 if why_not is not None:
                     if run == 1:
@@ -204,15 +331,20 @@ async def run_all(
                 await server.flush()
                 began = time.perf_counter()
                 try:
-                    values = await measure(subject, server, settings)
+                    values = await scenario.measure(subject, server, settings)
                 except Exception as exc:  # one peer's failure must not lose the other figures
-                    message = f"{name}: {type(exc).__name__}: {str(exc).strip()[-500:]}"
+                    message = f"{name}: {type(exc).__name__}: {str(exc).strip()[-800:]}"
                     results.failures.setdefault(subject.label, []).append(message)
                     print(f"{tag} {subject.label:<16} FAILED {message}", file=sys.stderr)
                     continue
                 for key, value in values.items():
-                    results.samples.setdefault(key, {}).setdefault(subject.label, []).append(value)
-                shown = ", ".join(f"{k}={v:,.1f}" for k, v in values.items() if ":" not in k)
+                    recorded = results.samples.setdefault(key, {}).setdefault(subject.label, [])
+                    recorded.extend(value if isinstance(value, list) else [value])
+                shown = ", ".join(
+                    f"{k}={statistics.median(v) if isinstance(v, list) else v:,.1f}"
+                    for k, v in values.items()
+                    if ":" not in k
+                )
                 took = time.perf_counter() - began
                 print(
                     f"{tag} {subject.label:<16} {shown} ({took:.1f}s)",
