@@ -1,9 +1,11 @@
-"""Tools the harness itself needs beyond Corral's own dependencies, installed on first use with
-pip into ``bench/.peers/python/tools`` (ignored by git) and put on ``sys.path``: today only
-``pyte``, a terminal emulator that turns the dashboard's output into the screen a person sees."""
+"""Tools the harness itself needs beyond Corral's runtime dependencies: today only ``pyte``, a
+terminal emulator that turns the dashboard's output into the screen a person sees. Taken from
+this environment when it has them, else installed on first use with pip into
+``bench/.peers/python/tools`` (ignored by git) and put on ``sys.path``."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from importlib import metadata
@@ -22,8 +24,11 @@ def _installed() -> dict[str, str]:
 
 
 def ensure_tools() -> dict[str, str]:
-    """Install the pinned tools unless present, put them on ``sys.path``; return
-    ``{name: version}``. ``PeerUnavailable`` if pip fails."""
+    """Use the tools of this environment if it has them (the ``test`` extra installs pyte);
+    else install the pins unless present and put them on ``sys.path``. Returns
+    ``{name: version}``; ``PeerUnavailable`` if pip fails."""
+    if all(importlib.util.find_spec(name) is not None for name in PINS):
+        return {name: metadata.version(name) for name in PINS}
     if any(_installed().get(name) != version for name, version in PINS.items()):
         argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         argv += ["--upgrade", "--target", str(TOOLS_DIR)]
