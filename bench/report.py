@@ -207,6 +207,18 @@ Corral has it), and rewrites the results section below. `--peer NAME` (repeatabl
   client and server put on anything doing one script call per job. The Python peers use
   redis-py too, so Corral's row is theirs.
 
+- **the dashboard** (Corral only): a real `corral dash` on an 80x24 pseudo-terminal, its output
+  turned into the screen by a terminal emulator (pyte), with keyspace notifications on (`live`)
+  and off (`polling`):
+  - its CPU (% of one core, from `/proc`) and peak RSS while producer and worker processes run
+    the engine at a target rate (`--dash-rate`, default 5,000 jobs/s; `--dash-producers`,
+    `--dash-workers`): the jobs added and completed per second meanwhile are shown beside them,
+    since a small machine may not reach the target;
+  - the time from adding a job (a job every 0.2-0.5 s) until the overview shows the new count;
+  - a queue of 1,000,000 waiting jobs (`--big-jobs`): the dashboard backend's own reads
+    (finding the queues, the counts, the first, middle and last page), and on the screen the
+    time from start to the queue shown, from Enter to its first page, and from `n` to the next.
+
 A peer that lacks a feature shows `n/a` with the reason under the tables: RQ has no
 concurrency within one worker process and runs one job per forked work horse (as `rq worker`
 does), arq has no bulk add and runs with `poll_delay=0.01` instead of its default 0.5 s (which
