@@ -90,74 +90,41 @@ def metrics(settings: Settings) -> list[Metric]:
 
 def dash_metrics(d: DashSettings) -> list[Metric]:
     """The dashboard's rows (Corral only)."""
-    out = []
+    rows: list[tuple[str, str, str]] = []  # key, title, unit
     for mode in dashboard.MODES:
         during = f"{mode}, engine target {d.rate:,.0f} jobs/s"
-        out += [
-            Metric(
-                f"dash-cpu-{mode}", f"`corral dash` CPU, {during}", "% of a core", False, "dash"
-            ),
-            Metric(f"dash-rss-{mode}", f"`corral dash` peak RSS, {during}", "MB", False, "dash"),
-            Metric(
-                f"dash-engine-done-{mode}",
-                f"engine: jobs completed meanwhile ({mode})",
-                "jobs/s",
-                True,
-                "dash",
-            ),
-            Metric(
-                f"dash-engine-added-{mode}",
-                f"engine: jobs added meanwhile ({mode})",
-                "jobs/s",
-                True,
-                "dash",
-            ),
+        rows += [
+            (f"dash-cpu-{mode}", f"`corral dash` CPU, {during}", "% of a core"),
+            (f"dash-rss-{mode}", f"`corral dash` peak RSS, {during}", "MB"),
+            (f"dash-engine-done-{mode}", f"engine: jobs completed meanwhile ({mode})", "jobs/s"),
+            (f"dash-engine-added-{mode}", f"engine: jobs added meanwhile ({mode})", "jobs/s"),
         ]
     for mode in dashboard.MODES:
-        out += [
-            Metric(
-                f"dash-screen-p50-{mode}",
-                f"job added → count on screen, p50 ({mode})",
-                "ms",
-                False,
-                "dash",
-            ),
-            Metric(
+        rows += [
+            (f"dash-screen-p50-{mode}", f"job added → count on screen, p50 ({mode})", "ms"),
+            (
                 f"dash-screen-max-{mode}",
                 f"job added → count on screen, max of {d.changes} ({mode})",
                 "ms",
-                False,
-                "dash",
             ),
         ]
     big = f"{d.big_jobs:,} waiting"
-    out += [
-        Metric("dash-big-discover", f"backend: find the queues (SCAN), {big}", "ms", False, "dash"),
-        Metric("dash-big-counts", f"backend: counts of the queue, {big}", "ms", False, "dash"),
-        Metric(
-            "dash-big-open", "backend: open the queue (counts + first page)", "ms", False, "dash"
-        ),
-        Metric("dash-big-page-first", "backend: first page", "ms", False, "dash"),
-        Metric("dash-big-page-middle", "backend: middle page", "ms", False, "dash"),
-        Metric("dash-big-page-last", "backend: last page", "ms", False, "dash"),
-        Metric(
-            "dash-big-screen-start",
-            "screen: `corral dash` started → queue shown",
-            "ms",
-            False,
-            "dash",
-        ),
-        Metric("dash-big-screen-open", "screen: Enter → first page shown", "ms", False, "dash"),
-        Metric(
-            "dash-big-screen-page",
-            f"screen: `n` → next page shown (median of {d.pages})",
-            "ms",
-            False,
-            "dash",
-        ),
-        Metric("dash-big-rss", "`corral dash` RSS with the queue open", "MB", False, "dash"),
+    rows += [
+        ("dash-big-discover", f"backend: find the queues (SCAN), {big}", "ms"),
+        ("dash-big-counts", f"backend: counts of the queue, {big}", "ms"),
+        ("dash-big-open", "backend: open the queue (counts + first page)", "ms"),
+        ("dash-big-page-first", "backend: first page", "ms"),
+        ("dash-big-page-middle", "backend: middle page", "ms"),
+        ("dash-big-page-last", "backend: last page", "ms"),
+        ("dash-big-screen-start", "screen: `corral dash` started → queue shown", "ms"),
+        ("dash-big-screen-open", "screen: Enter → first page shown", "ms"),
+        ("dash-big-screen-page", f"screen: `n` → next page shown (median of {d.pages})", "ms"),
+        ("dash-big-rss", "`corral dash` RSS with the queue open", "MB"),
     ]
-    return out
+    return [
+        Metric(key, title, unit, higher_is_better=unit == "jobs/s", table="dash")
+        for key, title, unit in rows
+    ]
 
 
 Values = dict[str, float] | dict[str, list[float]]
