@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.subjects import QUEUE, SEED_CHUNK, Latency, WorkerSpec, percentile
+from bench.subjects import QUEUE, SEED_CHUNK, Latency, Limits, WorkerSpec, percentile
 from engine import Job, Queue
 from engine.keys import QueueKeys
 
@@ -27,6 +27,7 @@ class CorralSubject:
     """Corral's ``Queue`` in the harness and ``bench.corral_worker`` as its worker."""
 
     label = "Corral"
+    limits = Limits()
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -8,12 +8,15 @@ sees every job finished; worker CPU comes from the worker process, server CPU fr
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bench import dashboard
 from bench.child import WorkerChild
+from bench.dashboard import DashSettings
 from bench.server import BenchServer
 from bench.subjects import Subject
 
@@ -38,6 +41,7 @@ class Settings:
     ceiling_pipeline: int = 16
     ceiling_seconds: float = 3.0
     process_timeout: float = 600.0
+    dash: DashSettings = field(default_factory=DashSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,52 @@ def metrics(settings: Settings) -> list[Metric]:
             "calls/s",
         ),
     ]
-    return out
+    return out + dash_metrics(settings.dash)
 
 
-Measure = Callable[[Subject, BenchServer, Settings], Awaitable[dict[str, float]]]
+def dash_metrics(d: DashSettings) -> list[Metric]:
+    """The dashboard's rows (Corral only)."""
+    rows: list[tuple[str, str, str]] = []  # key, title, unit
+    for mode in dashboard.MODES:
+        during = f"{mode}, engine target {d.rate:,.0f} jobs/s"
+        rows += [
+            (f"dash-cpu-{mode}", f"`corral dash` CPU, {during}", "% of a core"),
+            (f"dash-rss-{mode}", f"`corral dash` peak RSS, {during}", "MB"),
+            (f"dash-engine-done-{mode}", f"engine: jobs completed meanwhile ({mode})", "jobs/s"),
+            (f"dash-engine-added-{mode}", f"engine: jobs added meanwhile ({mode})", "jobs/s"),
+        ]
+    for mode in dashboard.MODES:
+        rows += [
+            (f"dash-screen-p50-{mode}", f"job added → count on screen, p50 ({mode})", "ms"),
+            (
+                f"dash-screen-max-{mode}",
+                f"job added → count on screen, max of {d.changes} ({mode})",
+                "ms",
+            ),
+        ]
+    big = f"{d.big_jobs:,} waiting"
+    rows += [
+        ("dash-big-discover", f"backend: find the queues (SCAN), {big}", "ms"),
+        ("dash-big-counts", f"backend: counts of the queue, {big}", "ms"),
+        ("dash-big-open", "backend: open the queue (counts + first page)", "ms"),
+        ("dash-big-page-first", "backend: first page", "ms"),
+        ("dash-big-page-middle", "backend: middle page", "ms"),
+        ("dash-big-page-last", "backend: last page", "ms"),
+        ("dash-big-screen-start", "screen: `corral dash` started → queue shown", "ms"),
+        ("dash-big-screen-open", "screen: Enter → first page shown", "ms"),
+        ("dash-big-screen-page", f"screen: `n` → next page shown (median of {d.pages})", "ms"),
+        ("dash-big-rss", "`corral dash` RSS with the queue open", "MB"),
+    ]
+    return [
+        Metric(key, title, unit, higher_is_better=unit == "jobs/s", table="dash")
+        for key, title, unit in rows
+    ]
+
+
+Values = dict[str, float] | dict[str, list[float]]
+"""What one measurement returns: one value per metric, or several (a scenario run once that
+repeats its own measurements)."""
+Measure = Callable[[Subject, BenchServer, Settings], Awaitable[Values]]
 
 
 async def measure_add(subject: Subject, server: BenchServer, s: Settings) -> dict[str, float]:
@@ -100,14 +146,16 @@ async def measure_bulk(subject: Subject, server: BenchServer, s: Settings) -> di
 async def _process(
     subject: Subject, server: BenchServer, s: Settings, concurrency: int, remove: bool
 ) -> dict[str, float]:
-    await subject.seed(s.jobs, remove)
+    key = _process_key(concurrency, remove)
+    jobs = subject.limits.jobs_for(key, s.jobs)
+    await subject.seed(jobs, remove)
     spec = subject.worker(concurrency)
     child = await WorkerChild.spawn(spec.argv, spec.cwd, spec.env)
     try:
         server_cpu = await server.cpu_seconds()
         start = time.perf_counter()
         await child.go()
-        while await subject.remaining(s.jobs) > 0:
+        while await subject.remaining(jobs) > 0:
             if time.perf_counter() - start > s.process_timeout:
                 raise TimeoutError(f"{subject.label}: not done after {s.process_timeout}s")
             await asyncio.sleep(POLL_INTERVAL)
@@ -116,11 +164,10 @@ async def _process(
         worker_cpu = await child.stop()
     finally:
         await child.kill()
-    key = _process_key(concurrency, remove)
     return {
-        key: s.jobs / elapsed,
-        f"{key}:worker": worker_cpu / s.jobs * 1e6,
-        f"{key}:server": server_cpu / s.jobs * 1e6,
+        key: jobs / elapsed,
+        f"{key}:worker": worker_cpu / jobs * 1e6,
+        f"{key}:server": server_cpu / jobs * 1e6,
     }
 
 
@@ -159,15 +206,68 @@ async def measure_ceiling(subject: Subject, server: BenchServer, s: Settings) ->
     return {"ceiling": plain, "ceiling-pipelined": piped}
 
 
-def scenarios(settings: Settings) -> list[tuple[str, Measure]]:
-    """(name, measure) pairs in the order they run within one repetition."""
-    out: list[tuple[str, Measure]] = [("add", measure_add), ("bulk", measure_bulk)]
+def measure_dash_load(mode: str) -> Measure:
+    """``corral dash`` CPU and RSS under engine load, in ``mode``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> Values:
+        return await dashboard.measure_load(server, s.dash, mode)
+
+    return measure
+
+
+def measure_dash_screen(mode: str) -> Measure:
+    """State change to screen at a low rate, in ``mode``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> Values:
+        return await dashboard.measure_to_screen(server, s.dash, mode)
+
+    return measure
+
+
+async def measure_dash_big(subject: Subject, server: BenchServer, s: Settings) -> Values:
+    """The big queue, seeded once; its reads repeated ``s.runs`` times."""
+    return await dashboard.measure_big(server, s.dash, s.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named measurement; ``corral_only`` ones skip the peers, ``once`` ones run in the
+    first repetition only (they repeat inside)."""
+
+    name: str
+    measure: Measure
+    corral_only: bool = False
+    once: bool = False
+
+
+def scenarios(settings: Settings) -> list[Scenario]:
+    """The scenarios in the order they run within one repetition."""
+    out = [Scenario("add", measure_add), Scenario("bulk", measure_bulk)]
     for concurrency in settings.concurrencies:
         for remove in (False, True):
             name = _process_key(concurrency, remove)
-            out.append((name, measure_process(concurrency, remove)))
-    out += [("latency", measure_latency), ("ceiling", measure_ceiling)]
+            out.append(Scenario(name, measure_process(concurrency, remove)))
+    out += [Scenario("latency", measure_latency), Scenario("ceiling", measure_ceiling)]
+    for mode in dashboard.MODES:
+        out.append(Scenario(f"dash-load-{mode}", measure_dash_load(mode), corral_only=True))
+    for mode in dashboard.MODES:
+        out.append(Scenario(f"dash-screen-{mode}", measure_dash_screen(mode), corral_only=True))
+    out.append(Scenario("dash-big", measure_dash_big, corral_only=True, once=True))
     return out
+
+
+def selected_scenarios(settings: Settings, selected: Sequence[str] | None) -> list[str]:
+    """Names of the scenarios ``--only`` (``selected`` prefixes) keeps."""
+    names = [scenario.name for scenario in scenarios(settings)]
+    return [n for n in names if not selected or any(n.startswith(p) for p in selected)]
+
+
+@dataclass
+class Results:
+    """Every value measured, and the runs that failed (subject label -> messages)."""
+
+    samples: Samples = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
 
 
 async def run_all(
@@ -175,25 +275,47 @@ async def run_all(
     server: BenchServer,
     settings: Settings,
     selected: Sequence[str] | None = None,
-) -> Samples:
+) -> Results:
     """Run every (selected) scenario ``settings.runs`` times, interleaving subjects so drift
-    hits them alike; return every value measured."""
-    samples: Samples = {}
+    hits them alike. A subject's failed run is reported and recorded; the others go on."""
+    results = Results()
     for run in range(1, settings.runs + 1):
-        for name, measure in scenarios(settings):
+        tag = f"[run {run}/{settings.runs}]"
+        for scenario in scenarios(settings):
+            name = scenario.name
             if selected and not any(name.startswith(prefix) for prefix in selected):
                 continue
-            for subject in subjects:
+            if scenario.once and run > 1:
+                continue
+            for subject in subjects[:1] if scenario.corral_only else subjects:
+                why_not = subject.limits.why_not(name)
+                if why_not is not None:
+                    if run == 1:
+                        print(
+                            f"{tag} {subject.label:<16} {name}: not run, {why_not}", file=sys.stderr
+                        )
+                    continue
                 await server.flush()
                 began = time.perf_counter()
-                values = await measure(subject, server, settings)
+                try:
+                    values = await scenario.measure(subject, server, settings)
+                except Exception as exc:  # one peer's failure must not lose the other figures
+                    message = f"{name}: {type(exc).__name__}: {str(exc).strip()[-800:]}"
+                    results.failures.setdefault(subject.label, []).append(message)
+                    print(f"{tag} {subject.label:<16} FAILED {message}", file=sys.stderr)
+                    continue
                 for key, value in values.items():
-                    samples.setdefault(key, {}).setdefault(subject.label, []).append(value)
-                shown = ", ".join(f"{k}={v:,.1f}" for k, v in values.items() if ":" not in k)
+                    recorded = results.samples.setdefault(key, {}).setdefault(subject.label, [])
+                    recorded.extend(value if isinstance(value, list) else [value])
+                shown = ", ".join(
+                    f"{k}={statistics.median(v) if isinstance(v, list) else v:,.1f}"
+                    for k, v in values.items()
+                    if ":" not in k
+                )
                 took = time.perf_counter() - began
                 print(
-                    f"[run {run}/{settings.runs}] {subject.label:<14} {shown} ({took:.1f}s)",
+                    f"{tag} {subject.label:<16} {shown} ({took:.1f}s)",
                     file=sys.stderr,
                     flush=True,
                 )
-    return samples
+    return results

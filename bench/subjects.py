@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -30,10 +31,34 @@ class WorkerSpec:
     env: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a subject cannot do, or does differently; keys are scenario-name prefixes
+    (``bulk``, ``process-c50``, ``ceiling``...), shown under the tables."""
+
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+    """Scenario prefix -> why the subject does not run it."""
+    process_share: Mapping[str, float] = field(default_factory=dict)
+    """Scenario prefix -> share of the jobs a processing run uses, when less than all (peers
+    that would take many minutes for all of them)."""
+    notes: tuple[str, ...] = ()
+    """How the subject is set up, where that is not its default."""
+
+    def why_not(self, scenario: str) -> str | None:
+        """Why ``scenario`` is not run, or None if it is."""
+        return next((why for p, why in self.unsupported.items() if scenario.startswith(p)), None)
+
+    def jobs_for(self, scenario: str, jobs: int) -> int:
+        """Jobs to process in ``scenario``: ``jobs``, or the subject's share of them."""
+        shares = [share for p, share in self.process_share.items() if scenario.startswith(p)]
+        return max(1, round(jobs * min([1.0, *shares])))
+
+
 class Subject(Protocol):
     """One job engine under test, on the harness's server."""
 
     label: str
+    limits: Limits
 
     async def add_one_by_one(self, jobs: int) -> float:
         """Add ``jobs`` no-op jobs, awaiting each; return the seconds it took."""
