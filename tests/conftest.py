@@ -21,7 +21,7 @@ from support.server import (
     external_redis_url,
 )
 
-pytest_plugins = ["support.bullmq_fixtures"]  # the real BullMQ in Node, for tests/bullmq
+pytest_plugins = ["support.bullmq_fixtures"]  # the real BullMQ in Node, for tests/bullmq_queues
 
 
 def pytest_configure(config: pytest.Config) -> None:

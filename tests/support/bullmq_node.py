@@ -1,6 +1,6 @@
 """The real BullMQ in Node for the BullMQ backend's tests: npm-installed once into the ignored
 ``tests/.node/bullmq<major>/`` (under a file lock, so parallel runs do not clash) and driven
-through ``tests/bullmq/node/*.js`` over stdin/stdout."""
+through ``tests/bullmq_queues/node/*.js`` over stdin/stdout."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 NODE_ROOT = TESTS_DIR / ".node"
-SCRIPTS = TESTS_DIR / "bullmq" / "node"
+SCRIPTS = TESTS_DIR / "bullmq_queues" / "node"
 PACKAGES: dict[str, dict[str, str]] = {
     # BullMQ 6 takes its Redis client as a peer dependency; 5 brings ioredis itself.
     "6": {"bullmq": "6.7.0", "ioredis": "5.11.1"},
