@@ -21,7 +21,7 @@ from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, Job
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
 from engine.queue import Queue, read_job_state
 
-SCAN_COUNT = 1_000
+SCAN_COUNT = 5_000
 LOG_LINES = 200
 """Newest log lines read for the detail view."""
 LPOS_MAX = 100_000
@@ -315,8 +315,12 @@ class CorralBackend:
         )
 
     def keyspace_pattern(self, db: int) -> str:
-        """``__keyspace@<db>__:<prefix>:{*}*``."""
-        return f"__keyspace@{db}__:{self.prefix}:{{*}}*"
+        """``__keyspace@<db>__:<prefix>:{*}:meta``: a queue created, paused or resumed.
+
+        Only ``meta``: every job transition is a script that also appends to the queue's events
+        stream, which the monitor tails anyway, so per-job key notifications (about 19 per job)
+        would only cost the dashboard CPU."""
+        return f"__keyspace@{db}__:{self.prefix}:{{*}}:meta"
 
     def queue_of_channel(self, channel: str) -> str | None:
         """The ``{queue}`` part of a keyspace channel of this prefix."""

@@ -58,6 +58,7 @@ class QueueMonitor:
         self.fixed_queues = tuple(queues)
         self.poll_interval = max(poll_interval, 0.05)
         self.discover_interval = discover_interval
+        self._discover_every = discover_interval
         self.min_gap = 1.0 / max_rate
         self.backoff_cap = backoff_cap
         self.tail = EventTail(backend, block_ms)
@@ -233,9 +234,11 @@ class QueueMonitor:
 
     async def _count(self, client: Redis) -> None:
         now = time.monotonic()
-        if not self.fixed_queues and now - self._discovered_at >= self.discover_interval:
+        if not self.fixed_queues and now - self._discovered_at >= self._discover_every:
             self.queues = await self.backend.discover_queues(client)
-            self._discovered_at = now
+            self._discovered_at = time.monotonic()
+            # a SCAN of a big keyspace is not free: never spend more than ~5 % of the time on it
+            self._discover_every = max(self.discover_interval, 20 * (self._discovered_at - now))
             gone = [q for q in self.tail.last_ids if q not in self.queues]
             self.tail.forget(gone)
         self.readings = await self.backend.read_counts(client, self.queues)
@@ -271,8 +274,9 @@ class QueueMonitor:
                 if event.event == "stalled":
                     self._stalled.append((time.monotonic(), event))
             if round_.events:
+                # the recount publishes: a snapshot now would show the old counts and hold the
+                # new ones back for a whole min_gap
                 self._dirty.set()
-                self._publish()
 
     async def _keyspace_loop(self, client: Redis, counts: Redis) -> None:
         db = int(counts.connection_pool.connection_kwargs.get("db", 0))
