@@ -169,6 +169,7 @@ class Worker:
 
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_base = uuid.uuid4().hex
+        self._leases = 0
         self.client, self._owns_client = make_client(connection)
         self._blocking, _ = make_client(
             connection
@@ -307,8 +308,11 @@ class Worker:
 
     def _lease(self, count: int) -> commands.Lease:
         limit = self.limiter
+        # A new token base for every take: a server that lost its data hands out the same job
+        # ids and attempt numbers again, and an old in-flight result must not fit a new job.
+        self._leases += 1
         return commands.Lease(
-            self._token_base,
+            f"{self._token_base}.{self._leases}",
             self.lock_duration,
             self.id,
             count,

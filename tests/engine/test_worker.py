@@ -397,3 +397,31 @@ async def test_worker_waits_for_a_job_added_later_without_polling(
 def _calls(stats: dict[str, Any], command: str) -> int:
     entry = stats.get(f"cmdstat_{command}")
     return int(entry["calls"]) if entry else 0
+
+
+async def test_the_same_job_id_and_attempt_never_get_the_same_lock_token(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    """After a server loses its data it hands out the same ids and attempt numbers again (R1):
+    the worker's tokens must still differ, or a late result could complete the new job."""
+    keys = QueueKeys(queue_name)
+    tokens: list[str] = []
+
+    async def process(job: Job) -> None:
+        tokens.append(str(await redis.get(keys.lock(job.id))))
+
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running_worker(queue_name, process, redis_url),
+    ):
+        await queue.add("x", {}, job_id="same")
+        await wait_until(lambda: _done(tokens, 1))
+        await queue.remove_job("same")  # as if the server had lost it
+        await queue.add("x", {}, job_id="same")
+        await wait_until(lambda: _done(tokens, 2))
+    assert tokens[0] != tokens[1]
+    assert all(t.endswith(":1") for t in tokens)  # both were attempt 1
+
+
+async def _done(tokens: list[str], n: int) -> bool:
+    return len(tokens) >= n
