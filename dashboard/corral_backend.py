@@ -14,9 +14,20 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dashboard.backend import ActionRefused, QueueReading
-from dashboard.model import ActiveJob, Event, JobDetail, JobPage, JobRow, StateCounts
+from dashboard.backend import FLOW_PATH_MAX, ActionRefused, QueueReading
+from dashboard.model import (
+    ActiveJob,
+    Event,
+    JobDetail,
+    JobLink,
+    JobLinks,
+    JobPage,
+    JobRow,
+    StateCounts,
+)
 from engine.errors import JobNotFound, JobStateError
+from engine.flow_model import JobRef
+from engine.flows import FlowNode, read_flow
 from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
 from engine.queue import Queue, read_job_state
@@ -247,6 +258,41 @@ class CorralBackend:
             raw=raw,
         )
 
+    # -- flows --------------------------------------------------------------------------------
+
+    async def read_job_links(
+        self, client: Redis, queue: str, job_id: str, max_children: int
+    ) -> JobLinks | None:
+        """``read_flow`` one level down (children) and, for the parent, none (its own state)."""
+        ref = JobRef(queue, job_id, self.prefix)
+        node = await read_flow(
+            client, ref, depth=1, max_children=max_children, list_scan_limit=LPOS_MAX
+        )
+        if node is None:
+            return None
+        parent: JobLink | None = None
+        if node.job is not None and node.job.parent is not None:
+            up = node.job.parent
+            above = await read_flow(client, up, depth=0, max_children=0, list_scan_limit=LPOS_MAX)
+            parent = _link(up, above)
+        return JobLinks(
+            job=_link(ref, node),
+            parent=parent,
+            children=tuple(_link(child.ref, child) for child in node.children),
+            more_children=node.truncated,
+        )
+
+    async def read_flow_path(self, client: Redis, queue: str, job_id: str) -> list[tuple[str, str]]:
+        """Follow the ``parent`` fields up (one HGET each), at most ``FLOW_PATH_MAX`` jobs."""
+        path = [JobRef(queue, job_id, self.prefix)]
+        while len(path) < FLOW_PATH_MAX:
+            raw = await client.hget(path[-1].key, F.PARENT)
+            up = JobRef.from_key(_text(raw)) if raw else None
+            if up is None or up in path:
+                break
+            path.append(up)
+        return [(ref.queue, ref.id) for ref in reversed(path)]
+
     # -- actions, all through engine.Queue ---------------------------------------------------
 
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
@@ -336,6 +382,21 @@ async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[
         raise ActionRefused(str(exc), None) from exc
     finally:
         await queue.close()
+
+
+def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
+    """A flow node as a ``JobLink``; a node that was not found is a job that is gone."""
+    job = node.job if node is not None else None
+    if node is None:
+        return JobLink(queue=ref.queue, id=ref.id, exists=False)
+    return JobLink(
+        queue=ref.queue,
+        id=ref.id,
+        name=job.name if job is not None else "",
+        state=job.state.value if job is not None and job.state is not None else None,
+        exists=job is not None,
+        has_children=bool(node.children) or node.truncated,
+    )
 
 
 def _text(value: str | bytes) -> str:

@@ -68,6 +68,7 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("p", "toggle_pause", "Pause", show=False, mutates=True),
     Key("c", "clean", "Clean", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
+    Key("t", "flow", "Flow of the job", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -78,6 +79,17 @@ JOB_KEYS: tuple[Key, ...] = (
     Key("d", "discard_job", "Discard", mutates=True),
     Key("P", "promote_job", "Promote", mutates=True),
     Key("m", "more", "More text"),
+    Key("t", "flow", "Flow"),
+    Key("u", "open_parent", "Open parent", show=False),
+    Key("enter", "open_link", "Open linked job", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+FLOW_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_job", "Open job"),
+    Key("space", "toggle_node", "Expand"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
     Key("escape,q", "back", "Back"),
 )
 

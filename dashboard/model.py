@@ -195,3 +195,29 @@ class JobPage:
     def end(self) -> int:
         """Index (inclusive) of the last row, or ``start - 1`` for an empty page."""
         return self.start + len(self.rows) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """A job of a flow as another job points at it (its parent, a child), with its state."""
+
+    queue: str
+    id: str
+    name: str = ""
+    state: str | None = None
+    exists: bool = True
+    """False when the job was deleted (a parent keeps the ends of children that are gone) or
+    its hash cannot be read."""
+    has_children: bool = False
+    """True when the job has children of its own, so a tree can offer to open it."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobLinks:
+    """One job's place in a flow: its parent and its first children, one level each way."""
+
+    job: JobLink
+    parent: JobLink | None = None
+    children: tuple[JobLink, ...] = ()
+    more_children: bool = False
+    """True when the job has more children than were read."""
