@@ -12,7 +12,15 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from dashboard.model import ActiveJob, Event, JobDetail, JobLinks, JobPage, StateCounts
+from dashboard.model import (
+    ActiveJob,
+    Event,
+    JobDetail,
+    JobLinks,
+    JobPage,
+    StateCounts,
+    WorkerRow,
+)
 
 FLOW_PATH_MAX = 100
 """Parent links followed at most when looking for the root of a job's flow."""
@@ -142,4 +150,9 @@ class Backend(Protocol):
         Just the job when it has no parent; at most ``FLOW_PATH_MAX`` entries (the deepest
         ones when a flow is deeper, or parent links loop).
         """
+        ...
+
+    async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
+        """The live workers of each of ``queues`` (a worker that died drops out when its
+        heartbeat expires), grouped by queue in the order given, oldest first in each."""
         ...

@@ -24,6 +24,7 @@ from dashboard.model import (
     JobPage,
     JobRow,
     StateCounts,
+    WorkerRow,
 )
 from engine.errors import JobNotFound, JobStateError
 from engine.flow_model import JobRef
@@ -292,6 +293,28 @@ class CorralBackend:
                 break
             path.append(up)
         return [(ref.queue, ref.id) for ref in reversed(path)]
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
+        """``Queue.get_workers`` of each queue (its heartbeat records: two round trips)."""
+        rows: list[WorkerRow] = []
+        for name in queues:
+            for info in await Queue(name, client, prefix=self.prefix).get_workers():
+                rows.append(
+                    WorkerRow(
+                        queue=name,
+                        id=info.id,
+                        host=info.host,
+                        pid=info.pid,
+                        concurrency=info.concurrency,
+                        in_flight=info.in_flight,
+                        started_ms=info.started,
+                        last_beat_ms=info.last_beat,
+                        expires_ms=info.expires,
+                    )
+                )
+        return rows
 
     # -- actions, all through engine.Queue ---------------------------------------------------
 

@@ -35,6 +35,7 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("p", "toggle_pause", "Pause/resume", mutates=True),
     Key("R", "retry_all", "Retry all failed", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
+    Key("w", "workers", "Workers"),
     Key("q", "quit", "Quit"),
 )
 
@@ -69,6 +70,7 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("c", "clean", "Clean", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
     Key("t", "flow", "Flow of the job", show=False),
+    Key("w", "workers", "Workers", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -88,6 +90,13 @@ JOB_KEYS: tuple[Key, ...] = (
 FLOW_KEYS: tuple[Key, ...] = (
     Key("enter", "open_job", "Open job"),
     Key("space", "toggle_node", "Expand"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+WORKERS_KEYS: tuple[Key, ...] = (
+    Key("a", "toggle_all", "All queues / this one"),
     Key("j", "cursor('down')", "Down", show=False),
     Key("k", "cursor('up')", "Up", show=False),
     Key("escape,q", "back", "Back"),

@@ -221,3 +221,19 @@ class JobLinks:
     children: tuple[JobLink, ...] = ()
     more_children: bool = False
     """True when the job has more children than were read."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One live worker of a queue, from its heartbeat record (ms on the worker's own clock)."""
+
+    queue: str
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    in_flight: int
+    started_ms: int
+    last_beat_ms: int
+    expires_ms: int
+    """When the heartbeat runs out unless the worker beats again."""

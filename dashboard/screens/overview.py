@@ -10,6 +10,7 @@ from dashboard.model import DashboardSnapshot
 from dashboard.screens.base import DashScreen
 from dashboard.screens.queue import QueueScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.queue_table import QueueTable
 from dashboard.widgets.throughput_chart import ThroughputChart
 
@@ -75,6 +76,10 @@ class OverviewScreen(DashScreen):
         queue = self._selected()
         if queue is not None:
             self.app.push_screen(StalledScreen(queue))
+
+    def action_workers(self) -> None:
+        """Live workers of every queue (``a`` narrows to the queue under the cursor)."""
+        self.app.push_screen(WorkersScreen(self._selected(), all_queues=True))
 
     def action_quit(self) -> None:
         """``q`` at the top level quits."""

@@ -14,6 +14,7 @@ from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.counts_bar import CountsBar
 from dashboard.widgets.job_table import JobTable
 
@@ -192,6 +193,10 @@ class QueueScreen(DashScreen):
     def action_stalled(self) -> None:
         """Stalled and stuck jobs of this queue."""
         self.app.push_screen(StalledScreen(self.queue))
+
+    def action_workers(self) -> None:
+        """Live workers of this queue (``a``: of every queue)."""
+        self.app.push_screen(WorkersScreen(self.queue))
 
     def action_flow(self) -> None:
         """The flow of the job under the cursor, as a tree."""

@@ -78,11 +78,14 @@ _CHILD_SET = re.compile(r":job:[^:]+:(dependencies|failed)$")
 
 
 def _capped_by_the_engine(command: LoggedCommand) -> bool:
-    """Logs (above), and a parent's sets of children: a job gets its children only when its
-    flow is added, at most ``MAX_FLOW_JOBS`` per call, so reading them whole is bounded."""
+    """Logs (above); a parent's sets of children: a job gets its children only when its flow
+    is added, at most ``MAX_FLOW_JOBS`` per call; and a queue's ``workers`` zset, which every
+    heartbeat trims to the workers seen in the last minute. Reading those whole is bounded."""
     if _logs_are_capped(command):
         return True
     key = command.args[1] if len(command.args) > 1 else ""
+    if command.name == "zrange" and key.endswith("}:workers"):
+        return True
     return command.name in ("smembers", "zrange") and bool(_CHILD_SET.search(key))
 
 
@@ -161,6 +164,7 @@ async def _read_every_view(backend: CorralBackend, url: str, queue: str) -> None
             await backend.read_page(reader.client, queue, state, 0, 50)
             await backend.read_page(reader.client, queue, state, 50, 50)
         await backend.read_active(reader.client, queue, 0, 50)
+        await backend.read_workers(reader.client, [queue])
         for job_id in ids:
             assert await backend.read_job(reader.client, queue, job_id) is not None
             assert await backend.read_job_links(reader.client, queue, job_id, 20) is not None
