@@ -18,6 +18,7 @@ from dashboard.model import (
     JobDetail,
     JobLinks,
     JobPage,
+    SchedulerPage,
     StateCounts,
     WorkerRow,
 )
@@ -155,4 +156,12 @@ class Backend(Protocol):
     async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
         """The live workers of each of ``queues`` (a worker that died drops out when its
         heartbeat expires), grouped by queue in the order given, oldest first in each."""
+        ...
+
+    async def read_schedulers(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> SchedulerPage:
+        """``count`` job schedulers of the queue from index ``start``, soonest next run first
+        (ended ones last), each with the state of the newest job it created; a record that
+        cannot be read is a row with ``malformed`` set. Bounded range reads only."""
         ...

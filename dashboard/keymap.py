@@ -36,6 +36,7 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("R", "retry_all", "Retry all failed", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
     Key("w", "workers", "Workers"),
+    Key("S", "schedulers", "Schedulers", show=False),
     Key("q", "quit", "Quit"),
 )
 
@@ -71,6 +72,7 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("s", "stalled", "Stalled", show=False),
     Key("t", "flow", "Flow of the job", show=False),
     Key("w", "workers", "Workers", show=False),
+    Key("S", "schedulers", "Schedulers", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -99,6 +101,15 @@ WORKERS_KEYS: tuple[Key, ...] = (
     Key("a", "toggle_all", "All queues / this one"),
     Key("j", "cursor('down')", "Down", show=False),
     Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+SCHEDULERS_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_last_job", "Open last job"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("n,right_square_bracket", "page(1)", "Next page", show=False),
+    Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("escape,q", "back", "Back"),
 )
 

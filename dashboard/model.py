@@ -237,3 +237,35 @@ class WorkerRow:
     last_beat_ms: int
     expires_ms: int
     """When the heartbeat runs out unless the worker beats again."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerRow:
+    """One job scheduler: its timing, where it stands, and the newest job it created."""
+
+    id: str
+    every_ms: int | None = None
+    pattern: str | None = None
+    tz: str | None = None
+    next_run_ms: int | None = None
+    """The tick of its newest job (ms); None once it has ended (limit or end date reached)."""
+    iterations: int = 0
+    limit: int | None = None
+    end_date_ms: int | None = None
+    job_name: str = ""
+    last_job_id: str | None = None
+    last_job_state: str | None = None
+    """State of the last job; None when it no longer exists (or is in no state)."""
+    malformed: str | None = None
+    """Why the scheduler's record could not be read, when it could not."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerPage:
+    """A page of a queue's schedulers, soonest next run first, read at ``now_ms`` (server)."""
+
+    queue: str
+    start: int
+    rows: tuple[SchedulerRow, ...]
+    total: int
+    now_ms: int

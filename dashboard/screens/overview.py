@@ -9,6 +9,7 @@ from dashboard.keymap import OVERVIEW_KEYS, bindings
 from dashboard.model import DashboardSnapshot
 from dashboard.screens.base import DashScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
 from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.queue_table import QueueTable
@@ -80,6 +81,12 @@ class OverviewScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of every queue (``a`` narrows to the queue under the cursor)."""
         self.app.push_screen(WorkersScreen(self._selected(), all_queues=True))
+
+    def action_schedulers(self) -> None:
+        """Job schedulers of the queue under the cursor."""
+        queue = self._selected()
+        if queue is not None:
+            self.app.push_screen(SchedulersScreen(queue))
 
     def action_quit(self) -> None:
         """``q`` at the top level quits."""

@@ -13,6 +13,7 @@ from dashboard.model import STATE_ORDER, DashboardSnapshot, JobPage
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
 from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.counts_bar import CountsBar
@@ -197,6 +198,10 @@ class QueueScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of this queue (``a``: of every queue)."""
         self.app.push_screen(WorkersScreen(self.queue))
+
+    def action_schedulers(self) -> None:
+        """Job schedulers of this queue."""
+        self.app.push_screen(SchedulersScreen(self.queue))
 
     def action_flow(self) -> None:
         """The flow of the job under the cursor, as a tree."""

@@ -165,6 +165,7 @@ async def _read_every_view(backend: CorralBackend, url: str, queue: str) -> None
             await backend.read_page(reader.client, queue, state, 50, 50)
         await backend.read_active(reader.client, queue, 0, 50)
         await backend.read_workers(reader.client, [queue])
+        await backend.read_schedulers(reader.client, queue, 0, 50)
         for job_id in ids:
             assert await backend.read_job(reader.client, queue, job_id) is not None
             assert await backend.read_job_links(reader.client, queue, job_id, 20) is not None
@@ -205,6 +206,7 @@ async def test_dashboard_monitor_and_views_write_nothing_and_read_bounded(
     async with Queue("watched", named, max_events=100) as queue:
         await every_state(queue)
         await _a_flow(named, "watched")
+        await queue.upsert_job_scheduler("tick", every=60_000)
         await queue.add_bulk([("bulk", {"i": i}) for i in range(5_000)])
     backend = CorralBackend()
     async with CommandAudit(server.url, ignore_clients=frozenset({PRODUCER})) as audit:
