@@ -18,6 +18,7 @@ from dashboard.model import (
     JobDetail,
     JobLinks,
     JobPage,
+    MinuteHistory,
     SchedulerPage,
     StateCounts,
     WorkerRow,
@@ -164,4 +165,12 @@ class Backend(Protocol):
         """``count`` job schedulers of the queue from index ``start``, soonest next run first
         (ended ones last), each with the state of the newest job it created; a record that
         cannot be read is a row with ``malformed`` set. Bounded range reads only."""
+        ...
+
+    async def read_minute_history(
+        self, client: Redis, queues: Sequence[str], minutes: int
+    ) -> MinuteHistory:
+        """Completed and failed jobs per minute of each queue over the last ``minutes``
+        minutes, the current one included (server clock); minutes with nothing recorded, or
+        whose record expired, count 0. Bounded: one small read per queue, kind and minute."""
         ...

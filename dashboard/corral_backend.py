@@ -23,6 +23,7 @@ from dashboard.model import (
     JobLinks,
     JobPage,
     JobRow,
+    MinuteHistory,
     SchedulerPage,
     SchedulerRow,
     StateCounts,
@@ -33,6 +34,7 @@ from engine.flow_model import JobRef
 from engine.flows import FlowNode, read_flow
 from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
+from engine.metrics import MINUTE_MS
 from engine.queue import Queue, read_job_state
 from engine.schedulers import JobScheduler
 
@@ -318,6 +320,27 @@ class CorralBackend:
                     )
                 )
         return rows
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    async def read_minute_history(
+        self, client: Redis, queues: Sequence[str], minutes: int
+    ) -> MinuteHistory:
+        """``Queue.get_metrics`` of both kinds for each queue, over minutes ending now."""
+        seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        end = now - now % MINUTE_MS
+        start = end - (max(minutes, 1) - 1) * MINUTE_MS
+        counts: dict[str, tuple[tuple[int, int], ...]] = {}
+        for name in queues:
+            queue = Queue(name, client, prefix=self.prefix)
+            completed = await queue.get_metrics("completed", start, end)
+            failed = await queue.get_metrics("failed", start, end)
+            counts[name] = tuple(
+                (done.count, lost.count)
+                for done, lost in zip(completed.points, failed.points, strict=True)
+            )
+        return MinuteHistory(end_minute_ms=end, counts=counts)
 
     # -- job schedulers -----------------------------------------------------------------------
 

@@ -120,6 +120,10 @@ class DashboardSnapshot:
     recent_events: tuple[Event, ...] = ()
     stalled_events: tuple[Event, ...] = ()  # kept apart, so busy queues do not push them out
     error: str | None = None
+    hour_completed: tuple[int, ...] = ()
+    """Jobs completed per minute over all queues in the last hour, from the server's metrics,
+    oldest first; the last minute is the current one, so far."""
+    hour_failed: tuple[int, ...] = ()
 
     def queue(self, name: str) -> QueueSnapshot | None:
         """The snapshot of one queue, or None if it is not (or no longer) known."""
@@ -269,3 +273,13 @@ class SchedulerPage:
     rows: tuple[SchedulerRow, ...]
     total: int
     now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteHistory:
+    """Jobs finished per minute in each queue, from the per-minute metrics on the server."""
+
+    end_minute_ms: int
+    """Start of the newest minute read (the current one, server clock)."""
+    counts: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """Queue -> ``(completed, failed)`` per minute, oldest first, ending at ``end_minute_ms``."""

@@ -37,7 +37,12 @@ class OverviewScreen(DashScreen):
         """Refresh the table and the chart."""
         super().show_snapshot(snapshot)
         self.query_one(QueueTable).show(snapshot)
-        self.query_one(ThroughputChart).show(snapshot.completed_history, snapshot.failed_history)
+        self.query_one(ThroughputChart).show(
+            snapshot.completed_history,
+            snapshot.failed_history,
+            snapshot.hour_completed,
+            snapshot.hour_failed,
+        )
 
     def _selected(self) -> str | None:
         return self.query_one(QueueTable).selected_queue

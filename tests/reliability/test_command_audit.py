@@ -166,6 +166,8 @@ async def _read_every_view(backend: CorralBackend, url: str, queue: str) -> None
         await backend.read_active(reader.client, queue, 0, 50)
         await backend.read_workers(reader.client, [queue])
         await backend.read_schedulers(reader.client, queue, 0, 50)
+        history = await backend.read_minute_history(reader.client, [queue], 60)
+        assert len(history.counts[queue]) == 60
         for job_id in ids:
             assert await backend.read_job(reader.client, queue, job_id) is not None
             assert await backend.read_job_links(reader.client, queue, job_id, 20) is not None
