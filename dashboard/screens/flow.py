@@ -75,7 +75,7 @@ class FlowScreen(DashScreen):
         levels = len(path) - 1
         above = f", {levels} level{'s' * (levels != 1)} below the root" if levels else ", the root"
         title = display_text(f"flow of job {self.job_id}{above}", limit=60)
-        title.append(f"  read {clock(time.time())}", style="dim")
+        title.append(f"  read {clock(time.time())}  enter: open, space: expand", style="dim")
         self.query_one("#queue-title", Static).update(title)
         self.loaded = True
 

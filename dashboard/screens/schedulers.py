@@ -64,6 +64,7 @@ class SchedulersScreen(DashScreen):
         first = page.start + 1 if page.rows else 0
         title = display_text(f"schedulers of queue {self.queue}", limit=50)
         title.append(f"  {first}-{page.start + len(page.rows)} of {page.total}", style="dim")
+        title.append("  enter: open its last job", style="dim")
         self.query_one("#queue-title", Static).update(title)
         self._describe()
 
