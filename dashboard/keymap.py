@@ -83,7 +83,7 @@ JOB_KEYS: tuple[Key, ...] = (
     Key("d", "discard_job", "Discard", mutates=True),
     Key("P", "promote_job", "Promote", mutates=True),
     Key("m", "more", "More text"),
-    Key("t", "flow", "Flow"),
+    Key("t", "flow", "Flow", show=False),
     Key("u", "open_parent", "Open parent", show=False),
     Key("enter", "open_link", "Open linked job", show=False),
     Key("escape,q", "back", "Back"),
