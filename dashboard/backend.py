@@ -12,7 +12,20 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from dashboard.model import ActiveJob, Event, JobDetail, JobPage, StateCounts
+from dashboard.model import (
+    ActiveJob,
+    Event,
+    JobDetail,
+    JobLinks,
+    JobPage,
+    MinuteHistory,
+    SchedulerPage,
+    StateCounts,
+    WorkerRow,
+)
+
+FLOW_PATH_MAX = 100
+"""Parent links followed at most when looking for the root of a job's flow."""
 
 
 class ActionRefused(Exception):
@@ -118,4 +131,46 @@ class Backend(Protocol):
         self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
     ) -> list[str]:
         """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""
+        ...
+
+    # -- flows, workers, schedulers, metrics (read-only) --------------------------------------
+
+    async def read_job_links(
+        self, client: Redis, queue: str, job_id: str, max_children: int
+    ) -> JobLinks | None:
+        """A job's parent and its first ``max_children`` children, each with name and state.
+
+        None if the job does not exist. ``has_children`` of each link says whether that job has
+        children of its own, and ``more_children`` whether the job has more than were read.
+        Bounded: one level up and one down, never a whole list or set beyond a flow's own.
+        """
+        ...
+
+    async def read_flow_path(self, client: Redis, queue: str, job_id: str) -> list[tuple[str, str]]:
+        """``(queue, job id)`` from the root of the job's flow down to the job itself.
+
+        Just the job when it has no parent; at most ``FLOW_PATH_MAX`` entries (the deepest
+        ones when a flow is deeper, or parent links loop).
+        """
+        ...
+
+    async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
+        """The live workers of each of ``queues`` (a worker that died drops out when its
+        heartbeat expires), grouped by queue in the order given, oldest first in each."""
+        ...
+
+    async def read_schedulers(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> SchedulerPage:
+        """``count`` job schedulers of the queue from index ``start``, soonest next run first
+        (ended ones last), each with the state of the newest job it created; a record that
+        cannot be read is a row with ``malformed`` set. Bounded range reads only."""
+        ...
+
+    async def read_minute_history(
+        self, client: Redis, queues: Sequence[str], minutes: int
+    ) -> MinuteHistory:
+        """Completed and failed jobs per minute of each queue over the last ``minutes``
+        minutes, the current one included (server clock); minutes with nothing recorded, or
+        whose record expired, count 0. Bounded: one small read per queue, kind and minute."""
         ...

@@ -14,12 +14,29 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dashboard.backend import ActionRefused, QueueReading
-from dashboard.model import ActiveJob, Event, JobDetail, JobPage, JobRow, StateCounts
+from dashboard.backend import FLOW_PATH_MAX, ActionRefused, QueueReading
+from dashboard.model import (
+    ActiveJob,
+    Event,
+    JobDetail,
+    JobLink,
+    JobLinks,
+    JobPage,
+    JobRow,
+    MinuteHistory,
+    SchedulerPage,
+    SchedulerRow,
+    StateCounts,
+    WorkerRow,
+)
 from engine.errors import JobNotFound, JobStateError
+from engine.flow_model import JobRef
+from engine.flows import FlowNode, read_flow
 from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
+from engine.metrics import MINUTE_MS
 from engine.queue import Queue, read_job_state
+from engine.schedulers import JobScheduler
 
 SCAN_COUNT = 5_000
 LOG_LINES = 200
@@ -247,6 +264,150 @@ class CorralBackend:
             raw=raw,
         )
 
+    # -- flows --------------------------------------------------------------------------------
+
+    async def read_job_links(
+        self, client: Redis, queue: str, job_id: str, max_children: int
+    ) -> JobLinks | None:
+        """``read_flow`` one level down (children) and, for the parent, none (its own state)."""
+        ref = JobRef(queue, job_id, self.prefix)
+        node = await read_flow(
+            client, ref, depth=1, max_children=max_children, list_scan_limit=LPOS_MAX
+        )
+        if node is None:
+            return None
+        parent: JobLink | None = None
+        if node.job is not None and node.job.parent is not None:
+            up = node.job.parent
+            above = await read_flow(client, up, depth=0, max_children=0, list_scan_limit=LPOS_MAX)
+            parent = _link(up, above)
+        return JobLinks(
+            job=_link(ref, node),
+            parent=parent,
+            children=tuple(_link(child.ref, child) for child in node.children),
+            more_children=node.truncated,
+        )
+
+    async def read_flow_path(self, client: Redis, queue: str, job_id: str) -> list[tuple[str, str]]:
+        """Follow the ``parent`` fields up (one HGET each), at most ``FLOW_PATH_MAX`` jobs."""
+        path = [JobRef(queue, job_id, self.prefix)]
+        while len(path) < FLOW_PATH_MAX:
+            raw = await client.hget(path[-1].key, F.PARENT)
+            up = JobRef.from_key(_text(raw)) if raw else None
+            if up is None or up in path:
+                break
+            path.append(up)
+        return [(ref.queue, ref.id) for ref in reversed(path)]
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
+        """``Queue.get_workers`` of each queue (its heartbeat records: two round trips)."""
+        rows: list[WorkerRow] = []
+        for name in queues:
+            for info in await Queue(name, client, prefix=self.prefix).get_workers():
+                rows.append(
+                    WorkerRow(
+                        queue=name,
+                        id=info.id,
+                        host=info.host,
+                        pid=info.pid,
+                        concurrency=info.concurrency,
+                        in_flight=info.in_flight,
+                        started_ms=info.started,
+                        last_beat_ms=info.last_beat,
+                        expires_ms=info.expires,
+                    )
+                )
+        return rows
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    async def read_minute_history(
+        self, client: Redis, queues: Sequence[str], minutes: int
+    ) -> MinuteHistory:
+        """``Queue.get_metrics`` of both kinds for each queue, over minutes ending now."""
+        seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        end = now - now % MINUTE_MS
+        start = end - (max(minutes, 1) - 1) * MINUTE_MS
+        counts: dict[str, tuple[tuple[int, int], ...]] = {}
+        for name in queues:
+            queue = Queue(name, client, prefix=self.prefix)
+            completed = await queue.get_metrics("completed", start, end)
+            failed = await queue.get_metrics("failed", start, end)
+            counts[name] = tuple(
+                (done.count, lost.count)
+                for done, lost in zip(completed.points, failed.points, strict=True)
+            )
+        return MinuteHistory(end_minute_ms=end, counts=counts)
+
+    # -- job schedulers -----------------------------------------------------------------------
+
+    async def read_schedulers(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> SchedulerPage:
+        """ZRANGE of ``schedulers`` (bounded), each hash read as ``JobScheduler.from_hash``,
+        then the last jobs' states in two pipelined round trips."""
+        keys = self.keys(queue)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.schedulers, start, start + count - 1)
+            pipe.zcard(keys.schedulers)
+            pipe.time()
+            raw_ids, total, (seconds, micros) = await pipe.execute()
+        ids = [_text(i) for i in raw_ids]
+        async with client.pipeline(transaction=False) as pipe:
+            for scheduler_id in ids:
+                pipe.hgetall(keys.scheduler(scheduler_id))
+            hashes = await pipe.execute() if ids else []
+        read: list[tuple[str, JobScheduler | str]] = []
+        for scheduler_id, raw in zip(ids, hashes, strict=True):
+            if not raw:
+                continue  # removed since the ZRANGE
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            try:
+                read.append((scheduler_id, JobScheduler.from_hash(scheduler_id, fields)))
+            except (ValueError, TypeError, KeyError) as exc:  # written by something else
+                read.append((scheduler_id, f"{type(exc).__name__}: {exc}"))
+        last_ids = [s.last_job_id for _, s in read if isinstance(s, JobScheduler)]
+        states = await self._states(client, keys, [i for i in last_ids if i])
+        rows = tuple(_scheduler_row(sid, found, states) for sid, found in read)
+        now = int(seconds) * 1000 + int(micros) // 1000
+        return SchedulerPage(queue=queue, start=start, rows=rows, total=int(total), now_ms=now)
+
+    async def _states(self, client: Redis, keys: QueueKeys, ids: list[str]) -> dict[str, str]:
+        """States of several jobs of one queue, as ``read_job_state`` finds them, pipelined
+        (the wait and paused lists searched among ``LPOS_MAX`` entries)."""
+        zstates = [s for s in ALL_STATES if s not in LIST_STATES]
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(keys.job(job_id))
+                for state in zstates:
+                    pipe.zscore(keys.of_state(state.value), job_id)
+            replies = await pipe.execute() if ids else []
+        per = 1 + len(zstates)
+        states: dict[str, str] = {}
+        unplaced: list[str] = []
+        for index, job_id in enumerate(ids):
+            exists, *scores = replies[index * per : (index + 1) * per]
+            found = [s for s, score in zip(zstates, scores, strict=True) if score is not None]
+            if found:
+                states[job_id] = found[0].value
+            elif exists:
+                unplaced.append(job_id)
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in unplaced:
+                pipe.lpos(keys.wait, job_id, maxlen=LPOS_MAX)
+                pipe.lpos(keys.paused, job_id, maxlen=LPOS_MAX)
+            positions = await pipe.execute() if unplaced else []
+        for index, job_id in enumerate(unplaced):
+            in_wait, in_paused = positions[2 * index : 2 * index + 2]
+            if in_wait is not None:
+                states[job_id] = JobState.WAIT.value
+            elif in_paused is not None:
+                states[job_id] = JobState.PAUSED.value
+        return states
+
     # -- actions, all through engine.Queue ---------------------------------------------------
 
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
@@ -340,6 +501,43 @@ async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[
         raise ActionRefused(str(exc), None) from exc
     finally:
         await queue.close()
+
+
+def _scheduler_row(
+    scheduler_id: str, found: JobScheduler | str, states: Mapping[str, str]
+) -> SchedulerRow:
+    """A scheduler as a row, or a row saying why its record could not be read."""
+    if isinstance(found, str):
+        return SchedulerRow(id=scheduler_id, malformed=found)
+    last = found.last_job_id
+    return SchedulerRow(
+        id=scheduler_id,
+        every_ms=found.every,
+        pattern=found.pattern,
+        tz=found.tz,
+        next_run_ms=found.next_run,
+        iterations=found.iterations,
+        limit=found.timing.limit,
+        end_date_ms=found.timing.end_date,
+        job_name=found.job_name,
+        last_job_id=last,
+        last_job_state=states.get(last) if last else None,
+    )
+
+
+def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
+    """A flow node as a ``JobLink``; a node that was not found is a job that is gone."""
+    job = node.job if node is not None else None
+    if node is None:
+        return JobLink(queue=ref.queue, id=ref.id, exists=False)
+    return JobLink(
+        queue=ref.queue,
+        id=ref.id,
+        name=job.name if job is not None else "",
+        state=job.state.value if job is not None and job.state is not None else None,
+        exists=job is not None,
+        has_children=bool(node.children) or node.truncated,
+    )
 
 
 def _text(value: str | bytes) -> str:

@@ -35,6 +35,8 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("p", "toggle_pause", "Pause/resume", mutates=True),
     Key("R", "retry_all", "Retry all failed", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
+    Key("w", "workers", "Workers"),
+    Key("S", "schedulers", "Schedulers", show=False),
     Key("q", "quit", "Quit"),
 )
 
@@ -68,6 +70,9 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("p", "toggle_pause", "Pause", show=False, mutates=True),
     Key("c", "clean", "Clean", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
+    Key("t", "flow", "Flow of the job", show=False),
+    Key("w", "workers", "Workers", show=False),
+    Key("S", "schedulers", "Schedulers", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -78,6 +83,33 @@ JOB_KEYS: tuple[Key, ...] = (
     Key("d", "discard_job", "Discard", mutates=True),
     Key("P", "promote_job", "Promote", mutates=True),
     Key("m", "more", "More text"),
+    Key("t", "flow", "Flow", show=False),
+    Key("u", "open_parent", "Open parent", show=False),
+    Key("enter", "open_link", "Open linked job", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+FLOW_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_job", "Open job"),
+    Key("space", "toggle_node", "Expand"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+WORKERS_KEYS: tuple[Key, ...] = (
+    Key("a", "toggle_all", "All queues / this one"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+SCHEDULERS_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_last_job", "Open last job"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("n,right_square_bracket", "page(1)", "Next page", show=False),
+    Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("escape,q", "back", "Back"),
 )
 

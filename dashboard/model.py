@@ -120,6 +120,10 @@ class DashboardSnapshot:
     recent_events: tuple[Event, ...] = ()
     stalled_events: tuple[Event, ...] = ()  # kept apart, so busy queues do not push them out
     error: str | None = None
+    hour_completed: tuple[int, ...] = ()
+    """Jobs completed per minute over all queues in the last hour, from the server's metrics,
+    oldest first; the last minute is the current one, so far."""
+    hour_failed: tuple[int, ...] = ()
 
     def queue(self, name: str) -> QueueSnapshot | None:
         """The snapshot of one queue, or None if it is not (or no longer) known."""
@@ -197,3 +201,87 @@ class JobPage:
     def end(self) -> int:
         """Index (inclusive) of the last row, or ``start - 1`` for an empty page."""
         return self.start + len(self.rows) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """A job of a flow as another job points at it (its parent, a child), with its state."""
+
+    queue: str
+    id: str
+    name: str = ""
+    state: str | None = None
+    exists: bool = True
+    """False when the job was deleted (a parent keeps the ends of children that are gone) or
+    its hash cannot be read."""
+    has_children: bool = False
+    """True when the job has children of its own, so a tree can offer to open it."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobLinks:
+    """One job's place in a flow: its parent and its first children, one level each way."""
+
+    job: JobLink
+    parent: JobLink | None = None
+    children: tuple[JobLink, ...] = ()
+    more_children: bool = False
+    """True when the job has more children than were read."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One live worker of a queue, from its heartbeat record (ms on the worker's own clock)."""
+
+    queue: str
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    in_flight: int
+    started_ms: int
+    last_beat_ms: int
+    expires_ms: int
+    """When the heartbeat runs out unless the worker beats again."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerRow:
+    """One job scheduler: its timing, where it stands, and the newest job it created."""
+
+    id: str
+    every_ms: int | None = None
+    pattern: str | None = None
+    tz: str | None = None
+    next_run_ms: int | None = None
+    """The tick of its newest job (ms); None once it has ended (limit or end date reached)."""
+    iterations: int = 0
+    limit: int | None = None
+    end_date_ms: int | None = None
+    job_name: str = ""
+    last_job_id: str | None = None
+    last_job_state: str | None = None
+    """State of the last job; None when it no longer exists (or is in no state)."""
+    malformed: str | None = None
+    """Why the scheduler's record could not be read, when it could not."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerPage:
+    """A page of a queue's schedulers, soonest next run first, read at ``now_ms`` (server)."""
+
+    queue: str
+    start: int
+    rows: tuple[SchedulerRow, ...]
+    total: int
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteHistory:
+    """Jobs finished per minute in each queue, from the per-minute metrics on the server."""
+
+    end_minute_ms: int
+    """Start of the newest minute read (the current one, server clock)."""
+    counts: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """Queue -> ``(completed, failed)`` per minute, oldest first, ending at ``end_minute_ms``."""

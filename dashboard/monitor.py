@@ -2,7 +2,9 @@
 
 It re-discovers queues with SCAN, reads all counts in one pipeline, tails the events streams with
 one XREAD, and uses keyspace notifications as "queue changed" hints only when the server already
-sends them (it never turns them on). Pub/sub, stream reads and counts use separate connections.
+sends them (it never turns them on). It reads the last hour of per-minute finished counts (the
+server's metrics) when it starts, and the newest minutes every ``history_interval`` seconds.
+Pub/sub, stream reads and counts use separate connections.
 A lost connection turns the mode to DISCONNECTED, keeps the last data, and reconnects with
 exponential backoff. No Textual here.
 """
@@ -24,13 +26,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.backend import Backend, QueueReading
 from dashboard.event_tail import EventTail
-from dashboard.model import DashboardSnapshot, Event, Mode, QueueSnapshot
+from dashboard.model import DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
 from dashboard.sanitize import mask_url, redact_string
 from dashboard.throughput import Throughput
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 RECENT_EVENTS = 100
 STALLED_WINDOW_S = 60.0
+HISTORY_MINUTES = 60
+"""Minutes of per-minute history (the server's metrics) the overview chart shows."""
+RECENT_MINUTES = 2
+"""Minutes re-read on each history refresh: the current one, and the one before it."""
+MINUTE_MS = 60_000
 
 
 def keyspace_enabled(flags: str) -> bool:
@@ -52,6 +59,7 @@ class QueueMonitor:
         max_rate: float = 10.0,
         block_ms: int = 1_000,
         backoff_cap: float = 4.0,
+        history_interval: float = 10.0,
     ) -> None:
         self.backend = backend
         self.url = url
@@ -61,6 +69,7 @@ class QueueMonitor:
         self._discover_every = discover_interval
         self.min_gap = 1.0 / max_rate
         self.backoff_cap = backoff_cap
+        self.history_interval = history_interval
         self.tail = EventTail(backend, block_ms)
         self.throughput = Throughput()
         self.mode = Mode.DISCONNECTED
@@ -71,6 +80,8 @@ class QueueMonitor:
         self.gaps: set[str] = set()
         self.events: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._stalled: deque[tuple[float, Event]] = deque(maxlen=RECENT_EVENTS)
+        self._minutes: dict[str, dict[int, tuple[int, int]]] = {}
+        self._history_end: int | None = None
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
         self._discovered_at = -1e9
@@ -87,6 +98,7 @@ class QueueMonitor:
     def snapshot(self) -> DashboardSnapshot:
         """The current state as a frozen snapshot."""
         queues = tuple(self._queue_snapshot(name) for name in sorted(self.readings))
+        hour_completed, hour_failed = self._hour()
         return DashboardSnapshot(
             queues=queues,
             mode=self.mode,
@@ -97,6 +109,8 @@ class QueueMonitor:
             recent_events=tuple(self.events),
             stalled_events=tuple(event for _, event in self._stalled),
             error=self.error,
+            hour_completed=hour_completed,
+            hour_failed=hour_failed,
         )
 
     async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
@@ -162,6 +176,17 @@ class QueueMonitor:
         alerts.extend(f"{name}: {n} stalled (1 min)" for name, n in stalled.items())
         return tuple(alerts)
 
+    def _hour(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Completed and failed per minute over all queues, the last ``HISTORY_MINUTES``."""
+        end = self._history_end
+        if end is None:
+            return (), ()
+        minutes = [end - (HISTORY_MINUTES - 1 - i) * MINUTE_MS for i in range(HISTORY_MINUTES)]
+        series = list(self._minutes.values())
+        completed = tuple(sum(s.get(m, (0, 0))[0] for s in series) for m in minutes)
+        failed = tuple(sum(s.get(m, (0, 0))[1] for s in series) for m in minutes)
+        return completed, failed
+
     def _publish(self) -> None:
         self._changed.set()
 
@@ -217,6 +242,7 @@ class QueueMonitor:
             self._healthy = True
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._counts_loop(counts))
+                group.create_task(self._history_loop(counts))
                 group.create_task(self._events_loop(streams))
                 if live:
                     group.create_task(self._keyspace_loop(pubsub_client, counts))
@@ -258,6 +284,38 @@ class QueueMonitor:
             await asyncio.sleep(max(0.0, self._counted_at + self.min_gap - time.monotonic()))
             self._dirty.clear()
             await self._count(client)
+
+    async def _history_loop(self, client: Redis) -> None:
+        """The last hour of per-minute counts for queues seen for the first time, then the
+        newest minutes of every queue, every ``history_interval`` seconds."""
+        while True:
+            try:
+                await self._read_history(client)
+            except ResponseError:  # refused (ACL, a server without the commands): no history
+                return
+            await asyncio.sleep(self.history_interval)
+
+    async def _read_history(self, client: Redis) -> None:
+        queues = list(self.queues)
+        for gone in set(self._minutes) - set(queues):
+            del self._minutes[gone]
+        new = [q for q in queues if q not in self._minutes]
+        known = [q for q in queues if q in self._minutes]
+        for names, minutes in ((new, HISTORY_MINUTES), (known, RECENT_MINUTES)):
+            if names:
+                self._merge(await self.backend.read_minute_history(client, names, minutes))
+        self._publish()
+
+    def _merge(self, history: MinuteHistory) -> None:
+        end = history.end_minute_ms
+        horizon = end - (HISTORY_MINUTES - 1) * MINUTE_MS
+        for queue, rows in history.counts.items():
+            series = self._minutes.setdefault(queue, {})
+            for index, counts in enumerate(rows):
+                series[end - (len(rows) - 1 - index) * MINUTE_MS] = counts
+            for minute in [m for m in series if m < horizon]:
+                del series[minute]
+        self._history_end = max(self._history_end or end, end)
 
     async def _events_loop(self, client: Redis) -> None:
         while not self._stopping:

@@ -386,8 +386,11 @@ async def read_dependencies(client: Redis, keys: QueueKeys, job_id: str) -> Depe
     return deps
 
 
-async def _read_jobs(client: Redis, refs: Sequence[JobRef]) -> list[Job | None]:
-    """Several jobs with their states in two round trips (None: gone or unreadable)."""
+async def _read_jobs(
+    client: Redis, refs: Sequence[JobRef], list_scan_limit: int = 0
+) -> list[Job | None]:
+    """Several jobs with their states in two round trips (None: gone or unreadable); a job in
+    no sorted set is looked for in wait/paused among ``list_scan_limit`` entries (0 = all)."""
     per = 1 + len(_ZSET_STATES)
     async with client.pipeline(transaction=False) as pipe:
         for ref in refs:
@@ -404,8 +407,8 @@ async def _read_jobs(client: Redis, refs: Sequence[JobRef]) -> list[Job | None]:
     if unplaced:
         async with client.pipeline(transaction=False) as pipe:
             for i in unplaced:
-                pipe.lpos(refs[i].keys.wait, refs[i].id)
-                pipe.lpos(refs[i].keys.paused, refs[i].id)
+                pipe.lpos(refs[i].keys.wait, refs[i].id, maxlen=list_scan_limit or None)
+                pipe.lpos(refs[i].keys.paused, refs[i].id, maxlen=list_scan_limit or None)
             found_in = await pipe.execute()
         for n, i in enumerate(unplaced):
             if found_in[2 * n] is not None:
@@ -423,10 +426,19 @@ async def _read_jobs(client: Redis, refs: Sequence[JobRef]) -> list[Job | None]:
 
 
 async def read_flow(
-    client: Redis, root: JobRef, *, depth: int = 10, max_children: int = 1000
+    client: Redis,
+    root: JobRef,
+    *,
+    depth: int = 10,
+    max_children: int = 1000,
+    list_scan_limit: int = 0,
 ) -> FlowNode | None:
-    """The tree under ``root``, read level by level (three round trips per level)."""
-    (job,) = await _read_jobs(client, [root])
+    """The tree under ``root``, read level by level (three round trips per level).
+
+    ``list_scan_limit`` bounds the search of a waiting job in its queue's wait or paused list
+    (0 = the whole list, as ``Queue.get_job_state``); a job not found within it has no state.
+    """
+    (job,) = await _read_jobs(client, [root], list_scan_limit)
     if job is None and not await client.exists(root.key):
         return None
     top = FlowNode(root, job)
@@ -439,7 +451,7 @@ async def read_flow(
             break
         child_refs = [d.children() for d in deps]
         flat = [ref for refs in child_refs for ref in refs[:max_children]]
-        jobs = iter(await _read_jobs(client, flat) if flat else [])
+        jobs = iter(await _read_jobs(client, flat, list_scan_limit) if flat else [])
         next_level: list[FlowNode] = []
         for node, refs in zip(level, child_refs, strict=True):
             node.truncated = len(refs) > max_children

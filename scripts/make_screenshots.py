@@ -3,10 +3,12 @@
 Starts a private server and the ``corral demo`` workload (producers and real ``corral worker``
 processes), runs the dashboard headless while jobs complete, fail, retry and wait delayed, and
 kills the reports worker twice: once early and restarted, so its jobs are detected as stalled,
-and once more near the end, so the stalled view shows active jobs that lost their lock. Each
-screen (overview, a queue's failed tab, a failed job, the stalled view, help) is saved as SVG at
-every size, then converted to PNG with the first converter found: the ``cairosvg`` package,
-``rsvg-convert`` (Debian: ``librsvg2-bin``) or headless Chromium.
+and once more near the end, so the stalled view shows active jobs that lost their lock. It also
+adds two job schedulers and a flow (a report waiting for a thumbnail and an email) to the demo's
+queues. Each screen (overview, a queue's failed tab, a failed job, the stalled view, the workers,
+the schedulers, a flow, help) is saved as SVG at every size, then converted to PNG with the
+first converter found: the ``cairosvg`` package, ``rsvg-convert`` (Debian: ``librsvg2-bin``)
+or headless Chromium.
 
 Run from the repository root::
 
@@ -34,17 +36,21 @@ from rich.cells import cell_len, get_character_cell_size
 from textual.pilot import Pilot
 
 from corral.demo import WORKERS, Workload
-from corral.demo_producer import REPORTS, WEBHOOKS
+from corral.demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
 from dashboard.app import DashboardApp
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import QueueSnapshot
 from dashboard.sanitize import mask_url
+from dashboard.screens.flow import FlowScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.queue_table import QueueTable
+from engine import FlowProducer, Queue
 from engine.server import EmbeddedServer
 
 SIZES: tuple[tuple[int, int], ...] = ((80, 24), (120, 36))
@@ -80,6 +86,42 @@ def restart_reports_worker(workload: Workload) -> None:
     """Start the reports worker again; it finds the killed one's jobs stalled."""
     worker = next(w for w in WORKERS if w.queue == REPORTS)
     workload._spawn_worker(worker)
+
+
+# -- schedulers and a flow for their views -------------------------------------------------
+
+
+async def add_schedulers_and_flow(url: str) -> str:
+    """Two schedulers on the emails queue and a flow whose root is in reports; return the id
+    of the flow's first thumbnail, whose flow the flow screenshot draws."""
+    async with Queue(EMAILS, url) as emails:
+        await emails.upsert_job_scheduler(
+            "weekday-digest",
+            pattern="0 8 * * 1-5",
+            tz="Europe/Berlin",
+            job_name="digest",
+            job_data={"to": "team@example.com"},
+        )
+        await emails.upsert_job_scheduler(
+            "quarter-hourly",
+            every=15 * 60_000,
+            job_name="status-mail",
+            job_data={"to": "ops@example.com"},
+        )
+    async with FlowProducer(url) as producer:
+        flow = await producer.add(
+            {
+                "name": "monthly-report",
+                "queue": REPORTS,
+                "data": {"pages": 6},
+                "children": [
+                    {"name": "cover", "queue": THUMBNAILS, "data": {"image": "cover.png"}},
+                    {"name": "chart", "queue": THUMBNAILS, "data": {"image": "chart.png"}},
+                    {"name": "notify", "queue": EMAILS, "data": {"to": "cfo@example.com"}},
+                ],
+            }
+        )
+    return flow.children[0].ref.id
 
 
 # -- driving the dashboard ------------------------------------------------------------------
@@ -163,6 +205,7 @@ async def drive(
     url: str, workload: Workload, out: Path, run_for: float, sizes: Sequence[tuple[int, int]]
 ) -> list[Path]:
     """Run the dashboard while the workload runs; save every screen; return the SVGs."""
+    thumbnail = await add_schedulers_and_flow(url)
     app = DashboardApp(url, CorralBackend())
     app.title = f"Corral {mask_url(url)}"
     saved: list[Path] = []
@@ -217,6 +260,36 @@ async def drive(
         await shooter.shoot("stalled")
 
         await pilot.press("escape")
+        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
+        await pilot.press("w")
+        await until(pilot, "the workers view", lambda: isinstance(app.screen, WorkersScreen))
+        workers = app.screen
+        assert isinstance(workers, WorkersScreen)
+        await until(pilot, "the live workers", lambda: bool(workers.live))
+        await shooter.shoot("workers")
+
+        await pilot.press("escape")
+        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
+        await select_queue(pilot, app, EMAILS)
+        await pilot.press("S")
+        await until(pilot, "the schedulers view", lambda: isinstance(app.screen, SchedulersScreen))
+        schedulers = app.screen
+        assert isinstance(schedulers, SchedulersScreen)
+        await until(pilot, "the schedulers", lambda: schedulers.page is not None)
+        await shooter.shoot("schedulers")
+
+        await pilot.press("escape")
+        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
+        app.open_job(THUMBNAILS, thumbnail)
+        await until(pilot, "the thumbnail job", lambda: isinstance(app.screen, JobScreen))
+        await pilot.press("t")
+        await until(pilot, "the flow view", lambda: isinstance(app.screen, FlowScreen))
+        flow = app.screen
+        assert isinstance(flow, FlowScreen)
+        await until(pilot, "the flow", lambda: flow.loaded)
+        await shooter.shoot("flow")
+
+        await pilot.press("escape", "escape")
         await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
         await pilot.press("question_mark")
         await until(pilot, "help", lambda: isinstance(app.screen, HelpScreen))

@@ -5,15 +5,19 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from dashboard.keymap import JOB_KEYS, bindings
-from dashboard.model import JobDetail
+from dashboard.model import JobDetail, JobLinks
 from dashboard.screens.base import DashScreen
+from dashboard.screens.flow import FlowScreen
 from dashboard.widgets.job_detail import JobDetailView
+from dashboard.widgets.links_table import LinksTable, links_summary
 
 FIRST_LIMIT = 4_000
 """Characters per section at first; ``m`` shows four times more each time."""
+LINKED_CHILDREN = 20
+"""Children of a flow's parent listed on its job screen (``t`` draws the whole flow)."""
 
 
 class JobScreen(DashScreen):
@@ -28,10 +32,13 @@ class JobScreen(DashScreen):
         self.job_id = job_id
         self.limit = FIRST_LIMIT
         self.detail: JobDetail | None = None
+        self.links: JobLinks | None = None
 
     def compose(self) -> ComposeResult:
-        """Status bar, the detail in a scroll view, footer."""
+        """Status bar, the job's parent and children (in a flow), the detail, footer."""
         yield self.status_bar()
+        yield Static("", id="links-line")
+        yield LinksTable(id="links")
         with VerticalScroll(id="detail-scroll"):
             yield JobDetailView("loading…", id="detail")
         yield Footer()
@@ -52,6 +59,15 @@ class JobScreen(DashScreen):
         else:
             view.show(detail, self.limit)
         self.refresh_bindings()
+        self.links = await self.dash.backend.read_job_links(
+            self.dash.reader, self.queue, self.job_id, LINKED_CHILDREN
+        )
+        table = self.query_one(LinksTable)
+        line = self.query_one("#links-line", Static)
+        if self.links is not None:
+            table.show(self.links)
+            line.update(links_summary(self.links))
+        table.display = line.display = bool(table.row_count)
 
     def shown_state(self) -> str | None:
         """The job's state when last read: its keys apply to that state."""
@@ -74,6 +90,28 @@ class JobScreen(DashScreen):
     def action_promote_job(self) -> None:
         """Promote this job (confirmed)."""
         self.dash.confirm_job_action("promote", self.queue, self.job_id)
+
+    def action_flow(self) -> None:
+        """Draw the flow this job belongs to."""
+        self.app.push_screen(FlowScreen(self.queue, self.job_id))
+
+    def action_open_parent(self) -> None:
+        """Open the parent job (in a flow)."""
+        parent = self.links.parent if self.links is not None else None
+        if parent is None:
+            self.notify("this job has no parent", severity="warning")
+        else:
+            self.dash.open_job(parent.queue, parent.id)
+
+    def action_open_link(self) -> None:
+        """Open the parent or child under the links table's cursor."""
+        link = self.query_one(LinksTable).selected_link
+        if link is not None:
+            self.dash.open_job(link.queue, link.id)
+
+    def on_data_table_row_selected(self) -> None:
+        """Enter on a row of the links table opens that job."""
+        self.action_open_link()
 
     def action_back(self) -> None:
         """Back to the queue."""

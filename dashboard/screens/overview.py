@@ -9,7 +9,9 @@ from dashboard.keymap import OVERVIEW_KEYS, bindings
 from dashboard.model import DashboardSnapshot
 from dashboard.screens.base import DashScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.queue_table import QueueTable
 from dashboard.widgets.throughput_chart import ThroughputChart
 
@@ -35,7 +37,12 @@ class OverviewScreen(DashScreen):
         """Refresh the table and the chart."""
         super().show_snapshot(snapshot)
         self.query_one(QueueTable).show(snapshot)
-        self.query_one(ThroughputChart).show(snapshot.completed_history, snapshot.failed_history)
+        self.query_one(ThroughputChart).show(
+            snapshot.completed_history,
+            snapshot.failed_history,
+            snapshot.hour_completed,
+            snapshot.hour_failed,
+        )
 
     def _selected(self) -> str | None:
         return self.query_one(QueueTable).selected_queue
@@ -75,6 +82,16 @@ class OverviewScreen(DashScreen):
         queue = self._selected()
         if queue is not None:
             self.app.push_screen(StalledScreen(queue))
+
+    def action_workers(self) -> None:
+        """Live workers of every queue (``a`` narrows to the queue under the cursor)."""
+        self.app.push_screen(WorkersScreen(self._selected(), all_queues=True))
+
+    def action_schedulers(self) -> None:
+        """Job schedulers of the queue under the cursor."""
+        queue = self._selected()
+        if queue is not None:
+            self.app.push_screen(SchedulersScreen(queue))
 
     def action_quit(self) -> None:
         """``q`` at the top level quits."""

@@ -12,7 +12,10 @@ from dashboard.keymap import QUEUE_KEYS, bindings
 from dashboard.model import STATE_ORDER, DashboardSnapshot, JobPage
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
+from dashboard.screens.flow import FlowScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.counts_bar import CountsBar
 from dashboard.widgets.job_table import JobTable
 
@@ -191,6 +194,20 @@ class QueueScreen(DashScreen):
     def action_stalled(self) -> None:
         """Stalled and stuck jobs of this queue."""
         self.app.push_screen(StalledScreen(self.queue))
+
+    def action_workers(self) -> None:
+        """Live workers of this queue (``a``: of every queue)."""
+        self.app.push_screen(WorkersScreen(self.queue))
+
+    def action_schedulers(self) -> None:
+        """Job schedulers of this queue."""
+        self.app.push_screen(SchedulersScreen(self.queue))
+
+    def action_flow(self) -> None:
+        """The flow of the job under the cursor, as a tree."""
+        job_id = self.selected_job()
+        if job_id is not None:
+            self.app.push_screen(FlowScreen(self.queue, job_id))
 
     def action_back(self) -> None:
         """Back to the overview."""

@@ -1,4 +1,6 @@
-"""Completed vs failed jobs per second over all queues, drawn by the widget's own plotext."""
+"""Two charts side by side, drawn by the widget's own plotext: the last hour of completed and
+failed jobs per minute (the server's metrics, so it is full from the start), and the last
+minute per second (live, from the monotonic counters)."""
 
 from __future__ import annotations
 
@@ -6,18 +8,42 @@ from collections.abc import Sequence
 
 from textual_plotext import PlotextPlot
 
+COLORS = {"completed": "green", "failed": "red"}
+
 
 class ThroughputChart(PlotextPlot):
-    """A small line chart; it owns its plot object (no global plotext state)."""
+    """It owns its plot object (no global plotext state)."""
 
-    def show(self, completed: Sequence[float], failed: Sequence[float]) -> None:
-        """Plot the two series (one point per second, oldest first)."""
+    def show(
+        self,
+        completed: Sequence[float],
+        failed: Sequence[float],
+        hour_completed: Sequence[int] = (),
+        hour_failed: Sequence[int] = (),
+    ) -> None:
+        """Plot the hour (one point per minute) and the minute (one point per second), both
+        oldest first."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.xticks([])
+        plt.subplots(1, 2)
+        hour = plt.subplot(1, 1)
+        hour.title("last hour, jobs/min")
+        for name, series in (("completed", hour_completed), ("failed", hour_failed)):
+            if series:
+                hour.plot(list(series), label=name, marker="braille", color=COLORS[name])
+        if hour_completed:
+            last = len(hour_completed) - 1
+            hour.xticks([0, last // 2, last], [f"-{last}m", f"-{last - last // 2}m", "now"])
+        else:
+            hour.xticks([])
+        minute = plt.subplot(1, 2)
+        minute.title("last minute, jobs/s")
+        for name, rates in (("completed", completed), ("failed", failed)):
+            if rates:
+                minute.plot(list(rates), marker="braille", color=COLORS[name])
         if completed:
-            plt.plot(list(completed), label="completed/s", marker="braille", color="green")
-        if failed:
-            plt.plot(list(failed), label="failed/s", marker="braille", color="red")
+            minute.xticks([0, len(completed) - 1], [f"-{len(completed)}s", "now"])
+        else:
+            minute.xticks([])
         self.refresh()

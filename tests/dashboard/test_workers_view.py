@@ -1,0 +1,94 @@
+"""The workers view at 80x24: live ``corral worker`` processes with host, pid, concurrency and
+heartbeat, a killed one dropping out, and a queue with work and no worker flagged."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from pilot import SIZE, until, visible_text
+from support.workers import WorkerProcess
+
+from dashboard.app import DashboardApp
+from dashboard.corral_backend import CorralBackend
+from dashboard.screens.queue import QueueScreen
+from dashboard.screens.workers import WorkersScreen
+from engine import Queue
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def _workers_screen(app: DashboardApp) -> WorkersScreen:
+    screen = app.screen
+    assert isinstance(screen, WorkersScreen)
+    return screen
+
+
+def _lines_with(text: str, word: str) -> list[str]:
+    return [line for line in text.splitlines() if word in line]
+
+
+async def test_workers_of_a_queue_and_of_all_queues(
+    redis_url: str, queue_name: str, procs: list[WorkerProcess]
+) -> None:
+    idle = "b" + queue_name[1:]  # sorts first in the overview
+    async with Queue(idle, redis_url) as q:
+        for i in range(3):
+            await q.add("waits", {"i": i})
+    for concurrency in (2, 5):
+        procs.append(
+            WorkerProcess(
+                "support.jobs:noop", queue_name, redis_url, concurrency=concurrency,
+                lock_duration=1_000,
+            )
+        )  # fmt: skip
+    app = DashboardApp(redis_url, CorralBackend(), queues=[queue_name, idle], poll_interval=0.2)
+    host = socket.gethostname()[:10]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and len(app.snapshot.queues) == 2)
+        await pilot.press("w")  # from the overview: every queue
+        await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+        screen = _workers_screen(app)
+        await until(pilot, lambda: screen.live is not None and len(screen.live) == 2)
+        await pilot.pause(0.1)
+        text = visible_text(app)
+        assert "workers: all queues" in text
+        rows = {int(line.split()[2]): line.split() for line in _lines_with(text, host)}
+        assert set(rows) == {p.proc.pid for p in procs}
+        assert [rows[p.proc.pid][3] for p in procs] == ["2", "5"]  # concurrency column
+        assert all(row[0] == queue_name for row in rows.values())
+        (flag,) = _lines_with(text, "no live worker")
+        assert flag.split()[0] == idle and "3 waiting" in flag
+        assert "2 live workers on 1 host" in text and f"work and no worker: {idle}" in text
+        # a: only the queue under the overview's cursor, the idle one
+        await pilot.press("a")
+        await until(pilot, lambda: screen.live == [])
+        await pilot.pause(0.1)
+        text = visible_text(app)
+        assert f"workers: queue {idle}" in text and not _lines_with(text, host)
+        assert _lines_with(text, "no live worker")
+        await pilot.press("escape")
+
+        # from the busy queue's screen: its workers; a SIGKILLed one drops out
+        app.push_screen(QueueScreen(queue_name))
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen))
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+        screen = _workers_screen(app)
+        await until(pilot, lambda: screen.live is not None and len(screen.live) == 2)
+        assert not _lines_with(visible_text(app), "no live worker")
+        procs[0].kill()
+        await until(pilot, lambda: screen.live is not None and len(screen.live) == 1)
+        await pilot.pause(0.1)
+        text = visible_text(app)
+        assert [int(line.split()[2]) for line in _lines_with(text, host)] == [procs[1].proc.pid]
+        assert "1 live worker on 1 host" in text
