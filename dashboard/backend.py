@@ -28,6 +28,11 @@ FLOW_PATH_MAX = 100
 """Parent links followed at most when looking for the root of a job's flow."""
 
 
+class FeatureUnavailable(RuntimeError):
+    """A read this backend cannot do for its queues (yet): views report it, the monitor goes
+    on without it; nothing is made up in its place."""
+
+
 class ActionRefused(Exception):
     """An action did not apply, e.g. the job is no longer in the state it needs."""
 

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dashboard.backend import Backend, QueueReading
+from dashboard.backend import Backend, FeatureUnavailable, QueueReading
 from dashboard.event_tail import EventTail
 from dashboard.model import DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
 from dashboard.sanitize import mask_url, redact_string
@@ -291,7 +291,7 @@ class QueueMonitor:
         while True:
             try:
                 await self._read_history(client)
-            except ResponseError:  # refused (ACL, a server without the commands): no history
+            except (ResponseError, FeatureUnavailable):  # refused, or not for this backend
                 return
             await asyncio.sleep(self.history_interval)
 

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from dashboard.actions import ReadOnlyError
-from dashboard.backend import QueueReading
+from dashboard.backend import FeatureUnavailable, QueueReading
 from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
 from dashboard.bullmq.jobs import ROW_FIELDS, job_row
 from dashboard.bullmq.keys import (
@@ -33,7 +33,18 @@ from dashboard.bullmq.keys import (
 from dashboard.bullmq.layout import QueueLayout, detect_layout
 from dashboard.bullmq.replies import as_int, as_text
 from dashboard.bullmq.workers import count_workers
-from dashboard.model import STATE_ORDER, ActiveJob, Event, JobDetail, JobPage, StateCounts
+from dashboard.model import (
+    STATE_ORDER,
+    ActiveJob,
+    Event,
+    JobDetail,
+    JobLinks,
+    JobPage,
+    MinuteHistory,
+    SchedulerPage,
+    StateCounts,
+    WorkerRow,
+)
 
 SCAN_COUNT = 1_000
 ASCENDING_STATES = frozenset({"delayed", "prioritized"})
@@ -51,6 +62,14 @@ class BullMQActionsUnavailable(ReadOnlyError):
         super().__init__(
             f"{what} refused: BullMQ queues are read-only in this version of the dashboard"
         )
+
+
+class BullMQViewUnavailable(FeatureUnavailable):
+    """A view this version cannot show for BullMQ queues yet (flows, workers, schedulers,
+    per-minute history): the dashboard reports it instead of showing made-up data."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the {what} is not available for BullMQ queues in this version")
 
 
 class BullMQBackend:
@@ -294,6 +313,34 @@ class BullMQBackend:
             now_ms = int(time.time() * 1000)
         key = self.keys(queue).state(state)
         return int(await client.zcount(key, "-inf", now_ms - older_than_ms))
+
+    # -- views not read for BullMQ yet ---------------------------------------------------------
+
+    async def read_job_links(
+        self, client: Redis, queue: str, job_id: str, max_children: int
+    ) -> JobLinks | None:
+        """Not available yet."""
+        raise BullMQViewUnavailable("parent/children list")
+
+    async def read_flow_path(self, client: Redis, queue: str, job_id: str) -> list[tuple[str, str]]:
+        """Not available yet."""
+        raise BullMQViewUnavailable("flow view")
+
+    async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
+        """Not available yet."""
+        raise BullMQViewUnavailable("workers view")
+
+    async def read_schedulers(
+        self, client: Redis, queue: str, start: int, count: int
+    ) -> SchedulerPage:
+        """Not available yet."""
+        raise BullMQViewUnavailable("schedulers view")
+
+    async def read_minute_history(
+        self, client: Redis, queues: Sequence[str], minutes: int
+    ) -> MinuteHistory:
+        """Not available yet: the chart shows the live rates only."""
+        raise BullMQViewUnavailable("per-minute history")
 
     # -- actions: not in this version --------------------------------------------------------
 
