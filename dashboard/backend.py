@@ -52,6 +52,8 @@ class QueueReading:
     failed_total: int
     workers: int | None
     oldest_wait_ms: int | None = None  # how long the next job to run has waited (server clock)
+    breaker: str | None = None  # "open" or "half-open" while a circuit breaker holds the queue
+    breaker_reason: str = ""
 
 
 class Backend(Protocol):

@@ -112,7 +112,7 @@ class CorralBackend:
                         pipe.llen(key)
                     else:
                         pipe.zcard(key)
-                pipe.hexists(keys.meta, "paused")
+                pipe.hmget(keys.meta, ["paused", "tripped", "breaker_reason"])
                 pipe.hmget(keys.counters, ["completed", "failed"])
                 pipe.zcard(keys.workers)
                 pipe.zcount(keys.workers, live_since, "+inf")
@@ -125,15 +125,17 @@ class CorralBackend:
         for index, queue in enumerate(queues):
             chunk = replies[index * per_queue : (index + 1) * per_queue]
             counts = dict(zip((s.value for s in ALL_STATES), chunk, strict=False))
-            paused, totals, registered, live, _next = chunk[len(ALL_STATES) :]
+            (paused, tripped, reason), totals, registered, live, _next = chunk[len(ALL_STATES) :]
             readings[queue] = QueueReading(
                 name=queue,
                 counts=StateCounts.from_mapping(counts),
-                paused=bool(paused),
+                paused=paused is not None,
                 completed_total=_int_or_none(totals[0]) or 0,
                 failed_total=_int_or_none(totals[1]) or 0,
                 workers=int(live) if registered else None,
                 oldest_wait_ms=oldest.get(queue),
+                breaker=_text(tripped) if tripped else None,
+                breaker_reason=_text(reason) if reason else "",
             )
         return readings
 

@@ -99,6 +99,9 @@ class QueueSnapshot:
     oldest_wait_age_ms: int | None = None
     events_gap: bool = False
     """True once events were trimmed from the stream before the dashboard read them."""
+    breaker: str | None = None
+    """"open" or "half-open" while the queue's circuit breaker holds its jobs, else None."""
+    breaker_reason: str = ""
 
     @property
     def jobs_per_sec(self) -> float:

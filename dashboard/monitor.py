@@ -158,6 +158,8 @@ class QueueMonitor:
             workers=reading.workers,
             oldest_wait_age_ms=reading.oldest_wait_ms,
             events_gap=name in self.gaps,
+            breaker=reading.breaker,
+            breaker_reason=reading.breaker_reason,
         )
 
     def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:
@@ -165,8 +167,12 @@ class QueueMonitor:
         for queue in queues:
             if queue.events_gap:
                 alerts.append(f"{queue.name}: events trimmed before they were read")
-            if queue.workers == 0 and queue.counts.wait and not queue.paused:
-                alerts.append(f"{queue.name}: {queue.counts.wait} waiting, no live worker")
+            ready = queue.counts.wait + queue.counts.prioritized
+            if queue.workers == 0 and ready and not queue.paused:
+                alerts.append(f"{queue.name}: {ready} waiting, no live worker")
+            if queue.breaker is not None:
+                why = f" ({queue.breaker_reason})" if queue.breaker_reason else ""
+                alerts.append(f"{queue.name}: circuit breaker {queue.breaker}{why}")
         horizon = time.monotonic() - STALLED_WINDOW_S
         stalled: dict[str, int] = {}
         for seen, stalled_event in self._stalled:

@@ -35,6 +35,8 @@ class QueueTable(KeyedTable):
         name = display_text(queue.name, limit=18)
         if queue.paused:
             name = Text.assemble(("⏸ ", "yellow"), name)
+        if queue.breaker is not None:  # tripped: workers take nothing until it closes
+            name = Text.assemble(("⚡ ", "bold red" if queue.breaker == "open" else "yellow"), name)
         if queue.events_gap:
             name.append(" !", style="bold red")
         counts = queue.counts

@@ -14,7 +14,7 @@ from workload import finish_jobs
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import DashboardSnapshot, Mode
 from dashboard.monitor import QueueMonitor, keyspace_enabled
-from engine import Job, Worker
+from engine import Breaker, Job, Worker
 from engine.keys import QueueKeys
 from engine.queue import Queue
 
@@ -277,3 +277,27 @@ async def test_a_burst_of_50000_jobs_is_coalesced(fresh_server: FaultServer) -> 
     assert min(gaps) >= 0.095  # never more than ~10 snapshots a second
     assert seen[-1][1] == total
     assert [w for _, w in seen] == sorted(w for _, w in seen)  # counts only ever grow here
+
+
+async def test_a_tripped_circuit_breaker_is_shown_and_alerted(
+    redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.set_breaker(Breaker(min_calls=2, cooldown_ms=600_000, probes=1))
+        for i in range(4):
+            await queue.add("call", {"i": i})
+        await finish_jobs(queue, complete=0, fail=2)  # 2 of 2 failed: it trips
+        monitor = QueueMonitor(CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2)
+        stream = monitor.snapshots()
+        try:
+            snapshot = await wait_for(
+                stream, lambda s: (q := s.queue(queue_name)) is not None and q.breaker == "open"
+            )
+            assert any(f"{queue_name}: circuit breaker open" in a for a in snapshot.alerts)
+            await queue.reset_breaker()
+            snapshot = await wait_for(
+                stream, lambda s: (q := s.queue(queue_name)) is not None and q.breaker is None
+            )
+        finally:
+            await stream.aclose()
+        assert not any("circuit breaker" in a for a in snapshot.alerts)
