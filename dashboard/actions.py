@@ -6,6 +6,10 @@ back as a short outcome message, e.g. "not retried: job '7' is now completed".
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+
 from redis.asyncio import Redis
 
 from dashboard.backend import ActionRefused, Backend
@@ -55,6 +59,17 @@ class JobActions:
             return _refused("discarded", job_id, exc)
         return f"discarded job {job_id!r}"
 
+    async def cancel(self, queue: str, job_id: str) -> str:
+        """Cancel a waiting or running job, in the operator's name."""
+        client = self._writer("cancel")
+        try:
+            done = await self.backend.cancel_job(client, queue, job_id, operator())
+        except ActionRefused as exc:
+            return _refused("cancelled", job_id, exc)
+        if done:
+            return f"cancelled job {job_id!r}: failed"
+        return f"cancel of running job {job_id!r} requested: its worker stops it"
+
     async def promote(self, queue: str, job_id: str) -> str:
         """Run a delayed job now."""
         client = self._writer("promote")
@@ -78,6 +93,15 @@ class JobActions:
         client = self._writer("clean")
         removed = await self.backend.clean(client, queue, state, grace_ms, limit)
         return f"removed {len(removed)} {state} job{'s' if len(removed) != 1 else ''}"
+
+
+def operator() -> str:
+    """Who acts, for reasons like "cancelled by ann@worker-3 (dashboard)"."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} (dashboard)"[:200]
 
 
 def _refused(verb: str, job_id: str, exc: ActionRefused) -> str:

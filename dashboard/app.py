@@ -176,6 +176,7 @@ class DashboardApp(App[None]):
             "retry": ("Retry", self.actions.retry),
             "discard": ("Discard", self.actions.discard),
             "promote": ("Promote", self.actions.promote),
+            "cancel": ("Cancel", self.actions.cancel),
         }
         label, call = verbs[kind]
         body = Text.assemble(

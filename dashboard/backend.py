@@ -110,6 +110,14 @@ class Backend(Protocol):
         """How many completed or failed jobs finished more than ``older_than_ms`` ago."""
         ...
 
+    async def cancel_job(self, client: Redis, queue: str, job_id: str, by: str) -> bool:
+        """Cancel a waiting or running job (it ends failed, "cancelled by <by>", not retried).
+
+        True when it is failed already; False when its worker was asked to stop it. Raises
+        ``ActionRefused`` naming the state of a job that has finished.
+        """
+        ...
+
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Send a failed job back to wait; ``ActionRefused`` if it is not failed."""
         ...

@@ -427,6 +427,11 @@ class CorralBackend:
         async with _engine_queue(client, self.prefix, queue) as q:
             await q.remove_job(job_id)
 
+    async def cancel_job(self, client: Redis, queue: str, job_id: str, by: str) -> bool:
+        """Fail a waiting job now, or have its worker stop a running one (Queue.cancel_job)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return (await q.cancel_job(job_id, by=by)).done
+
     async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Make a delayed job ready now (``Queue.promote_job``)."""
         async with _engine_queue(client, self.prefix, queue) as q:

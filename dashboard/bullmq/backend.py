@@ -344,6 +344,10 @@ class BullMQBackend:
 
     # -- actions: not in this version --------------------------------------------------------
 
+    async def cancel_job(self, client: Redis, queue: str, job_id: str, by: str) -> bool:
+        """BullMQ has no cancellation of a job from outside its worker."""
+        raise BullMQActionsUnavailable("cancel")
+
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Not available yet."""
         raise BullMQActionsUnavailable("retry")

@@ -15,11 +15,13 @@ from dashboard.widgets.status_bar import StatusBar
 STATE_ACTIONS: dict[str, frozenset[str]] = {
     "retry_job": frozenset({"failed", "completed"}),
     "promote_job": frozenset({"delayed"}),
+    "cancel_job": frozenset({"wait", "paused", "prioritized", "delayed", "active"}),
     "discard_job": frozenset(
         {"wait", "paused", "prioritized", "delayed", "failed", "completed", "waiting-children"}
     ),
 }
-"""The states each job action applies to (a worker holds active jobs: never touched)."""
+"""The states each job action applies to: an active job belongs to its worker, so only a
+cancel reaches it, and through that worker."""
 
 if TYPE_CHECKING:
     from dashboard.app import DashboardApp

@@ -87,6 +87,10 @@ class JobScreen(DashScreen):
         """Discard this job (confirmed)."""
         self.dash.confirm_job_action("discard", self.queue, self.job_id)
 
+    def action_cancel_job(self) -> None:
+        """Cancel this job if it waits or runs (confirmed)."""
+        self.dash.confirm_job_action("cancel", self.queue, self.job_id)
+
     def action_promote_job(self) -> None:
         """Promote this job (confirmed)."""
         self.dash.confirm_job_action("promote", self.queue, self.job_id)

@@ -172,6 +172,12 @@ class QueueScreen(DashScreen):
         if job_id is not None:
             self.dash.confirm_job_action("discard", self.queue, job_id)
 
+    def action_cancel_job(self) -> None:
+        """Cancel the waiting or running job under the cursor (confirmed)."""
+        job_id = self.selected_job()
+        if job_id is not None:
+            self.dash.confirm_job_action("cancel", self.queue, job_id)
+
     def action_promote_job(self) -> None:
         """Promote the delayed job under the cursor (confirmed)."""
         job_id = self.selected_job()
