@@ -60,7 +60,7 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("enter", "open_job", "Open"),
     Key("j", "cursor('down')", "Down", show=False),
     Key("k", "cursor('up')", "Up", show=False),
-    Key("n,right_square_bracket", "page(1)", "Next page"),
+    Key("n,right_square_bracket", "page(1)", "Next"),
     Key("slash", "filter", "Filter"),
     Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("r", "retry_job", "Retry", mutates=True),

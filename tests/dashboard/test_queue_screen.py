@@ -94,6 +94,7 @@ async def test_job_keys_appear_only_where_they_apply(queue: Queue, redis_url: st
         await pilot.pause(0.1)
         footer = footer_line(visible_text(app))
         assert "Retry" in footer and "Discard" in footer
+        assert "Freeze" in footer  # the whole footer fits in 80 columns
         await pilot.press("P")  # promote means nothing for a failed job: nothing is asked
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ConfirmScreen)
