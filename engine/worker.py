@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from . import commands, guards, stats
 from . import sandbox as sandboxing
 from .cancellation import CancelWatcher
+from .completions import CompletionBatcher
 from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
 from .dead_letters import record_failure
 from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
@@ -30,6 +32,7 @@ from .job_types import JobTypes, bind_type
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .locks import LockRenewer
 from .metrics import DEFAULT_WINDOW_MS, validate_window
+from .multiplex import MultiplexedConnection, close_quietly
 from .options import (
     Backoff,
     retention_from_opts,
@@ -38,6 +41,7 @@ from .options import (
     validate_timeout,
 )
 from .policies import ErrorPolicy
+from .prefetch import Prefetch
 from .processing import Outcome, Processor, failure, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .schedulers import SchedulerStore
@@ -180,9 +184,16 @@ class Worker:
             health_check_interval=0,
         )
         self.scripts = ScriptRegistry(self.client)
+        # the scripts of every job (take, complete, fail) share one pipelined connection
+        self._wire = MultiplexedConnection.for_client(self.client)
+        self._hot = ScriptRegistry(self.client, self._wire) if self._wire else self.scripts
         self._schedulers = SchedulerStore(self.client, self.scripts, self.keys)
         self._executor = DaemonThreadExecutor(thread_name_prefix=f"corral-{name}")
         self._running: dict[str, _Running] = {}
+        # jobs held (active, locked) may exceed concurrency by a few while jobs are short;
+        # at most ``concurrency`` of them run at once
+        self._prefetch = Prefetch(self.concurrency, enabled=self._sandbox is None)
+        self._run_slots = asyncio.Semaphore(self.concurrency)
         self._slot_free = asyncio.Event()
         self._closing = asyncio.Event()
         self._force = asyncio.Event()
@@ -199,6 +210,14 @@ class Worker:
             self._held,
             self._lock_lost,
             restarts=self.restarts,
+        )
+        self._completions = CompletionBatcher(
+            self._hot,
+            self.keys,
+            lambda done: self._lease(self._allowed(0 if self._closing.is_set() else done)),
+            self._start,
+            self.metrics_window,
+            max_batch=-(-self.concurrency // 2),
         )
         self._cancels = CancelWatcher(
             self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
@@ -337,13 +356,13 @@ class Worker:
         next_delay = -1
         while not self._closing.is_set():
             try:
-                free = self.concurrency - len(self._running)
+                free = self.concurrency + self._prefetch.extra - len(self._running)
                 if free <= 0:
                     self._slot_free.clear()
                     await self._wait_either(self._slot_free.wait())
                     continue
                 taken = await commands.move_to_active(
-                    self.scripts, self.keys, self._lease(self._allowed(free))
+                    self._hot, self.keys, self._lease(self._allowed(free))
                 )
                 self._start(taken.jobs)
                 next_delay = taken.next_delay_ms
@@ -413,30 +432,14 @@ class Worker:
 
     async def _process(self, taken: commands.TakenJob, running: _Running) -> None:
         try:
-            try:
-                job = Job.from_hash(
-                    self.name, taken.id, taken.fields, None, _Context(self, running)
-                )
-            except CorruptJob as exc:
-                job = None
-                outcome = Outcome(False, reason=str(exc), retry_delay=-1)
-            if job is not None:
-                if job.scheduler_id is not None:  # a scheduler's job: create the next tick's
-                    await self._schedulers.schedule_next(job.scheduler_id, job.id)
-                job, refused = bind_type(self.types, job)
-                outcome = refused or await run_processor(
-                    self._runner,
-                    job,
-                    is_async=self._is_async,
-                    executor=self._executor,
-                    max_result=self._max_result,
-                    default_backoff=self._backoff,
-                    timeout_ms=timeout_from_opts(job.opts, self.timeout_ms),
-                    stop=running.stop,
-                    policy=self._name_policies.get(job.name, self._policy),
-                )
-                if outcome.requeue == "delayed" and not running.moved:
-                    outcome = failure(job, RuntimeError(_NOT_MOVED), self._backoff)
+            held = self._run_slots.locked()  # taken beyond concurrency: it waits for a slot
+            async with self._run_slots:
+                if running.handed_back:
+                    return  # handed back at shutdown while it waited
+                if held and self._closing.is_set():  # shutting down: back to wait, unrun
+                    await self._give_back(taken, running)
+                    return
+                job, outcome = await self._run(taken, running)
             if running.moved:
                 return  # move_to_delayed already released the job; any result is moot
             await self._finish(taken, running, job, outcome)
@@ -450,6 +453,34 @@ class Worker:
                 del self._running[taken.id]
             self._slot_free.set()
 
+    async def _run(self, taken: commands.TakenJob, running: _Running) -> tuple[Job | None, Outcome]:
+        """Build the job from its hash and run one attempt of it."""
+        try:
+            job = Job.from_hash(self.name, taken.id, taken.fields, None, _Context(self, running))
+        except CorruptJob as exc:
+            return None, Outcome(False, reason=str(exc), retry_delay=-1)
+        if job.scheduler_id is not None:  # a scheduler's job: create the next tick's
+            await self._schedulers.schedule_next(job.scheduler_id, job.id)
+        job, refused = bind_type(self.types, job)
+        if refused:
+            return job, refused
+        began = time.perf_counter()
+        outcome = await run_processor(
+            self._runner,
+            job,
+            is_async=self._is_async,
+            executor=self._executor,
+            max_result=self._max_result,
+            default_backoff=self._backoff,
+            timeout_ms=timeout_from_opts(job.opts, self.timeout_ms),
+            stop=running.stop,
+            policy=self._name_policies.get(job.name, self._policy),
+        )
+        self._prefetch.ran((time.perf_counter() - began) * 1000)
+        if outcome.requeue == "delayed" and not running.moved:
+            outcome = failure(job, RuntimeError(_NOT_MOVED), self._backoff)
+        return job, outcome
+
     async def _finish(
         self, taken: commands.TakenJob, running: _Running, job: Job | None, outcome: Outcome
     ) -> None:
@@ -457,14 +488,26 @@ class Worker:
             await self._requeue(taken, running)
             return
         opts = job.opts if job is not None else {}
+        parent = commands.parent_queue(taken.fields)
         backoff = _Backoff()
         while True:
-            # take a replacement job in the same call unless the worker is closing
-            lease = self._lease(self._allowed(0 if self._closing.is_set() else 1))
             try:
+                if outcome.ok and parent is None:
+                    # batched with the jobs that finish meanwhile; takes their replacements
+                    await self._completions.complete(
+                        commands.Completion(
+                            taken.id,
+                            running.token,
+                            outcome.returnvalue,
+                            retention_from_opts(opts, "remove_on_complete"),
+                        )
+                    )
+                    break
+                # take a replacement job in the same call unless the worker is closing
+                lease = self._lease(self._allowed(0 if self._closing.is_set() else 1))
                 if outcome.ok:
                     nxt = await commands.complete_job(
-                        self.scripts,
+                        self._hot,
                         self.keys,
                         taken.id,
                         running.token,
@@ -472,11 +515,11 @@ class Worker:
                         retention_from_opts(opts, "remove_on_complete"),
                         lease,
                         self.metrics_window,
-                        commands.parent_queue(taken.fields),
+                        parent,
                     )
                 else:
                     nxt = await record_failure(
-                        self.scripts,
+                        self._hot,
                         self.keys,
                         taken.id,
                         running.token,
@@ -485,7 +528,7 @@ class Worker:
                         lease,
                         opts.get("dead_letter") or self.dead_letter if job else None,
                         self.metrics_window,
-                        commands.parent_queue(taken.fields),
+                        parent,
                     )
             except (LockLost, JobNotFound, JobStateError) as exc:
                 log.warning("worker %s: result of job %s discarded: %s", self.id, taken.id, exc)
@@ -496,11 +539,11 @@ class Worker:
                 backoff.failing = True
                 await asyncio.sleep(backoff.next())
                 continue
+            # a lease made before the worker started closing may still bring a job: _start gives
+            # it back rather than leave it active with nobody renewing its lock
+            self._start(nxt.jobs)
             break
         self.stats.finished(outcome.ok, outcome.retry_delay)
-        # a lease made before the worker started closing may still bring a job: _start gives
-        # it back rather than leave it active with nobody renewing its lock
-        self._start(nxt.jobs)
 
     async def _requeue(self, taken: commands.TakenJob, running: _Running) -> None:
         """The processor raised RateLimitError: the job goes back to the front of wait."""
@@ -612,6 +655,7 @@ class Worker:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.client.delete(self.keys.worker(self.id))
             await self.client.zrem(self.keys.workers, self.id)
+        await close_quietly(self._wire)
         if self._owns_client:
             await self.client.aclose()
         await self._blocking.aclose()

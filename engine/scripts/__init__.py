@@ -16,12 +16,15 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from ..multiplex import MultiplexedConnection
+
 _INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
 
 SCRIPT_NAMES = (
     "add_job",
     "move_to_active",
     "complete_job",
+    "complete_jobs",
     "fail_job",
     "extend_locks",
     "recover_stalled",
@@ -70,12 +73,14 @@ def script_source(name: str) -> str:
 
 
 class ScriptRegistry:
-    """The engine's scripts, registered once on one client."""
+    """The engine's scripts, registered once on one client. With ``wire``, calls outside a
+    pipeline go over that multiplexed connection instead of the client's pool."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, wire: MultiplexedConnection | None = None) -> None:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
+        self._wire = wire
 
     async def call(
         self,
@@ -85,4 +90,9 @@ class ScriptRegistry:
         pipeline: Pipeline | None = None,
     ) -> Any:
         """Run script ``name`` (or queue it on ``pipeline``) and return its reply."""
-        return await self._scripts[name](keys=keys, args=args, client=pipeline)
+        script = self._scripts[name]
+        if pipeline is None and self._wire is not None:
+            source = script.script
+            assert isinstance(source, str)  # registered from the .lua text
+            return await self._wire.evalsha(script.sha, source, keys, args)
+        return await script(keys=keys, args=args, client=pipeline)

@@ -1,6 +1,7 @@
 #!lua
 --[[ complete_job: record an active job's success, fenced by its lock token, and take the
 next ready jobs in the same call (so a busy worker needs one round trip per job).
+complete_jobs does the same for several jobs at once.
 
 KEYS  1 active   2 completed   3 stalled   4 counters   5 meta   6 events
       7 wait   8 paused   9 prioritized   10 priority sequence   11 delayed   12 marker
@@ -22,37 +23,15 @@ events  completed (returnvalue, prev active); breaker (state open|closed) when t
 ]]
 -- include: _common
 -- include: _breaker
-
-local prefix, job_id, token = ARGV[1], ARGV[2], ARGV[3]
-local job_key = prefix .. job_id
-if redis.call('EXISTS', job_key) == 0 then return {-1} end
-local held = redis.call('GET', job_key .. ':lock')
-if not held then return {-2} end
-if held ~= token then return {-6} end
-if not redis.call('ZSCORE', KEYS[1], job_id) then return {-3} end
+-- include: _complete
 
 local now = now_ms()
-redis.call('ZREM', KEYS[1], job_id)
-redis.call('SREM', KEYS[3], job_id)
-redis.call('DEL', job_key .. ':lock')
-redis.call('HINCRBY', KEYS[4], 'completed', 1)
-record_metrics(ARGV[13], 'completed', ARGV[14], now, job_key)
-emit(KEYS[6], KEYS[5], 'completed', 'job_id', job_id, 'returnvalue', ARGV[4], 'prev', 'active')
-release_dedup(job_key, job_id, false)
-breaker_record(KEYS[5], KEYS[14], KEYS[6], KEYS[12], job_key, job_id, true, now)
+local code = complete_one(completion_keys(KEYS), ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+  tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[13], ARGV[14], parent_keys(KEYS, 15, ARGV[15]),
+  now)
+if code < 0 then return {code} end
 
-local keep, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-settle_child(job_key, parent_keys(KEYS, 15, ARGV[15]), 'completed', ARGV[4], keep == 0, now)
-if keep == 0 then
-  delete_job_keys(job_key)
-else
-  redis.call('HINCRBY', job_key, 'attempts_made', 1)
-  redis.call('HSET', job_key, 'returnvalue', ARGV[4], 'finished_on', now)
-  redis.call('ZADD', KEYS[2], now, job_id)
-  apply_retention(KEYS[2], prefix, keep, max_age, now)
-end
-
-local out = take_jobs(tonumber(ARGV[7]), prefix, ARGV[8], tonumber(ARGV[9]), ARGV[10], now,
+local out = take_jobs(tonumber(ARGV[7]), ARGV[1], ARGV[8], tonumber(ARGV[9]), ARGV[10], now,
   KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6],
   rate_limiter(KEYS[13], ARGV[11], ARGV[12]))
 table.insert(out, 1, 0)

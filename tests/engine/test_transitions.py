@@ -494,6 +494,66 @@ async def test_complete_job_takes_the_next_job(
     assert 0 < await redis.pttl(keys.lock(second)) <= 5_000
 
 
+# ---- complete_jobs -------------------------------------------------------------------------
+
+
+async def test_complete_jobs_completes_each_job_under_its_own_token(
+    redis: aioredis.Redis, scripts: ScriptRegistry, keys: QueueKeys
+) -> None:
+    ids = [await add(scripts, keys) for _ in range(5)]
+    nxt = await add(scripts, keys, name="next")
+    taken = (await take(scripts, keys, count=5)).jobs
+    await redis.delete(keys.lock(ids[3]))  # this one lost its lock
+    await clear_events(redis, keys)
+    batch = [commands.Completion(j.id, j.token, f'"r{j.id}"', KEEP_ALL) for j in taken]
+    batch[1] = commands.Completion(taken[1].id, "tok-other:1", '"x"', KEEP_ALL)
+    batch.append(commands.Completion("nope", "tok-w1:1", '"x"', KEEP_ALL))
+
+    codes, more = await commands.complete_jobs(scripts, keys, batch, lease(count=2))
+
+    assert codes == [0, -6, 0, -2, 0, -1]
+    done = [ids[0], ids[2], ids[4]]
+    assert sorted(await zmembers(redis, keys.completed)) == sorted(done)
+    assert await redis.hget(keys.counters, "completed") == "3"
+    assert [j.id for j in more.jobs] == [nxt]
+    assert sorted(await zmembers(redis, keys.active)) == sorted([ids[1], ids[3], nxt])
+    for job_id in done:
+        fields = await job_hash(redis, keys, job_id)
+        assert fields["returnvalue"] == f'"r{job_id}"'
+        assert fields["attempts_made"] == "1"
+    evs = await events(redis, keys)
+    assert [(e["event"], e["job_id"]) for e in evs] == [
+        *(("completed", job_id) for job_id in done),
+        ("active", nxt),
+    ]
+
+
+async def test_complete_jobs_applies_each_jobs_retention(
+    redis: aioredis.Redis, scripts: ScriptRegistry, keys: QueueKeys
+) -> None:
+    for _ in range(4):
+        await add(scripts, keys)
+    taken = (await take(scripts, keys, count=4)).jobs
+    retentions = [Retention(0, 0), KEEP_ALL, Retention(0, 0), KEEP_ALL]
+    batch = [
+        commands.Completion(j.id, j.token, "1", r) for j, r in zip(taken, retentions, strict=True)
+    ]
+
+    codes, _ = await commands.complete_jobs(scripts, keys, batch)
+
+    assert codes == [0, 0, 0, 0]
+    assert await zmembers(redis, keys.completed) == [taken[1].id, taken[3].id]
+    assert not await redis.exists(keys.job(taken[0].id), keys.job(taken[2].id))
+    assert await redis.hget(keys.counters, "completed") == "4"
+
+
+async def test_complete_jobs_refuses_a_malformed_call(
+    scripts: ScriptRegistry, keys: QueueKeys
+) -> None:
+    with pytest.raises(ValueError, match="at least one job"):
+        await commands.complete_jobs(scripts, keys, [])
+
+
 # ---- fail_job ------------------------------------------------------------------------------
 
 

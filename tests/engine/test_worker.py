@@ -372,6 +372,35 @@ async def test_concurrency_runs_jobs_at_the_same_time(redis_url: str, queue_name
     assert peak == 10
 
 
+async def test_jobs_that_finish_together_are_recorded_in_shared_calls(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    """Group commit: completions that pile up while a call is in flight go out in one call, so
+    a busy worker sends far fewer scripts than it finishes jobs; each is still recorded once."""
+    done: list[str] = []
+
+    async def process(job: Job) -> Any:
+        done.append(job.id)
+        return job.data
+
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add_bulk([("j", i) for i in range(2_000)])
+        before = _calls(await redis.info("commandstats"), "evalsha")
+        async with running_worker(queue_name, process, redis_url, concurrency=50):
+            await finished(queue, 2_000)
+        scripts = _calls(await redis.info("commandstats"), "evalsha") - before
+        assert sorted(done, key=int) == [str(i) for i in range(1, 2_001)]
+        assert await queue.get_counts("completed", "active", "wait") == {
+            "completed": 2_000,
+            "active": 0,
+            "wait": 0,
+        }
+        jobs = await queue.get_jobs("completed", 0, 9)
+        assert all(job.returnvalue == int(job.id) - 1 for job in jobs)
+        # one script per job would be 2,000 (plus renewals and stall checks)
+        assert scripts < 1_000
+
+
 async def test_worker_waits_for_a_job_added_later_without_polling(
     redis_url: str, queue_name: str, redis: aioredis.Redis
 ) -> None:

@@ -1,0 +1,256 @@
+"""One connection shared by many concurrent calls, pipelined: the worker's per-job scripts.
+
+redis-py's asyncio client lends each concurrent call a connection of its own from a pool and
+does, per call, a pool checkout, a health check, a timeout wrapper and a socket write. A worker
+makes a few script calls per job, so that bookkeeping costs more than the server's work.
+``MultiplexedConnection`` writes every call on one connection as soon as it is made and reads
+the replies back in order with hiredis (Redis answers a connection's commands in order), the
+way ioredis does for Node. Calls made in the same turn of the event loop leave in one write.
+
+It speaks plain TCP and unix sockets, with the client's user, password, database and client
+name; a TLS client keeps the pooled path (``for_client`` returns None). Errors are the ones
+redis-py raises (its own error table maps the replies), so callers handle both paths alike: a
+lost or silent connection fails every call in flight with ``ConnectionError`` /
+``TimeoutError`` and the next call connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError, NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+DEFAULT_REPLY_TIMEOUT = 10.0  # s with calls in flight and no byte back: the link is dead
+_FLUSH_ABOVE = 1 << 16  # bytes buffered in the transport before a call waits for the socket
+
+
+def _pack(args: Sequence[str | int | float | bytes]) -> bytes:
+    """One command in RESP: ``*<n>`` then ``$<len>`` and the bytes of every argument."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    """Matches replies to waiting calls, in order."""
+
+    def __init__(self, encoding: str, errors: str) -> None:
+        self.reader = hiredis.Reader(encoding=encoding, errors=errors)
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+        self.last_reply = 0.0
+        self._paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.last_reply = asyncio.get_running_loop().time()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        self.last_reply = asyncio.get_running_loop().time()
+        while self.waiters:
+            try:
+                reply = self.reader.gets()
+            except Exception as exc:  # the stream cannot be read on from here
+                self.fail(ConnectionError(f"unreadable reply from Redis: {exc}"))
+                return
+            if reply is False:
+                return
+            waiter = self.waiters.popleft()
+            if waiter.done():
+                continue  # its caller gave up; the reply still had to be read
+            if isinstance(reply, hiredis.ReplyError):
+                waiter.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+            else:
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ConnectionError(f"connection to Redis lost: {exc or 'closed by the server'}"))
+
+    def fail(self, error: Exception) -> None:
+        """Fail every call in flight with ``error`` and close the transport."""
+        if self.lost is None:
+            self.lost = error
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_writing(self) -> None:
+        self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+        self._paused = None
+
+    async def writable(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark."""
+        if self._paused is not None:
+            await self._paused
+
+
+class MultiplexedConnection:
+    """A lazily opened, shared, pipelined connection to the server ``client`` talks to."""
+
+    def __init__(
+        self,
+        kwargs: dict[str, Any],
+        *,
+        unix: bool,
+        reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+    ) -> None:
+        self._kwargs = kwargs
+        self._unix = unix
+        self._reply_timeout = reply_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @classmethod
+    def for_client(
+        cls, client: Redis, reply_timeout: float = DEFAULT_REPLY_TIMEOUT
+    ) -> MultiplexedConnection | None:
+        """A multiplexed connection like ``client``'s, or None for TLS (or unknown) clients."""
+        pool = client.connection_pool
+        kind = pool.connection_class
+        if kind not in (Connection, UnixDomainSocketConnection):
+            return None
+        return cls(
+            dict(pool.connection_kwargs),
+            unix=kind is UnixDomainSocketConnection,
+            reply_timeout=reply_timeout,
+        )
+
+    async def execute(self, *args: str | int | float | bytes) -> Any:
+        """Send one command and return its reply (a redis-py error for an error reply)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        return await self._send(protocol, _pack(args))
+
+    async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script by its SHA, loading it first if the server does not have it."""
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        try:
+            return await self.execute(*command)
+        except NoScriptError:
+            await self.execute("SCRIPT", "LOAD", source)
+            return await self.execute(*command)
+
+    async def aclose(self) -> None:
+        """Close the connection; calls in flight fail with ``ConnectionError``."""
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._protocol is not None:
+            self._protocol.fail(ConnectionError("connection closed"))
+            self._protocol = None
+
+    async def _send(self, protocol: _Protocol, packed: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        if not protocol.waiters:
+            protocol.last_reply = loop.time()  # the clock runs from the first call in flight
+        protocol.waiters.append(waiter)
+        assert protocol.transport is not None
+        protocol.transport.write(packed)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._reply_timeout / 4, self._check_replies)
+        if protocol.transport.get_write_buffer_size() > _FLUSH_ABOVE:
+            await protocol.writable()
+        return await waiter
+
+    def _check_replies(self) -> None:
+        self._watchdog = None
+        protocol = self._protocol
+        if protocol is None or not protocol.waiters or protocol.lost is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - protocol.last_reply > self._reply_timeout:
+            protocol.fail(
+                RedisTimeoutError(
+                    f"no reply from Redis for {self._reply_timeout:g} s; reconnecting"
+                )
+            )
+            return
+        self._watchdog = loop.call_later(self._reply_timeout / 4, self._check_replies)
+
+    async def _connect(self) -> _Protocol:
+        if self._closed:
+            raise ConnectionError("connection closed")
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None and self._protocol.lost is None:
+                return self._protocol
+            protocol = await self._open()
+            self._protocol = protocol
+            return protocol
+
+    async def _open(self) -> _Protocol:
+        kw = self._kwargs
+        loop = asyncio.get_running_loop()
+
+        def factory() -> _Protocol:
+            return _Protocol(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"))
+
+        timeout = kw.get("socket_connect_timeout") or 5.0
+        try:
+            async with asyncio.timeout(timeout):
+                if self._unix:
+                    _, protocol = await loop.create_unix_connection(factory, kw["path"])
+                else:
+                    _, protocol = await loop.create_connection(
+                        factory, kw.get("host", "localhost"), int(kw.get("port", 6379))
+                    )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+        try:
+            async with asyncio.timeout(timeout):
+                await self._handshake(protocol)
+        except TimeoutError as exc:
+            protocol.fail(ConnectionError("handshake timed out"))
+            raise ConnectionError(f"no answer from Redis within {timeout:g} s") from exc
+        except BaseException:
+            protocol.fail(ConnectionError("handshake failed"))
+            raise
+        return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        kw = self._kwargs
+        steps: list[tuple[Any, ...]] = []
+        if kw.get("password"):
+            user = kw.get("username")
+            steps.append(("AUTH", user, kw["password"]) if user else ("AUTH", kw["password"]))
+        if kw.get("client_name"):
+            steps.append(("CLIENT", "SETNAME", kw["client_name"]))
+        if int(kw.get("db") or 0):
+            steps.append(("SELECT", int(kw["db"])))
+        for step in steps:
+            await self._send(protocol, _pack(step))
+
+
+async def close_quietly(connection: MultiplexedConnection | None) -> None:
+    """Close ``connection`` if there is one, ignoring errors."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.aclose()
