@@ -219,3 +219,29 @@ async def _refusal(action: Awaitable[str]) -> str:
     with pytest.raises(ReadOnlyError) as raised:
         await action
     return str(raised.value)
+
+
+async def test_a_queue_both_majors_paused_into_is_neither_resumed_nor_given_jobs(
+    node5: NodeDriver, node6: NodeDriver, actions: JobActions, queue_name: str
+) -> None:
+    await node5.call("add", queue=queue_name, name="v5-job")
+    await node5.call("pause", queue=queue_name)  # BullMQ 5: wait renamed to paused
+    await node6.call("add", queue=queue_name, name="v6-job")  # BullMQ 6: into wait, paused or not
+    later = await node6.call("add", queue=queue_name, opts={"delay": 600_000})
+    refused = await _refusal(actions.set_paused(queue_name, False))
+    assert "written by BullMQ 5 and 6 clients at once" in refused
+    assert "jobs in both wait and paused" in refused
+    assert "promote refused" in await _refusal(actions.promote(queue_name, later))
+    assert await node6.call("isPaused", queue=queue_name) is True
+    assert await node6.call("state", queue=queue_name, id=later) == "delayed"
+    # removing agrees whatever the layout
+    assert await actions.discard(queue_name, later) == f"discarded job {later!r}"
+
+
+async def test_cancel_is_refused_on_bullmq_queues(
+    node6: NodeDriver, actions: JobActions, queue_name: str
+) -> None:
+    job = await node6.call("add", queue=queue_name)
+    refused = await _refusal(actions.cancel(queue_name, job))
+    assert "BullMQ cannot stop a job from outside its worker" in refused
+    assert await node6.call("state", queue=queue_name, id=job) == "waiting"
