@@ -36,6 +36,8 @@ REQUIRED_API: dict[str, tuple[str, ...]] = {
     "Job": ("fromId", "retry", "promote", "changePriority"),
 }
 """The package API the actions call, checked before the first one runs."""
+FAILED = frozenset({"failed"})
+DELAYED = frozenset({"delayed"})
 PRIORITY_STATES = frozenset({"wait", "prioritized", "delayed", "waiting-children"})
 """States whose priority may change: the job is not running and will be placed by it."""
 
@@ -114,10 +116,13 @@ class BullMQActor:
         client: Redis,
         queue: str,
         job_id: str,
+        states: frozenset[str],
         what: str,
         run: Callable[[Any], Awaitable[Any]],
     ) -> None:
-        """Load the job and run ``run(job)``; a script that finds it moved on is reported."""
+        """Check the job is in one of ``states``, load it and run ``run(job)``; a job that moved
+        on before the script ran is reported, not changed (the script checks atomically)."""
+        await self._require(client, queue, job_id, states, what)
         package = load_package(what)
         bull_queue = self._queue(client, queue, what)
         job = await package.Job.fromId(bull_queue, job_id)
@@ -127,6 +132,8 @@ class BullMQActor:
             await run(job)
         except TypeError as exc:  # the package's error for the scripts' -1 / -3 codes
             state = await self._state(client, queue, job_id)
+            if state in states:  # the job did not move: not a refusal, a failure
+                raise
             raise ActionRefused(f"not {what}: {exc}", state) from exc
 
     # -- one job -----------------------------------------------------------------------------
@@ -134,14 +141,16 @@ class BullMQActor:
     async def retry(self, client: Redis, queue: str, job_id: str, layout: QueueLayout) -> None:
         """``Job.retry("failed")`` (BullMQ's ``reprocessJob``) on a failed job."""
         self._check_layout("retry", Change.READY, queue, layout)
-        await self._require(client, queue, job_id, frozenset({"failed"}), "retried")
-        await self._run_on_job(client, queue, job_id, "retried", lambda job: job.retry("failed"))
+        await self._run_on_job(
+            client, queue, job_id, FAILED, "retried", lambda job: job.retry("failed")
+        )
 
     async def promote(self, client: Redis, queue: str, job_id: str, layout: QueueLayout) -> None:
         """``Job.promote()`` (BullMQ's ``promote``) on a delayed job."""
         self._check_layout("promote", Change.READY, queue, layout)
-        await self._require(client, queue, job_id, frozenset({"delayed"}), "promoted")
-        await self._run_on_job(client, queue, job_id, "promoted", lambda job: job.promote())
+        await self._run_on_job(
+            client, queue, job_id, DELAYED, "promoted", lambda job: job.promote()
+        )
 
     async def change_priority(
         self, client: Redis, queue: str, job_id: str, priority: int, layout: QueueLayout
@@ -154,12 +163,15 @@ class BullMQActor:
                 f"priority {priority} is invalid: BullMQ takes 0 (none) to {PRIORITY_LIMIT}"
             )
         self._check_layout("change priority", Change.READY, queue, layout)
-        what = "reprioritized"
-        await self._require(client, queue, job_id, PRIORITY_STATES, what)
         # a worker that takes the job between the check and the script finds only its
         # priority field changed, which BullMQ reads when it places a job, never while it runs
         await self._run_on_job(
-            client, queue, job_id, what, lambda job: job.changePriority({"priority": priority})
+            client,
+            queue,
+            job_id,
+            PRIORITY_STATES,
+            "reprioritized",
+            lambda job: job.changePriority({"priority": priority}),
         )
 
     async def remove(self, client: Redis, queue: str, job_id: str) -> None:
