@@ -104,3 +104,20 @@ async def test_keys_retry_pause_and_resume_a_node_run_queue(
         await until(pilot, lambda: "PAUSED" not in visible_text(app))
     counts = await node6.call("counts", queue=queue_name)
     assert (counts["completed"], counts["failed"], counts["waiting"]) == (2, 1, 0)
+
+
+async def test_p_on_a_bullmq5_queue_says_why_it_is_not_paused(
+    node5: NodeDriver, redis_url: str, queue_name: str
+) -> None:
+    await node5.call("worker", queue=queue_name)
+    await node5.call("add", queue=queue_name)
+    app = DashboardApp(redis_url, BullMQBackend(), queues=[queue_name], poll_interval=0.2)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        await pilot.press("p")
+        await confirm(pilot, app)
+        await until(pilot, lambda: "pause refused" in notices(app))
+        await pilot.pause(0.3)
+        text = visible_text(app)
+        assert "pause refused" in text and "PAUSED" not in text  # shown, not only logged
+    assert await node5.call("isPaused", queue=queue_name) is False
