@@ -1,6 +1,7 @@
 """Pressing the dashboard's real keys at 80x24 on a queue Node BullMQ 6 runs: r retries a failed
 job (the Node worker completes it), p pauses the queue (the Node worker stops taking jobs) and
-p again resumes it; reading alone never constructs a ``bullmq`` package queue."""
+p again resumes it; reading alone never constructs a ``bullmq`` package queue; p on a BullMQ 5
+queue says on screen why it is not paused."""
 
 from __future__ import annotations
 
