@@ -334,7 +334,7 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bullmq",
         action="store_true",
-        help="open BullMQ queues (v5 and v6, Node or Python) instead of Corral's; read-only",
+        help="open BullMQ queues (v5 and v6, Node or Python) instead of Corral's",
     )
 
 

@@ -23,7 +23,7 @@ class ReadOnlyError(PermissionError):
 
 
 class JobActions:
-    """Retry, discard, promote, pause/resume and clean, on their own connection."""
+    """Retry, discard, promote, reprioritize, pause/resume and clean, on their own connection."""
 
     def __init__(self, backend: Backend, client: Redis | None, read_only: bool) -> None:
         self.backend = backend
@@ -78,6 +78,21 @@ class JobActions:
         except ActionRefused as exc:
             return _refused("promoted", job_id, exc)
         return f"promoted job {job_id!r}"
+
+    async def promote_all(self, queue: str, count: int = RETRY_ALL_LIMIT) -> str:
+        """Run the delayed jobs of a queue now."""
+        client = self._writer("promote all")
+        promoted = await self.backend.promote_all(client, queue, count)
+        return f"promoted {promoted} delayed job{'s' if promoted != 1 else ''} of {queue!r}"
+
+    async def change_priority(self, queue: str, job_id: str, priority: int) -> str:
+        """Give a job that is not running a new priority."""
+        client = self._writer("change priority")
+        try:
+            await self.backend.change_priority(client, queue, job_id, priority)
+        except ActionRefused as exc:
+            return _refused("reprioritized", job_id, exc)
+        return f"job {job_id!r} now has priority {priority}"
 
     async def set_paused(self, queue: str, paused: bool) -> str:
         """Pause or resume a queue."""

@@ -24,6 +24,7 @@ from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
 from dashboard.palette import KeyCommands
+from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
 from dashboard.sanitize import display_text, mask_url, redact_string
 from dashboard.screens.base import DashScreen
 from dashboard.screens.confirm import ConfirmScreen
@@ -201,6 +202,47 @@ class DashboardApp(App[None]):
         self._ask(
             "Retry all failed", body, "Retry all", lambda: self.actions.retry_all(queue), queue
         )
+
+    def confirm_promote_all(self, queue: str) -> None:
+        """Ask (typed), then run every delayed job of the queue now."""
+        delayed = self._count(queue, "delayed")
+        body = Text.assemble(
+            f"Promote all {delayed} delayed jobs of queue ", display_text(queue, limit=60), "?"
+        )
+        self._ask(
+            "Promote all delayed",
+            body,
+            "Promote all",
+            lambda: self.actions.promote_all(queue),
+            queue,
+        )
+
+    def confirm_change_priority(self, queue: str, job_id: str) -> None:
+        """Ask for the new priority, then confirm and set it."""
+        if self.read_only:
+            self.notify("read-only mode: actions are off", severity="warning")
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            priority = parse_priority(answer)
+            body = Text.assemble(
+                "Give job ",
+                display_text(job_id, limit=60),
+                " of queue ",
+                display_text(queue, limit=60),
+                f" priority {priority}?",
+            )
+            self._ask(
+                "Change priority",
+                body,
+                "Change",
+                lambda: self.actions.change_priority(queue, job_id, priority),
+            )
+
+        label = f"New priority (0 = none, 1 runs first, up to {MAX_PRIORITY}):"
+        self.push_screen(PromptScreen(label, value="1", check=priority_error), chosen)
 
     def confirm_pause(self, queue: str) -> None:
         """Ask, then pause or resume the queue."""

@@ -134,6 +134,15 @@ class Backend(Protocol):
         """Make a delayed job ready now; ``ActionRefused`` if it is not delayed."""
         ...
 
+    async def promote_all(self, client: Redis, queue: str, count: int) -> int:
+        """Make up to ``count`` delayed jobs ready now; return how many were promoted."""
+        ...
+
+    async def change_priority(self, client: Redis, queue: str, job_id: str, priority: int) -> None:
+        """Give a job that is not running a new priority (0 = none, 1 = runs first);
+        ``ActionRefused`` naming its state if it is running or finished."""
+        ...
+
     async def pause(self, client: Redis, queue: str) -> None:
         """Stop workers taking jobs from the queue."""
         ...

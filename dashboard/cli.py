@@ -36,9 +36,7 @@ def run_dash(args: argparse.Namespace) -> int:
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
     bullmq = isinstance(backend, BullMQBackend)
-    # acting on BullMQ queues is not built yet: that dashboard is read-only whatever the flag
-    read_only = bool(args.read_only) or bullmq
-    app = DashboardApp(url, backend, queues=queues, read_only=read_only)
+    app = DashboardApp(url, backend, queues=queues, read_only=bool(args.read_only))
     app.title = f"Corral {mask_url(url)}"
     if bullmq:
         app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"

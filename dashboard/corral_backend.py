@@ -437,6 +437,21 @@ class CorralBackend:
         async with _engine_queue(client, self.prefix, queue) as q:
             await q.promote_job(job_id)
 
+    async def promote_all(self, client: Redis, queue: str, count: int) -> int:
+        """Promote up to ``count`` delayed jobs, earliest first (``Queue.promote_jobs``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.promote_jobs(count)
+
+    async def change_priority(self, client: Redis, queue: str, job_id: str, priority: int) -> None:
+        """Reprioritize a job that is not running or finished (``Queue.change_priority``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            state = await q.get_job_state(job_id)
+            if state is None:
+                raise ActionRefused(f"job {job_id!r} no longer exists", None)
+            if state.value in ("active", "completed", "failed"):
+                raise ActionRefused(f"job {job_id!r} is {state.value}", state.value)
+            await q.change_priority(job_id, priority)
+
     async def pause(self, client: Redis, queue: str) -> None:
         """Pause the queue (``Queue.pause``)."""
         async with _engine_queue(client, self.prefix, queue) as q:

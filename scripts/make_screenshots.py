@@ -10,9 +10,13 @@ the schedulers, a flow, help) is saved as SVG at every size, then converted to P
 first converter found: the ``cairosvg`` package, ``rsvg-convert`` (Debian: ``librsvg2-bin``)
 or headless Chromium.
 
+With ``--bullmq`` it shoots queues that the real BullMQ runs in Node instead (6.7, and 5.81 for
+one legacy queue; npm-installed into the ignored ``tests/.node/``): the overview, a queue's failed
+tab, a failed job, and a refused pause of the BullMQ 5 queue, as ``bullmq-*.svg``.
+
 Run from the repository root::
 
-    python scripts/make_screenshots.py [--out screenshots] [--run-for 18] [--no-png]
+    python scripts/make_screenshots.py [--out screenshots] [--run-for 18] [--no-png] [--bullmq]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len, get_character_cell_size
 from textual.pilot import Pilot
@@ -38,6 +43,7 @@ from textual.pilot import Pilot
 from corral.demo import WORKERS, Workload
 from corral.demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
 from dashboard.app import DashboardApp
+from dashboard.bullmq.backend import BullMQBackend
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import QueueSnapshot
 from dashboard.sanitize import mask_url
@@ -52,6 +58,9 @@ from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.queue_table import QueueTable
 from engine import FlowProducer, Queue
 from engine.server import EmbeddedServer
+
+if TYPE_CHECKING:
+    from support.bullmq_node import NodeDriver
 
 SIZES: tuple[tuple[int, int], ...] = ((80, 24), (120, 36))
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +306,125 @@ async def drive(
     return saved
 
 
+# -- queues Node BullMQ runs ------------------------------------------------------------------
+
+BULL_QUEUES = ("emails", "webhooks", "invoices")
+"""BullMQ 6 runs emails (all states) and webhooks (paused); BullMQ 5 runs invoices."""
+
+
+async def _node_counts(node: NodeDriver, queue: str, **want: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        counts = await node.call("counts", queue=queue)
+        if all(counts[state] >= n for state, n in want.items()):
+            return
+        if time.monotonic() > deadline:
+            raise ScreenshotError(f"Node's {queue} did not reach {want}: {counts}")
+        await asyncio.sleep(0.1)
+
+
+async def bullmq_workload(node6: NodeDriver, node5: NodeDriver) -> None:
+    """Completed, failed, active, waiting, prioritized and delayed jobs on emails, a paused
+    webhooks queue with jobs waiting, and a BullMQ 5 invoices queue, all run by Node."""
+    emails, webhooks, invoices = BULL_QUEUES
+    await node6.call("worker", queue=emails, workerName="mailer-1")
+    for i in range(24):
+        await node6.call("add", queue=emails, name="welcome", data={"to": f"user{i}@example.com"})
+    for i in range(3):
+        await node6.call("add", queue=emails, name="bounce", data={"mode": "fail", "i": i})
+    await _node_counts(node6, emails, completed=24, failed=3)
+    await node6.call("add", queue=emails, name="newsletter", data={"mode": "hold"})
+    await _node_counts(node6, emails, active=1)
+    for i in range(4):
+        await node6.call("add", queue=emails, name="receipt", data={"order": 1000 + i})
+    await node6.call("add", queue=emails, name="password-reset", opts={"priority": 1})
+    for minutes in (5, 30):
+        await node6.call("add", queue=emails, name="reminder", opts={"delay": minutes * 60_000})
+    await node6.call("worker", queue=webhooks, workerName="hooks-1")
+    await node6.call("add", queue=webhooks, name="ping", data={"url": "https://example.com/h"})
+    await _node_counts(node6, webhooks, completed=1)
+    await node6.call("pause", queue=webhooks)
+    for i in range(5):
+        await node6.call("add", queue=webhooks, name="deliver", data={"event": i})
+    await node5.call("worker", queue=invoices, workerName="billing-v5")
+    for i in range(8):
+        await node5.call("add", queue=invoices, name="invoice", data={"number": i})
+    await node5.call("add", queue=invoices, name="invoice", data={"mode": "fail"})
+    await _node_counts(node5, invoices, completed=8, failed=1)
+
+
+async def _invoices_trickle(node5: NodeDriver) -> None:
+    """An invoice every quarter second, one in ten failing, for the live throughput."""
+    number = 100
+    while True:
+        number += 1
+        data = {"mode": "fail"} if number % 10 == 0 else {"number": number}
+        await node5.call("add", queue=BULL_QUEUES[2], name="invoice", data=data)
+        await asyncio.sleep(0.25)
+
+
+async def drive_bullmq(url: str, out: Path, sizes: Sequence[tuple[int, int]]) -> list[Path]:
+    """Run the Node workload, then the dashboard on it (acting allowed); save its screens."""
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' driver of the real BullMQ in Node
+    from support.bullmq_node import NodeDriver, ensure_bullmq
+
+    node6 = await NodeDriver(ensure_bullmq("6"), url).start()
+    node5 = await NodeDriver(ensure_bullmq("5"), url).start()
+    saved: list[Path] = []
+    try:
+        await bullmq_workload(node6, node5)
+        app = DashboardApp(url, BullMQBackend())
+        app.title = f"Corral · BullMQ bull {mask_url(url)}"
+        trickle = asyncio.create_task(_invoices_trickle(node5))
+        async with app.run_test(size=sizes[0], notifications=True) as pilot:
+            shooter = Shooter(app, pilot, out, sizes, saved)
+            await until(
+                pilot,
+                "the queues",
+                lambda: app.snapshot is not None and len(app.snapshot.queues) == 3,
+            )
+            await pilot.pause(8.0)  # some seconds of the trickle in the jobs/s chart
+            await shooter.shoot("bullmq-overview")
+
+            await select_queue(pilot, app, "emails")
+            await pilot.press("enter")
+            await until(pilot, "queue emails", lambda: isinstance(app.screen, QueueScreen))
+            await pilot.press(FAILED_TAB)
+            queue_screen = app.screen
+            assert isinstance(queue_screen, QueueScreen)
+            await until(
+                pilot,
+                "the failed tab",
+                lambda: queue_screen.page is not None and len(queue_screen.page.rows) == 3,
+            )
+            await shooter.shoot("bullmq-queue-failed")
+
+            await pilot.press("enter")
+            await until(pilot, "a job", lambda: isinstance(app.screen, JobScreen))
+            job_screen = app.screen
+            assert isinstance(job_screen, JobScreen)
+            await until(pilot, "the job's detail", lambda: job_screen.detail is not None)
+            await shooter.shoot("bullmq-job")
+
+            await pilot.press("escape", "escape")
+            await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
+            await select_queue(pilot, app, "invoices")
+            await pilot.press("p")
+            await pilot.pause(0.5)  # past the confirmation's debounce
+            await pilot.press("tab", "enter")
+            await until(
+                pilot,
+                "the refusal",
+                lambda: any("pause refused" in str(n.message) for n in app._notifications),
+            )
+            await shooter.shoot("bullmq-pause-refused")
+        trickle.cancel()
+    finally:
+        await node6.close()
+        await node5.close()
+    return saved
+
+
 # -- SVG to PNG ------------------------------------------------------------------------------
 
 Converter = Callable[[Path, Path], None]
@@ -469,6 +597,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="terminal size WIDTHxHEIGHT, repeatable (default: 80x24 and 120x36)",
     )
     parser.add_argument("--no-png", action="store_true", help="write the SVGs only")
+    parser.add_argument(
+        "--bullmq", action="store_true", help="shoot queues Node BullMQ runs (needs node and npm)"
+    )
     return parser.parse_args(argv)
 
 
@@ -479,6 +610,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     server = EmbeddedServer(notify_keyspace_events="KA").start()  # live view, like the demo
+    if args.bullmq:
+        try:
+            svgs = asyncio.run(drive_bullmq(server.url, out, sizes))
+        except ScreenshotError as exc:
+            print(f"make_screenshots: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            server.close()
+        for svg in svgs:
+            print(svg)
+        return 0 if args.no_png else convert_all(svgs)
     workload = Workload(server.url)
     try:
         workload.start()

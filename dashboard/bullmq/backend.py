@@ -5,8 +5,9 @@ with MAXLEN, SRANDMEMBER/HRANDFIELD samples, SCAN, XREAD, CLIENT LIST), pipeline
 write, so it is safe beside running Node workers and under a read-only ACL user. BullMQ's own
 ``getCounts``/``getRanges`` scripts are not used: they may RPOP legacy markers, a write.
 
-Acting on BullMQ queues is not part of this backend yet: every action raises
-``BullMQActionsUnavailable`` (and ``corral dash --bullmq`` runs read-only).
+Actions go to ``BullMQActor`` (``acting.py``): BullMQ's own scripts through the official
+``bullmq`` package, after a fresh read of the queue's layout; nothing of that package is touched
+until an action runs, so a read-only dashboard never constructs one of its queues.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from dashboard.actions import ReadOnlyError
 from dashboard.backend import FeatureUnavailable, QueueReading
+from dashboard.bullmq.acting import BullMQActor, BullMQRefusal
 from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
 from dashboard.bullmq.jobs import ROW_FIELDS, job_row
 from dashboard.bullmq.keys import (
@@ -55,15 +56,6 @@ NEW_QUEUE_SUFFIXES = (":meta", ":id", ":events")
 """Keys whose change can announce a queue the dashboard has not discovered yet."""
 
 
-class BullMQActionsUnavailable(ReadOnlyError):
-    """An action was asked of a BullMQ queue; this version only reads them."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what} refused: BullMQ queues are read-only in this version of the dashboard"
-        )
-
-
 class BullMQViewUnavailable(FeatureUnavailable):
     """A view this version cannot show for BullMQ queues yet (flows, workers, schedulers,
     per-minute history): the dashboard reports it instead of showing made-up data."""
@@ -83,6 +75,8 @@ class BullMQBackend:
         """Completed and failed events parsed per queue: the live throughput counters."""
         self._known: set[str] = set()
         self._channel_head_len = len(self.prefix) + 1
+        self.actor = BullMQActor(self.prefix)
+        """Runs the actions; it constructs the bullmq package's objects only when one runs."""
 
     def keys(self, queue: str) -> BullKeys:
         """The keys of one queue."""
@@ -342,38 +336,51 @@ class BullMQBackend:
         """Not available yet: the chart shows the live rates only."""
         raise BullMQViewUnavailable("per-minute history")
 
-    # -- actions: not in this version --------------------------------------------------------
+    # -- actions: BullMQ's own scripts, through the bullmq package ---------------------------
 
     async def cancel_job(self, client: Redis, queue: str, job_id: str, by: str) -> bool:
         """BullMQ has no cancellation of a job from outside its worker."""
-        raise BullMQActionsUnavailable("cancel")
+        raise BullMQRefusal(
+            "cancel refused: BullMQ cannot stop a job from outside its worker (only the worker "
+            "holding the job's lock can end it)"
+        )
 
     async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("retry")
+        """A failed job back to wait (``Job.retry``)."""
+        await self.actor.retry(client, queue, job_id, await self.read_layout(client, queue))
 
     async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("retry all")
+        """Every job failed when the action starts back to wait (``Queue.retryJobs``, which
+        works through them all in batches: ``count`` does not cap it)."""
+        return await self.actor.retry_all(client, queue, await self.read_layout(client, queue))
 
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("discard")
+        """Discard a job no worker holds, with its children (``Queue.remove``)."""
+        await self.actor.remove(client, queue, job_id)
 
     async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("promote")
+        """A delayed job ready now (``Job.promote``)."""
+        await self.actor.promote(client, queue, job_id, await self.read_layout(client, queue))
+
+    async def promote_all(self, client: Redis, queue: str, count: int) -> int:
+        """Every delayed job ready now (``Queue.promoteJobs``; ``count`` does not cap it)."""
+        return await self.actor.promote_all(client, queue, await self.read_layout(client, queue))
+
+    async def change_priority(self, client: Redis, queue: str, job_id: str, priority: int) -> None:
+        """A new priority for a job that is not running (``Job.changePriority``)."""
+        layout = await self.read_layout(client, queue)
+        await self.actor.change_priority(client, queue, job_id, priority, layout)
 
     async def pause(self, client: Redis, queue: str) -> None:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("pause")
+        """Pause with BullMQ 6's script (``Queue.pause``), refused on BullMQ 5 queues."""
+        await self.actor.pause(client, queue, await self.read_layout(client, queue))
 
     async def resume(self, client: Redis, queue: str) -> None:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("resume")
+        """Resume (``Queue.resume``), refused on a queue both majors wrote to."""
+        await self.actor.resume(client, queue, await self.read_layout(client, queue))
 
     async def clean(
         self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
     ) -> list[str]:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("clean")
+        """Remove old completed or failed jobs (``Queue.clean``)."""
+        return await self.actor.clean(client, queue, state, grace_ms, limit)

@@ -108,3 +108,19 @@ async def read_job_detail(client: Redis, keys: BullKeys, job_id: str) -> JobDeta
         ),
     )
     return job_detail(keys.queue, job_id, found, fields, extras)
+
+
+async def read_job_state(client: Redis, keys: BullKeys, job_id: str) -> str | None:
+    """Where the job is now (searched in ``getState``'s order, lists bounded by ``LPOS_MAX``):
+    None when its hash is gone, "unknown" when it is in no state structure."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.job(job_id))
+        for state in FIND_ORDER:
+            if state in LIST_STATES:
+                pipe.lpos(keys.state(state), job_id, maxlen=LPOS_MAX)
+            else:
+                pipe.zscore(keys.state(state), job_id)
+        exists, *places = await pipe.execute()
+    if not exists:
+        return None
+    return next((s for s, p in zip(FIND_ORDER, places, strict=True) if p is not None), "unknown")

@@ -9,7 +9,7 @@ clients of both majors wrote to it, and an action that pauses or resumes it coul
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 _VERSION = re.compile(r"^bullmq:(\d+)\.\d+")
@@ -36,6 +36,8 @@ class QueueLayout:
     mixed: bool = False
     reason: str = ""
     """Why the layout was judged so, in a few words."""
+    paused: bool = False
+    """The ``paused`` flag of ``meta`` is set."""
 
 
 def version_major(version: str | None) -> int | None:
@@ -46,6 +48,10 @@ def version_major(version: str | None) -> int | None:
 
 def detect_layout(version: str | None, paused: bool, wait_len: int, paused_len: int) -> QueueLayout:
     """Judge a queue by its structure first and by the version hint second."""
+    return replace(_judge(version, paused, wait_len, paused_len), paused=paused)
+
+
+def _judge(version: str | None, paused: bool, wait_len: int, paused_len: int) -> QueueLayout:
     major = version_major(version)
     hinted = None
     if major is not None and major >= 6:

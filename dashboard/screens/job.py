@@ -95,6 +95,10 @@ class JobScreen(DashScreen):
         """Promote this job (confirmed)."""
         self.dash.confirm_job_action("promote", self.queue, self.job_id)
 
+    def action_change_priority(self) -> None:
+        """Ask for a new priority of this job (confirmed)."""
+        self.dash.confirm_change_priority(self.queue, self.job_id)
+
     def action_flow(self) -> None:
         """Draw the flow this job belongs to."""
         self.app.push_screen(FlowScreen(self.queue, self.job_id))

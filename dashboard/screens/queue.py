@@ -184,6 +184,16 @@ class QueueScreen(DashScreen):
         if job_id is not None:
             self.dash.confirm_job_action("promote", self.queue, job_id)
 
+    def action_promote_all(self) -> None:
+        """Run every delayed job of this queue now (typed confirmation)."""
+        self.dash.confirm_promote_all(self.queue)
+
+    def action_change_priority(self) -> None:
+        """Ask for a new priority of the job under the cursor (confirmed)."""
+        job_id = self.selected_job()
+        if job_id is not None:
+            self.dash.confirm_change_priority(self.queue, job_id)
+
     def action_retry_all(self) -> None:
         """Retry every failed job of this queue (typed confirmation)."""
         self.dash.confirm_retry_all(self.queue)

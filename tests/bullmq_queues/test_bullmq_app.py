@@ -166,7 +166,8 @@ async def test_read_only_sends_no_write_command(
         await tail.read(client, queues)
         await tail.read(client, queues)
 
-        app = DashboardApp(url, BullMQBackend(), read_only=True, poll_interval=0.2)
+        app_backend = BullMQBackend()
+        app = DashboardApp(url, app_backend, read_only=True, poll_interval=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
             await pilot.press("p", "R", "s")
@@ -182,6 +183,8 @@ async def test_read_only_sends_no_write_command(
             await pilot.press("enter")
             await pilot.pause(0.5)
         after = _calls(await client.info("commandstats"))
+        # nothing of the bullmq package was constructed (its Queue may write to meta)
+        assert backend.actor._queues == {} and app_backend.actor._queues == {}
         used = sorted(name for name, calls in after.items() if calls > before.get(name, 0))
         assert {"llen", "zcard", "lrange", "hmget", "xread", "client|list"} <= set(used)
         assert await _writes(client, used) == []

@@ -39,7 +39,7 @@ def test_bad_names_exit_2(argv: tuple[str, ...], capsys: pytest.CaptureFixture[s
     assert "invalid" in capsys.readouterr().err
 
 
-def test_bullmq_dashboard_is_read_only_with_bull_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bullmq_dashboard_acts_unless_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[DashboardApp] = []
     monkeypatch.setattr(DashboardApp, "run", lambda app, *a, **k: started.append(app))
     url = "redis://user:hunter2@127.0.0.1:1/0"
@@ -48,12 +48,12 @@ def test_bullmq_dashboard_is_read_only_with_bull_prefix(monkeypatch: pytest.Monk
     assert isinstance(app.backend, BullMQBackend)
     assert (app.backend.prefix, app.read_only, app.monitor.fixed_queues) == (
         "bull",
-        True,
+        False,
         ("{emails}",),
     )
     assert "BullMQ bull" in app.title and "hunter2" not in app.title
-    assert main(["dash", "--bullmq", "--redis", url, "--prefix", "{app}"]) == 0
-    assert started[1].backend.prefix == "{app}"
+    assert main(["dash", "--bullmq", "--redis", url, "--prefix", "{app}", "--read-only"]) == 0
+    assert (started[1].backend.prefix, started[1].read_only) == ("{app}", True)
 
 
 def test_bad_queue_name_given_directly_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

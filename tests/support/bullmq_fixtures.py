@@ -48,3 +48,19 @@ async def node6(bullmq6_modules: Path, redis_url: str) -> AsyncIterator[NodeDriv
         yield driver
     finally:
         await driver.close()
+
+
+@pytest.fixture(scope="session")
+def bullmq5_modules() -> Path:
+    """``node_modules`` with BullMQ 5.81 only."""
+    return _modules("5")
+
+
+@pytest.fixture
+async def node5(bullmq5_modules: Path, redis_url: str) -> AsyncIterator[NodeDriver]:
+    """A Node process driving BullMQ 5 against the session server."""
+    driver = await NodeDriver(bullmq5_modules, redis_url).start()
+    try:
+        yield driver
+    finally:
+        await driver.close()

@@ -5,6 +5,7 @@
 //   node driver.js --url redis://127.0.0.1:PORT/0 [--prefix bull]
 //
 // Workers started here run a processor chosen by the job's data: {mode: "fail"} throws,
+// {mode: "flaky"} throws while a `failing` request has turned failing on (off at start),
 // {mode: "hold"} runs until a `release` request, anything else completes with {done: data}.
 // Only loopback servers are accepted.
 'use strict';
@@ -41,6 +42,7 @@ const workers = new Map();
 const held = [];
 let flowProducer = null;
 let nextWorker = 1;
+let failing = false;
 
 function queue(name) {
   if (!queues.has(name)) {
@@ -51,7 +53,7 @@ function queue(name) {
 
 async function processor(job) {
   const mode = (job.data && job.data.mode) || 'ok';
-  if (mode === 'fail') {
+  if (mode === 'fail' || (mode === 'flaky' && failing)) {
     throw new Error(`failed on purpose: ${job.id}`);
   }
   if (mode === 'hold') {
@@ -160,6 +162,10 @@ const ops = {
     workers.delete(handle);
     if (worker) await worker.close(true);
     return true;
+  },
+  async failing({ on }) {
+    failing = Boolean(on);
+    return failing;
   },
   async release() {
     const count = held.length;
