@@ -293,11 +293,13 @@ def procs() -> Iterator[list[WorkerProcess]]:
 
 def fixed_windows(starts: list[int], duration: int) -> list[list[int]]:
     """Split sorted start times into the limiter's windows: a window begins with the first
-    start after the previous window ended and lasts ``duration`` ms (the key's TTL; a key is
-    still there in the ms its TTL runs out, so a window covers ``duration + 1`` ms)."""
+    start after the previous window ended and lasts ``duration`` ms (the key's TTL). Start
+    times are whole ms of the server clock, the TTL runs from a finer instant: a take in the
+    ms the key expires can already be the next window's, so a window is ``[first, first +
+    duration)``."""
     windows: list[list[int]] = []
     for t in sorted(starts):
-        if windows and t <= windows[-1][0] + duration:
+        if windows and t < windows[-1][0] + duration:
             windows[-1].append(t)
         else:
             windows.append([t])
