@@ -24,6 +24,7 @@ from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
 from dashboard.palette import KeyCommands
+from dashboard.replay import confirm_replay_all, confirm_replay_ids, is_dead_letter_queue
 from dashboard.sanitize import display_text, mask_url, redact_string
 from dashboard.screens.base import DashScreen
 from dashboard.screens.confirm import ConfirmScreen
@@ -171,7 +172,11 @@ class DashboardApp(App[None]):
         self.push_screen(ConfirmScreen(title, body, label, typed), answered)
 
     def confirm_job_action(self, kind: str, queue: str, job_id: str) -> None:
-        """Ask, then retry / discard / promote one job."""
+        """Ask, then retry / discard / promote one job (on a dead-letter queue, retry is a
+        replay to the job's origin queue)."""
+        if kind == "retry" and is_dead_letter_queue(self, queue):
+            self.run_worker(confirm_replay_ids(self, queue, [job_id]), group="actions")
+            return
         verbs: dict[str, tuple[str, Callable[[str, str], Awaitable[str]]]] = {
             "retry": ("Retry", self.actions.retry),
             "discard": ("Discard", self.actions.discard),
@@ -193,8 +198,12 @@ class DashboardApp(App[None]):
         return snapshot.counts.get(state) if snapshot else 0
 
     def confirm_retry_all(self, queue: str) -> None:
-        """Ask (typed), then retry every failed job of the queue."""
+        """Ask (typed), then retry every failed job of the queue (replay, on a dead-letter
+        queue)."""
         failed = self._count(queue, "failed")
+        if is_dead_letter_queue(self, queue):
+            confirm_replay_all(self, queue, failed)
+            return
         body = Text.assemble(
             f"Retry all {failed} failed jobs of queue ", display_text(queue, limit=60), "?"
         )

@@ -19,6 +19,7 @@ from dashboard.model import (
     JobLinks,
     JobPage,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     StateCounts,
     WorkerRow,
@@ -54,6 +55,7 @@ class QueueReading:
     oldest_wait_ms: int | None = None  # how long the next job to run has waited (server clock)
     breaker: str | None = None  # "open" or "half-open" while a circuit breaker holds the queue
     breaker_reason: str = ""
+    dead_letter: bool = False  # a dead-letter queue (its failed jobs are dead letters)
 
 
 class Backend(Protocol):
@@ -124,6 +126,13 @@ class Backend(Protocol):
 
     async def retry_all(self, client: Redis, queue: str, count: int) -> int:
         """Retry up to ``count`` failed jobs in bounded batches; return how many were retried."""
+        ...
+
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """On a dead-letter queue: send exactly ``ids`` (or else the oldest ``count``) back to
+        the queues they came from with fresh attempts, in bounded batches."""
         ...
 
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:

@@ -24,6 +24,7 @@ from dashboard.model import (
     JobPage,
     JobRow,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     SchedulerRow,
     StateCounts,
@@ -46,7 +47,16 @@ LPOS_MAX = 100_000
 CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
-_ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
+_ROW_FIELDS = (
+    F.NAME,
+    F.TIMESTAMP,
+    F.FINISHED_ON,
+    F.ATTEMPTS_MADE,
+    F.ATTEMPTS,
+    F.FAILED_REASON,
+    F.ORIGIN_QUEUE,
+    F.ORIGIN_ID,
+)
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -59,7 +69,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
-    name, timestamp, finished, made, attempts, reason = values
+    name, timestamp, finished, made, attempts, reason, origin_queue, origin_id = values
     numbers = (timestamp, finished, made, attempts)
     malformed = name is None or any(
         raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
@@ -74,6 +84,8 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
         attempts=_int_or_none(attempts) or 1,
         failed_reason=reason,
         malformed=malformed,
+        origin_queue=origin_queue or None,
+        origin_id=origin_id or None,
     )
 
 
@@ -112,7 +124,7 @@ class CorralBackend:
                         pipe.llen(key)
                     else:
                         pipe.zcard(key)
-                pipe.hmget(keys.meta, ["paused", "tripped", "breaker_reason"])
+                pipe.hmget(keys.meta, ["paused", "tripped", "breaker_reason", "dead_letter"])
                 pipe.hmget(keys.counters, ["completed", "failed"])
                 pipe.zcard(keys.workers)
                 pipe.zcount(keys.workers, live_since, "+inf")
@@ -125,7 +137,8 @@ class CorralBackend:
         for index, queue in enumerate(queues):
             chunk = replies[index * per_queue : (index + 1) * per_queue]
             counts = dict(zip((s.value for s in ALL_STATES), chunk, strict=False))
-            (paused, tripped, reason), totals, registered, live, _next = chunk[len(ALL_STATES) :]
+            meta, totals, registered, live, _next = chunk[len(ALL_STATES) :]
+            paused, tripped, reason, dead_letter = meta
             readings[queue] = QueueReading(
                 name=queue,
                 counts=StateCounts.from_mapping(counts),
@@ -136,6 +149,7 @@ class CorralBackend:
                 oldest_wait_ms=oldest.get(queue),
                 breaker=_text(tripped) if tripped else None,
                 breaker_reason=_text(reason) if reason else "",
+                dead_letter=bool(dead_letter) and _text(dead_letter) == "1",
             )
         return readings
 
@@ -421,6 +435,20 @@ class CorralBackend:
         """Retry up to ``count`` failed jobs, in the engine's batches (``Queue.retry_jobs``)."""
         async with _engine_queue(client, self.prefix, queue) as q:
             return await q.retry_jobs("failed", count)
+
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """``Queue.replay_dead_letters`` (batches of 100, one script call per origin queue)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            if ids is not None:
+                result = await q.replay_dead_letters(list(ids))
+            else:
+                result = await q.replay_dead_letters(count=count)
+        return ReplayOutcome(
+            replayed=tuple((dl, origin, oid) for dl, (origin, oid) in result.replayed.items()),
+            skipped=tuple(result.skipped.items()),
+        )
 
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Discard a job that no worker holds (``Queue.remove_job``)."""

@@ -37,6 +37,7 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("s", "stalled", "Stalled", show=False),
     Key("w", "workers", "Workers"),
     Key("S", "schedulers", "Schedulers", show=False),
+    Key("D", "dead_letters", "Dead letters", show=False),
     Key("q", "quit", "Quit"),
 )
 
@@ -74,6 +75,19 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("t", "flow", "Flow of the job", show=False),
     Key("w", "workers", "Workers", show=False),
     Key("S", "schedulers", "Schedulers", show=False),
+    Key("D", "dead_letters", "Dead letters", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+DEAD_LETTER_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_job", "Open"),
+    Key("space", "toggle_mark", "Mark"),
+    Key("r", "replay", "Replay", mutates=True),
+    Key("R", "replay_all", "Replay all", mutates=True),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("n,right_square_bracket", "page(1)", "Next page", show=False),
+    Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -116,7 +130,10 @@ SCHEDULERS_KEYS: tuple[Key, ...] = (
 )
 
 MUTATING_ACTIONS = frozenset(
-    key.action for table in (OVERVIEW_KEYS, QUEUE_KEYS, JOB_KEYS) for key in table if key.mutates
+    key.action
+    for table in (OVERVIEW_KEYS, QUEUE_KEYS, JOB_KEYS, DEAD_LETTER_KEYS)
+    for key in table
+    if key.mutates
 )
 
 

@@ -102,6 +102,8 @@ class QueueSnapshot:
     breaker: str | None = None
     """"open" or "half-open" while the queue's circuit breaker holds its jobs, else None."""
     breaker_reason: str = ""
+    dead_letter: bool = False
+    """True for a dead-letter queue: its failed jobs are dead letters, replayed to origin."""
 
     @property
     def jobs_per_sec(self) -> float:
@@ -149,6 +151,18 @@ class JobRow:
     attempts: int = 1
     failed_reason: str | None = None
     malformed: bool = False
+    origin_queue: str | None = None
+    """On a dead letter: the queue it failed in (and ``origin_id``, its id there)."""
+    origin_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What a replay of dead letters did: ``(dead letter id, origin queue, id there)`` of each
+    one sent back, and ``(dead letter id, why)`` of each one left in place."""
+
+    replayed: tuple[tuple[str, str, str], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,7 @@ class QueueMonitor:
             events_gap=name in self.gaps,
             breaker=reading.breaker,
             breaker_reason=reading.breaker_reason,
+            dead_letter=reading.dead_letter,
         )
 
     def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ from dashboard.model import (
     JobLinks,
     JobPage,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     StateCounts,
     WorkerRow,
@@ -355,6 +356,12 @@ class BullMQBackend:
     async def retry_all(self, client: Redis, queue: str, count: int) -> int:
         """Not available yet."""
         raise BullMQActionsUnavailable("retry all")
+
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """BullMQ has no dead-letter queues: nothing to replay."""
+        raise BullMQActionsUnavailable("replay of dead letters (BullMQ has no dead-letter queues)")
 
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Not available yet."""
