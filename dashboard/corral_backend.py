@@ -333,6 +333,7 @@ class CorralBackend:
                         started_ms=info.started,
                         last_beat_ms=info.last_beat,
                         expires_ms=info.expires,
+                        restarts=info.restarts,
                     )
                 )
         return rows

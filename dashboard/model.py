@@ -260,6 +260,8 @@ class WorkerRow:
     last_beat_ms: int
     expires_ms: int
     """When the heartbeat runs out unless the worker beats again."""
+    restarts: int = 0
+    """Times its supervisor restarted it (recycled by a guard, or after a crash)."""
 
 
 @dataclass(frozen=True, slots=True)
