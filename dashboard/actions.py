@@ -102,6 +102,18 @@ class JobActions:
         await self.backend.resume(client, queue)
         return f"resumed {queue!r}"
 
+    async def breaker(self, queue: str, remove: bool) -> str:
+        """Close the queue's circuit breaker now, or take it off the queue."""
+        if remove:
+            client = self._writer("breaker remove")
+            if await self.backend.remove_breaker(client, queue):
+                return f"removed the circuit breaker of {queue!r}"
+            return f"queue {queue!r} has no circuit breaker"
+        client = self._writer("breaker reset")
+        if await self.backend.reset_breaker(client, queue):
+            return f"closed the circuit breaker of {queue!r}: its jobs run again"
+        return f"the circuit breaker of {queue!r} was closed already"
+
     async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> str:
         """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""
         client = self._writer("clean")

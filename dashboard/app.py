@@ -23,6 +23,7 @@ from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
+from dashboard.notices import Announcer
 from dashboard.palette import KeyCommands
 from dashboard.replay import confirm_replay_all, confirm_replay_ids, is_dead_letter_queue
 from dashboard.sanitize import display_text, mask_url, redact_string
@@ -33,6 +34,7 @@ from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
+from engine.health import Thresholds
 
 CLEAN_LIMIT = 10_000
 
@@ -60,13 +62,18 @@ class DashboardApp(App[None]):
         queues: Sequence[str] = (),
         read_only: bool = False,
         poll_interval: float = 1.0,
+        thresholds: Thresholds | None = None,
+        bell: bool = False,
     ) -> None:
         super().__init__()
         self.url = url
         self.masked_url = mask_url(url)
         self.backend = backend
         self.read_only = read_only
-        self.monitor = QueueMonitor(backend, url, queues=queues, poll_interval=poll_interval)
+        self.monitor = QueueMonitor(
+            backend, url, queues=queues, poll_interval=poll_interval, thresholds=thresholds
+        )
+        self.announcer = Announcer(bell)
         self.reader = _client(url)
         self.actions = JobActions(backend, None if read_only else _client(url), read_only)
         self.snapshot: DashboardSnapshot | None = None
@@ -92,6 +99,11 @@ class DashboardApp(App[None]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Keep the newest snapshot; show it unless frozen."""
         self.snapshot = message.snapshot
+        notices, ring = self.announcer.new(message.snapshot)
+        for notice in notices:
+            self.notify(notice.text, severity=notice.severity, markup=False)
+        if ring:
+            self.bell()
         if not self.frozen:
             self._show(message.snapshot)
 

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from dashboard.model import (
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLinks,
@@ -24,6 +25,7 @@ from dashboard.model import (
     StateCounts,
     WorkerRow,
 )
+from engine.health import Thresholds
 
 FLOW_PATH_MAX = 100
 """Parent links followed at most when looking for the root of a job's flow."""
@@ -143,6 +145,15 @@ class Backend(Protocol):
         """Make a delayed job ready now; ``ActionRefused`` if it is not delayed."""
         ...
 
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """Close the queue's circuit breaker now (operator override); True if it was open or
+        half-open."""
+        ...
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """Take the circuit breaker off the queue, closing it first; True if it had one."""
+        ...
+
     async def pause(self, client: Redis, queue: str) -> None:
         """Stop workers taking jobs from the queue."""
         ...
@@ -189,6 +200,13 @@ class Backend(Protocol):
         """``count`` job schedulers of the queue from index ``start``, soonest next run first
         (ended ones last), each with the state of the newest job it created; a record that
         cannot be read is a row with ``malformed`` set. Bounded range reads only."""
+        ...
+
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """Each threshold the queues pass, with the line ``corral check`` prints for it (the
+        same measures: ``engine.health``). Bounded reads per queue."""
         ...
 
     async def read_minute_history(

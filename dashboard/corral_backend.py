@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from dashboard.backend import FLOW_PATH_MAX, ActionRefused, QueueReading
 from dashboard.model import (
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLink,
@@ -33,6 +34,7 @@ from dashboard.model import (
 from engine.errors import JobNotFound, JobStateError
 from engine.flow_model import JobRef
 from engine.flows import FlowNode, read_flow
+from engine.health import Thresholds, check_queues
 from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
 from engine.metrics import MINUTE_MS
@@ -338,6 +340,15 @@ class CorralBackend:
                 )
         return rows
 
+    # -- alert thresholds ---------------------------------------------------------------------
+
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """``engine.health.check_queues``: what ``corral check`` measures and prints."""
+        _, found = await check_queues(client, queues, limits, self.prefix)
+        return [Breach(b.queue, b.what, str(b)) for b in found]
+
     # -- metrics ------------------------------------------------------------------------------
 
     async def read_minute_history(
@@ -465,6 +476,16 @@ class CorralBackend:
         """Make a delayed job ready now (``Queue.promote_job``)."""
         async with _engine_queue(client, self.prefix, queue) as q:
             await q.promote_job(job_id)
+
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """Close the circuit breaker now (``Queue.reset_breaker``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.reset_breaker()
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """Take the circuit breaker off (``Queue.remove_breaker``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.remove_breaker()
 
     async def pause(self, client: Redis, queue: str) -> None:
         """Pause the queue (``Queue.pause``)."""

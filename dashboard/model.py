@@ -112,6 +112,16 @@ class QueueSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Breach:
+    """One alert threshold passed by one queue: ``what`` (failed, waiting, wait_age, stalled,
+    workers) and the line ``corral check`` prints for it."""
+
+    queue: str
+    what: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardSnapshot:
     """Everything the overview shows, at ``as_of`` (epoch seconds of the last good read)."""
 
@@ -124,6 +134,12 @@ class DashboardSnapshot:
     failed_history: tuple[float, ...] = ()
     recent_events: tuple[Event, ...] = ()
     stalled_events: tuple[Event, ...] = ()  # kept apart, so busy queues do not push them out
+    breaches: tuple[Breach, ...] = ()
+    """Alert thresholds passed (``corral dash --max-waiting ...``)."""
+    breaches_read: bool = False
+    """True once the thresholds were measured (so no breach means none, not unknown)."""
+    breaker_events: tuple[Event, ...] = ()
+    """The latest circuit breaker changes (open, half-open, closed), oldest first."""
     error: str | None = None
     hour_completed: tuple[int, ...] = ()
     """Jobs completed per minute over all queues in the last hour, from the server's metrics,

@@ -36,6 +36,7 @@ from dashboard.bullmq.workers import count_workers
 from dashboard.model import (
     STATE_ORDER,
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLinks,
@@ -46,6 +47,7 @@ from dashboard.model import (
     StateCounts,
     WorkerRow,
 )
+from engine.health import Thresholds
 
 SCAN_COUNT = 1_000
 ASCENDING_STATES = frozenset({"delayed", "prioritized"})
@@ -337,6 +339,12 @@ class BullMQBackend:
         """Not available yet."""
         raise BullMQViewUnavailable("schedulers view")
 
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """Not available yet: ``corral check`` measures Corral queues only."""
+        raise BullMQViewUnavailable("alert thresholds check")
+
     async def read_minute_history(
         self, client: Redis, queues: Sequence[str], minutes: int
     ) -> MinuteHistory:
@@ -370,6 +378,14 @@ class BullMQBackend:
     async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Not available yet."""
         raise BullMQActionsUnavailable("promote")
+
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """BullMQ has no circuit breakers."""
+        raise BullMQActionsUnavailable("breaker reset (BullMQ has no circuit breakers)")
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """BullMQ has no circuit breakers."""
+        raise BullMQActionsUnavailable("breaker remove (BullMQ has no circuit breakers)")
 
     async def pause(self, client: Redis, queue: str) -> None:
         """Not available yet."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Footer
 
+from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import OVERVIEW_KEYS, bindings
 from dashboard.model import DashboardSnapshot
 from dashboard.screens.base import DashScreen
@@ -87,6 +88,12 @@ class OverviewScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of every queue (``a`` narrows to the queue under the cursor)."""
         self.app.push_screen(WorkersScreen(self._selected(), all_queues=True))
+
+    def action_breaker(self, remove: bool) -> None:
+        """Close (``b``) or remove (``B``) the queue's circuit breaker (confirmed)."""
+        queue = self._selected()
+        if queue is not None:
+            confirm_breaker(self.dash, queue, remove)
 
     def action_dead_letters(self) -> None:
         """Dead letters of this (or the only) dead-letter queue, to list and replay."""

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
 
+from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import QUEUE_KEYS, bindings
 from dashboard.model import STATE_ORDER, DashboardSnapshot, JobPage
 from dashboard.sanitize import display_text
@@ -209,6 +210,12 @@ class QueueScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of this queue (``a``: of every queue)."""
         self.app.push_screen(WorkersScreen(self.queue))
+
+    def action_breaker(self, remove: bool) -> None:
+        """Close (``b``) or remove (``B``) the queue's circuit breaker (confirmed)."""
+        queue = self.queue
+        if queue is not None:
+            confirm_breaker(self.dash, queue, remove)
 
     def action_dead_letters(self) -> None:
         """Dead letters of this (or the only) dead-letter queue, to list and replay."""
