@@ -299,10 +299,16 @@ class CorralBackend:
             up = node.job.parent
             above = await read_flow(client, up, depth=0, max_children=0, list_scan_limit=LPOS_MAX)
             parent = _link(up, above)
+        pending: set[JobRef] = set()
+        if node.job is not None and node.job.state is JobState.WAITING_CHILDREN:
+            queue_of = Queue(queue, client, prefix=self.prefix)
+            pending = set((await queue_of.get_dependencies(job_id)).unprocessed)
         return JobLinks(
             job=_link(ref, node),
             parent=parent,
-            children=tuple(_link(child.ref, child) for child in node.children),
+            children=tuple(
+                _link(child.ref, child, child.ref in pending) for child in node.children
+            ),
             more_children=node.truncated,
         )
 
@@ -582,7 +588,7 @@ def _scheduler_row(
     )
 
 
-def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
+def _link(ref: JobRef, node: FlowNode | None, pending: bool = False) -> JobLink:
     """A flow node as a ``JobLink``; a node that was not found is a job that is gone."""
     job = node.job if node is not None else None
     if node is None:
@@ -594,6 +600,8 @@ def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
         state=job.state.value if job is not None and job.state is not None else None,
         exists=job is not None,
         has_children=bool(node.children) or node.truncated,
+        failed_reason=job.failed_reason if job is not None else None,
+        pending=pending,
     )
 
 

@@ -249,6 +249,10 @@ class JobLink:
     its hash cannot be read."""
     has_children: bool = False
     """True when the job has children of its own, so a tree can offer to open it."""
+    failed_reason: str | None = None
+    pending: bool = False
+    """For a child: its parent still waits for it (it has not completed, nor been let go by a
+    failure policy)."""
 
 
 @dataclass(frozen=True, slots=True)
