@@ -247,6 +247,20 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:NAME",
         help="a JobTypes registry: registered jobs' data is checked and given as job.typed",
     )
+    parser.add_argument(
+        "--error-policy",
+        type=import_target,
+        default=None,
+        metavar="MODULE:NAME",
+        help="an ErrorPolicy for the queue: which errors retry, which fail at once, backoffs",
+    )
+    parser.add_argument(
+        "--job-error-policies",
+        type=import_target,
+        default=None,
+        metavar="MODULE:NAME",
+        help="a dict of job name -> ErrorPolicy, merged over --error-policy for those names",
+    )
     from corral.worker_flags import configure_worker_extras  # sandbox, guards, health
 
     configure_worker_extras(parser)
