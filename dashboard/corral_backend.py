@@ -39,13 +39,15 @@ from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, Job
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
 from engine.metrics import MINUTE_MS
 from engine.queue import Queue, read_job_state
-from engine.schedulers import JobScheduler
+from engine.schedulers import JobScheduler, tick_job_id, tick_job_prefix
 
 SCAN_COUNT = 5_000
 LOG_LINES = 200
 """Newest log lines read for the detail view."""
 LPOS_MAX = 100_000
 """List entries compared when looking for a job in wait/paused, so the search stays bounded."""
+EARLIER_JOBS = 5
+"""Jobs before a scheduler's last one whose states the schedulers view shows."""
 CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
@@ -404,8 +406,12 @@ class CorralBackend:
             except (ValueError, TypeError, KeyError) as exc:  # written by something else
                 read.append((scheduler_id, f"{type(exc).__name__}: {exc}"))
         last_ids = [s.last_job_id for _, s in read if isinstance(s, JobScheduler)]
-        states = await self._states(client, keys, [i for i in last_ids if i])
-        rows = tuple(_scheduler_row(sid, found, states) for sid, found in read)
+        earlier = {sid: _earlier_ids(found) for sid, found in read}
+        wanted = [i for i in last_ids if i] + [i for ids in earlier.values() for i in ids]
+        states = await self._states(client, keys, wanted)
+        rows = tuple(
+            _scheduler_row(sid, found, states, earlier.get(sid, [])) for sid, found in read
+        )
         now = int(seconds) * 1000 + int(micros) // 1000
         return SchedulerPage(queue=queue, start=start, rows=rows, total=int(total), now_ms=now)
 
@@ -566,8 +572,23 @@ async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[
         await queue.close()
 
 
+def _earlier_ids(found: JobScheduler | str) -> list[str]:
+    """Ids of the jobs of the ticks (``EARLIER_JOBS`` at most) before a scheduler's last job's
+    tick."""
+    if isinstance(found, str) or found.last_job_id is None:
+        return []
+    tick = found.last_job_id.removeprefix(tick_job_prefix(found.id))
+    if not tick.isdigit():
+        return []
+    count = min(EARLIER_JOBS, found.iterations - 1)  # it made no job before its first
+    return [tick_job_id(found.id, t) for t in found.timing.ticks_before(int(tick), count)]
+
+
 def _scheduler_row(
-    scheduler_id: str, found: JobScheduler | str, states: Mapping[str, str]
+    scheduler_id: str,
+    found: JobScheduler | str,
+    states: Mapping[str, str],
+    earlier: Sequence[str] = (),
 ) -> SchedulerRow:
     """A scheduler as a row, or a row saying why its record could not be read."""
     if isinstance(found, str):
@@ -585,6 +606,7 @@ def _scheduler_row(
         job_name=found.job_name,
         last_job_id=last,
         last_job_state=states.get(last) if last else None,
+        earlier_jobs=tuple((job_id, states.get(job_id)) for job_id in earlier),
     )
 
 

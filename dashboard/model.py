@@ -301,6 +301,8 @@ class SchedulerRow:
     last_job_id: str | None = None
     last_job_state: str | None = None
     """State of the last job; None when it no longer exists (or is in no state)."""
+    earlier_jobs: tuple[tuple[str, str | None], ...] = ()
+    """The jobs of the ticks before the last one, newest first: (id, state or None if gone)."""
     malformed: str | None = None
     """Why the scheduler's record could not be read, when it could not."""
 
