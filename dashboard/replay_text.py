@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from dashboard.model import JobRow, ReplayOutcome
+from dashboard.sanitize import display_text
 
 SKIPPED_SHOWN = 3
 """Dead letters left in place that the outcome line names one by one."""
@@ -23,7 +24,11 @@ def origins(rows: Iterable[JobRow]) -> str:
 
 
 def replay_message(queue: str, outcome: ReplayOutcome) -> str:
-    """One line: what went back where, and what stayed and why."""
+    """One line: what went back where, and what stayed and why (inert: made visible, cut)."""
+    return display_text(_message(queue, outcome), limit=300).plain
+
+
+def _message(queue: str, outcome: ReplayOutcome) -> str:
     if len(outcome.replayed) == 1 and not outcome.skipped:
         ((dl_id, origin, origin_id),) = outcome.replayed
         return f"replayed dead letter {dl_id!r} to {origin!r} as job {origin_id!r}"

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Static
 from dashboard.keymap import DEAD_LETTER_KEYS, bindings
 from dashboard.model import DashboardSnapshot, JobPage
 from dashboard.replay import confirm_replay, confirm_replay_all
+from dashboard.replay_text import plural
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.widgets.dead_letters_table import DeadLettersTable
@@ -71,7 +72,7 @@ class DeadLettersScreen(DashScreen):
         last = max(1, -(-page.total // PAGE_SIZE))
         first = page.start + 1 if page.rows else 0
         line = Text(
-            f"{page.total} dead letters: rows {first}-{page.end + 1}"
+            f"{plural(page.total, 'dead letter')}: rows {first}-{page.end + 1}"
             f"  page {page.start // PAGE_SIZE + 1}/{last}"
         )
         if table.marked:
