@@ -44,6 +44,13 @@ def run_dash(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
+    if bullmq and thresholds.any:
+        print(
+            "corral dashboard: alert thresholds are checked for Corral queues only, "
+            "not with --bullmq",
+            file=sys.stderr,
+        )
+        return 2
     app = DashboardApp(
         url,
         backend,

@@ -78,6 +78,7 @@ class QueueMonitor:
         self.health_interval = health_interval
         self.breaches: tuple[Breach, ...] = ()
         self.breaches_read = False
+        self.health_note: str | None = None
         self.tail = EventTail(backend, block_ms)
         self.throughput = Throughput()
         self.mode = Mode.DISCONNECTED
@@ -112,7 +113,11 @@ class QueueMonitor:
             queues=queues,
             mode=self.mode,
             as_of=self.as_of,
-            alerts=tuple(b.text for b in self.breaches) + self._alerts(queues),
+            alerts=(
+                tuple(b.text for b in self.breaches)
+                + ((self.health_note,) if self.health_note else ())
+                + self._alerts(queues)
+            ),
             breaches=self.breaches,
             breaches_read=self.breaches_read,
             completed_history=tuple(self.throughput.completed_history),
@@ -321,9 +326,8 @@ class QueueMonitor:
         while True:
             try:
                 found = await self.backend.read_breaches(client, list(self.queues), limits)
-            except FeatureUnavailable as exc:
-                self.breaches = (Breach("", "unavailable", f"thresholds not checked: {exc}"),)
-                self.breaches_read = True
+            except FeatureUnavailable as exc:  # an alert of its own, never taken for a breach
+                self.health_note = f"thresholds not checked: {exc}"
                 self._publish()
                 return
             self.breaches, self.breaches_read = tuple(found), True
