@@ -65,6 +65,9 @@ async def test_dead_letters_listed_and_replayed(redis_url: str, queue_name: str)
             snapshot = app.snapshot
             assert snapshot is not None
             assert [q.dead_letter for q in snapshot.queues] == [False, True]
+            await pilot.pause(0.1)
+            (marked,) = [line for line in visible_text(app).splitlines() if "✉" in line]
+            assert dlq_name[:10] in marked and queue_name + " " not in marked
             await pilot.press("D")  # from the overview: the only dead-letter queue
             await until(pilot, lambda: isinstance(app.screen, DeadLettersScreen))
             screen = app.screen
