@@ -134,7 +134,7 @@ SCHEDULERS_KEYS: tuple[Key, ...] = (
 )
 
 MUTATING_ACTIONS = frozenset(
-    key.action
+    key.action.partition("(")[0]  # the name Textual's check_action gets, without arguments
     for table in (OVERVIEW_KEYS, QUEUE_KEYS, JOB_KEYS, DEAD_LETTER_KEYS)
     for key in table
     if key.mutates

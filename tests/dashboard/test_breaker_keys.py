@@ -70,3 +70,21 @@ async def test_breaker_changes_are_announced_and_overridden(
             await until(pilot, lambda: "removed the circuit breaker" in notices(app))
             assert "queue " + queue_name in visible_text(app)
         assert await queue.get_breaker() is None
+
+
+async def test_read_only_hides_and_refuses_the_breaker_keys(
+    redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.set_breaker(Breaker(min_calls=2, cooldown_ms=600_000, probes=1))
+        await queue.add_bulk([("call", {}), ("call", {})])
+        await finish_jobs(queue, complete=0, fail=2)
+        app = make_app(redis_url, queue_name, read_only=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: _breaker_state(app, queue_name) == "open")
+            assert not app.screen.check_action("breaker", (False,))
+            await pilot.press("b", "B")
+            await pilot.pause(0.3)
+            assert not isinstance(app.screen, ConfirmScreen)
+        state = await queue.get_breaker()
+        assert state is not None and state.state == "open"
