@@ -187,7 +187,9 @@ class DashboardApp(App[None]):
         """Ask, then retry / discard / promote one job (on a dead-letter queue, retry is a
         replay to the job's origin queue)."""
         if kind == "retry" and is_dead_letter_queue(self, queue):
-            self.run_worker(confirm_replay_ids(self, queue, [job_id]), group="actions")
+            self.run_worker(
+                confirm_replay_ids(self, queue, [job_id]), group="actions", exit_on_error=False
+            )
             return
         verbs: dict[str, tuple[str, Callable[[str, str], Awaitable[str]]]] = {
             "retry": ("Retry", self.actions.retry),
