@@ -13,6 +13,7 @@ import asyncio
 import sys
 
 from corral import cli
+from corral.threshold_flags import add_threshold_flags, thresholds_from
 from engine.connection import TRANSIENT_ERRORS, make_client
 from engine.health import Thresholds, check_queues, discover_queues, queue_exists
 from engine.keys import DEFAULT_PREFIX, QueueKeys
@@ -40,51 +41,12 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
         help="check this queue (repeatable; default: every queue found under the prefix)",
     )
     parser.add_argument("--prefix", type=cli.key_prefix, default=DEFAULT_PREFIX, metavar="P")
-    limits = parser.add_argument_group("thresholds (at least one; a breach is a value past it)")
-    limits.add_argument(
-        "--max-failed",
-        type=cli.non_negative_int,
-        metavar="N",
-        help="jobs failed for good in the last --window minutes",
-    )
-    limits.add_argument(
-        "--window",
-        type=cli.positive_int,
-        default=15,
-        metavar="MIN",
-        help="minutes looked back for failed and stalled jobs (default 15)",
-    )
-    limits.add_argument(
-        "--max-waiting", type=cli.non_negative_int, metavar="N", help="ready jobs not running"
-    )
-    limits.add_argument(
-        "--max-wait-age",
-        type=cli.non_negative_float,
-        metavar="S",
-        help="seconds the next job to run has been waiting",
-    )
-    limits.add_argument(
-        "--max-stalled",
-        type=cli.non_negative_int,
-        metavar="N",
-        help="jobs stalled now or in the window (0: any stalled job is a breach)",
-    )
-    limits.add_argument(
-        "--min-workers", type=cli.non_negative_int, metavar="N", help="live workers per queue"
-    )
+    add_threshold_flags(parser, "thresholds (at least one; a breach is a value past it)")
 
 
 def run_check(args: argparse.Namespace) -> int:
     """Entry point of ``corral check``."""
-    age = args.max_wait_age
-    limits = Thresholds(
-        max_failed=args.max_failed,
-        window_ms=args.window * 60_000,
-        max_waiting=args.max_waiting,
-        max_wait_age_ms=None if age is None else int(age * 1000),
-        max_stalled=args.max_stalled,
-        min_workers=args.min_workers,
-    )
+    limits = thresholds_from(args)
     if not limits.any:
         print(
             "corral check: cannot check: give at least one threshold (--max-failed, "

@@ -247,6 +247,20 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:NAME",
         help="a JobTypes registry: registered jobs' data is checked and given as job.typed",
     )
+    parser.add_argument(
+        "--error-policy",
+        type=import_target,
+        default=None,
+        metavar="MODULE:NAME",
+        help="an ErrorPolicy for the queue: which errors retry, which fail at once, backoffs",
+    )
+    parser.add_argument(
+        "--job-error-policies",
+        type=import_target,
+        default=None,
+        metavar="MODULE:NAME",
+        help="a dict of job name -> ErrorPolicy, merged over --error-policy for those names",
+    )
     from corral.worker_flags import configure_worker_extras  # sandbox, guards, health
 
     configure_worker_extras(parser)
@@ -336,6 +350,12 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="open BullMQ queues (v5 and v6, Node or Python) instead of Corral's",
     )
+    parser.add_argument(
+        "--bell", action="store_true", help="ring the terminal bell when a new breach appears"
+    )
+    from corral.threshold_flags import add_threshold_flags  # imports engine.health
+
+    add_threshold_flags(parser, "alert thresholds (as corral check; breaches show as alerts)")
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -358,6 +378,13 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="stop after S seconds (default: run until Ctrl-C)",
     )
+
+
+def configure_breaker(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``corral breaker`` (defined beside its handler)."""
+    from corral.breaker_cli import configure_breaker as configure
+
+    configure(parser)
 
 
 def configure_check(parser: argparse.ArgumentParser) -> None:
@@ -391,6 +418,12 @@ COMMANDS: Final[tuple[Command, ...]] = (
         lazy("corral.check:run_check"),
         description="Check queue health for cron or a monitoring system: one line per breach "
         "and exit status 1, an ok line and 0 when within thresholds, 2 when it cannot check.",
+    ),
+    Command(
+        "breaker",
+        "close (reset) or remove a queue's circuit breaker",
+        configure_breaker,
+        lazy("corral.breaker_cli:run_breaker"),
     ),
     Command(
         "dash", "open the live terminal dashboard", configure_dash, lazy("dashboard.cli:run_dash")

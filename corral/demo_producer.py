@@ -15,6 +15,8 @@ from engine import Backoff, Queue
 Producer = Callable[[Queue], Awaitable[None]]
 
 EMAILS, REPORTS, WEBHOOKS, THUMBNAILS = "emails", "reports", "webhooks", "thumbnails"
+WEBHOOKS_DEAD = "webhooks-dead"
+"""Where hooks whose endpoint is gone (410) go: a dead-letter queue, replayed from ``D``."""
 QUEUES = (EMAILS, REPORTS, WEBHOOKS, THUMBNAILS)
 KEEP = {"remove_on_complete": 2000, "remove_on_fail": 5000}
 
@@ -37,7 +39,8 @@ async def bursty_webhooks(queue: Queue) -> None:
         await queue.add_bulk(
             [
                 ("deliver", {"url": f"https://hooks.example.com/{i % 7}", "gone": i % 41 == 0},
-                 {"attempts": 5, "backoff": Backoff.exponential(1000), **KEEP})
+                 {"attempts": 5, "backoff": Backoff.exponential(1000), **KEEP,
+                  **({"dead_letter": WEBHOOKS_DEAD} if i % 41 == 0 else {})})
                 for i in range(burst)
             ]
         )  # fmt: skip

@@ -9,10 +9,12 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 from dashboard.backend import ActionRefused, Backend
+from dashboard.replay_text import replay_message
 
 RETRY_ALL_LIMIT = 100_000
 """Most failed jobs one "retry all" sends back (the engine works in bounded batches)."""
@@ -49,6 +51,18 @@ class JobActions:
         client = self._writer("retry all")
         retried = await self.backend.retry_all(client, queue, count)
         return f"retried {retried} failed job{'s' if retried != 1 else ''} of {queue!r}"
+
+    async def replay(self, queue: str, ids: Sequence[str]) -> str:
+        """Send these dead letters of a dead-letter queue back to their origin queues."""
+        client = self._writer("replay")
+        outcome = await self.backend.replay_dead_letters(client, queue, ids, None)
+        return replay_message(queue, outcome)
+
+    async def replay_oldest(self, queue: str, count: int) -> str:
+        """Send the oldest ``count`` dead letters back (all those there when confirmed)."""
+        client = self._writer("replay all")
+        outcome = await self.backend.replay_dead_letters(client, queue, None, count)
+        return replay_message(queue, outcome)
 
     async def discard(self, queue: str, job_id: str) -> str:
         """Remove one job that no worker holds."""
@@ -102,6 +116,18 @@ class JobActions:
             return f"paused {queue!r}"
         await self.backend.resume(client, queue)
         return f"resumed {queue!r}"
+
+    async def breaker(self, queue: str, remove: bool) -> str:
+        """Close the queue's circuit breaker now, or take it off the queue."""
+        if remove:
+            client = self._writer("breaker remove")
+            if await self.backend.remove_breaker(client, queue):
+                return f"removed the circuit breaker of {queue!r}"
+            return f"queue {queue!r} has no circuit breaker"
+        client = self._writer("breaker reset")
+        if await self.backend.reset_breaker(client, queue):
+            return f"closed the circuit breaker of {queue!r}: its jobs run again"
+        return f"the circuit breaker of {queue!r} was closed already"
 
     async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> str:
         """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""

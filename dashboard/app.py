@@ -23,8 +23,10 @@ from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
+from dashboard.notices import Announcer
 from dashboard.palette import KeyCommands
 from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
+from dashboard.replay import confirm_replay_all, confirm_replay_ids, is_dead_letter_queue
 from dashboard.sanitize import display_text, mask_url, redact_string
 from dashboard.screens.base import DashScreen
 from dashboard.screens.confirm import ConfirmScreen
@@ -33,6 +35,7 @@ from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
+from engine.health import Thresholds
 
 CLEAN_LIMIT = 10_000
 
@@ -60,13 +63,18 @@ class DashboardApp(App[None]):
         queues: Sequence[str] = (),
         read_only: bool = False,
         poll_interval: float = 1.0,
+        thresholds: Thresholds | None = None,
+        bell: bool = False,
     ) -> None:
         super().__init__()
         self.url = url
         self.masked_url = mask_url(url)
         self.backend = backend
         self.read_only = read_only
-        self.monitor = QueueMonitor(backend, url, queues=queues, poll_interval=poll_interval)
+        self.monitor = QueueMonitor(
+            backend, url, queues=queues, poll_interval=poll_interval, thresholds=thresholds
+        )
+        self.announcer = Announcer(bell)
         self.reader = _client(url)
         self.actions = JobActions(backend, None if read_only else _client(url), read_only)
         self.snapshot: DashboardSnapshot | None = None
@@ -92,6 +100,11 @@ class DashboardApp(App[None]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Keep the newest snapshot; show it unless frozen."""
         self.snapshot = message.snapshot
+        notices, ring = self.announcer.new(message.snapshot)
+        for notice in notices:
+            self.notify(notice.text, severity=notice.severity, markup=False)
+        if ring:
+            self.bell()
         if not self.frozen:
             self._show(message.snapshot)
 
@@ -172,7 +185,13 @@ class DashboardApp(App[None]):
         self.push_screen(ConfirmScreen(title, body, label, typed), answered)
 
     def confirm_job_action(self, kind: str, queue: str, job_id: str) -> None:
-        """Ask, then retry / discard / promote one job."""
+        """Ask, then retry / discard / promote one job (on a dead-letter queue, retry is a
+        replay to the job's origin queue)."""
+        if kind == "retry" and is_dead_letter_queue(self, queue):
+            self.run_worker(
+                confirm_replay_ids(self, queue, [job_id]), group="actions", exit_on_error=False
+            )
+            return
         verbs: dict[str, tuple[str, Callable[[str, str], Awaitable[str]]]] = {
             "retry": ("Retry", self.actions.retry),
             "discard": ("Discard", self.actions.discard),
@@ -194,8 +213,12 @@ class DashboardApp(App[None]):
         return snapshot.counts.get(state) if snapshot else 0
 
     def confirm_retry_all(self, queue: str) -> None:
-        """Ask (typed), then retry every failed job of the queue."""
+        """Ask (typed), then retry every failed job of the queue (replay, on a dead-letter
+        queue)."""
         failed = self._count(queue, "failed")
+        if is_dead_letter_queue(self, queue):
+            confirm_replay_all(self, queue, failed)
+            return
         body = Text.assemble(
             f"Retry all {failed} failed jobs of queue ", display_text(queue, limit=60), "?"
         )

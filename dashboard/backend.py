@@ -14,15 +14,18 @@ from redis.asyncio import Redis
 
 from dashboard.model import (
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLinks,
     JobPage,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     StateCounts,
     WorkerRow,
 )
+from engine.health import Thresholds
 
 FLOW_PATH_MAX = 100
 """Parent links followed at most when looking for the root of a job's flow."""
@@ -54,6 +57,7 @@ class QueueReading:
     oldest_wait_ms: int | None = None  # how long the next job to run has waited (server clock)
     breaker: str | None = None  # "open" or "half-open" while a circuit breaker holds the queue
     breaker_reason: str = ""
+    dead_letter: bool = False  # a dead-letter queue (its failed jobs are dead letters)
 
 
 class Backend(Protocol):
@@ -126,6 +130,13 @@ class Backend(Protocol):
         """Retry up to ``count`` failed jobs in bounded batches; return how many were retried."""
         ...
 
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """On a dead-letter queue: send exactly ``ids`` (or else the oldest ``count``) back to
+        the queues they came from with fresh attempts, in bounded batches."""
+        ...
+
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Delete a job that is not active; ``ActionRefused`` otherwise."""
         ...
@@ -141,6 +152,15 @@ class Backend(Protocol):
     async def change_priority(self, client: Redis, queue: str, job_id: str, priority: int) -> None:
         """Give a job that is not running a new priority (0 = none, 1 = runs first);
         ``ActionRefused`` naming its state if it is running or finished."""
+        ...
+
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """Close the queue's circuit breaker now (operator override); True if it was open or
+        half-open."""
+        ...
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """Take the circuit breaker off the queue, closing it first; True if it had one."""
         ...
 
     async def pause(self, client: Redis, queue: str) -> None:
@@ -189,6 +209,13 @@ class Backend(Protocol):
         """``count`` job schedulers of the queue from index ``start``, soonest next run first
         (ended ones last), each with the state of the newest job it created; a record that
         cannot be read is a row with ``malformed`` set. Bounded range reads only."""
+        ...
+
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """Each threshold the queues pass, with the line ``corral check`` prints for it (the
+        same measures: ``engine.health``). Bounded reads per queue."""
         ...
 
     async def read_minute_history(

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from corral.threshold_flags import thresholds_from
 from dashboard.app import DashboardApp
 from dashboard.backend import Backend
 from dashboard.bullmq.backend import BullMQBackend
@@ -36,7 +37,27 @@ def run_dash(args: argparse.Namespace) -> int:
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
     bullmq = isinstance(backend, BullMQBackend)
-    app = DashboardApp(url, backend, queues=queues, read_only=bool(args.read_only))
+    read_only = bool(args.read_only)
+    try:
+        thresholds = thresholds_from(args)
+    except ValueError as exc:
+        print(f"corral dashboard: {exc}", file=sys.stderr)
+        return 2
+    if bullmq and thresholds.any:
+        print(
+            "corral dashboard: alert thresholds are checked for Corral queues only, "
+            "not with --bullmq",
+            file=sys.stderr,
+        )
+        return 2
+    app = DashboardApp(
+        url,
+        backend,
+        queues=queues,
+        read_only=read_only,
+        thresholds=thresholds if thresholds.any else None,
+        bell=bool(getattr(args, "bell", False)),
+    )
     app.title = f"Corral {mask_url(url)}"
     if bullmq:
         app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from dashboard.backend import FLOW_PATH_MAX, ActionRefused, QueueReading
 from dashboard.model import (
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLink,
@@ -24,6 +25,7 @@ from dashboard.model import (
     JobPage,
     JobRow,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     SchedulerRow,
     StateCounts,
@@ -32,21 +34,33 @@ from dashboard.model import (
 from engine.errors import JobNotFound, JobStateError
 from engine.flow_model import JobRef
 from engine.flows import FlowNode, read_flow
+from engine.health import Thresholds, check_queues
 from engine.job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, F, Job, JobState
 from engine.keys import DEFAULT_PREFIX, QueueKeys, validate_prefix
 from engine.metrics import MINUTE_MS
 from engine.queue import Queue, read_job_state
-from engine.schedulers import JobScheduler
+from engine.schedulers import JobScheduler, tick_job_id, tick_job_prefix
 
 SCAN_COUNT = 5_000
 LOG_LINES = 200
 """Newest log lines read for the detail view."""
 LPOS_MAX = 100_000
 """List entries compared when looking for a job in wait/paused, so the search stays bounded."""
+EARLIER_JOBS = 5
+"""Jobs before a scheduler's last one whose states the schedulers view shows."""
 CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
-_ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
+_ROW_FIELDS = (
+    F.NAME,
+    F.TIMESTAMP,
+    F.FINISHED_ON,
+    F.ATTEMPTS_MADE,
+    F.ATTEMPTS,
+    F.FAILED_REASON,
+    F.ORIGIN_QUEUE,
+    F.ORIGIN_ID,
+)
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -59,7 +73,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
-    name, timestamp, finished, made, attempts, reason = values
+    name, timestamp, finished, made, attempts, reason, origin_queue, origin_id = values
     numbers = (timestamp, finished, made, attempts)
     malformed = name is None or any(
         raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
@@ -74,6 +88,8 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
         attempts=_int_or_none(attempts) or 1,
         failed_reason=reason,
         malformed=malformed,
+        origin_queue=origin_queue or None,
+        origin_id=origin_id or None,
     )
 
 
@@ -112,7 +128,7 @@ class CorralBackend:
                         pipe.llen(key)
                     else:
                         pipe.zcard(key)
-                pipe.hmget(keys.meta, ["paused", "tripped", "breaker_reason"])
+                pipe.hmget(keys.meta, ["paused", "tripped", "breaker_reason", "dead_letter"])
                 pipe.hmget(keys.counters, ["completed", "failed"])
                 pipe.zcard(keys.workers)
                 pipe.zcount(keys.workers, live_since, "+inf")
@@ -125,7 +141,8 @@ class CorralBackend:
         for index, queue in enumerate(queues):
             chunk = replies[index * per_queue : (index + 1) * per_queue]
             counts = dict(zip((s.value for s in ALL_STATES), chunk, strict=False))
-            (paused, tripped, reason), totals, registered, live, _next = chunk[len(ALL_STATES) :]
+            meta, totals, registered, live, _next = chunk[len(ALL_STATES) :]
+            paused, tripped, reason, dead_letter = meta
             readings[queue] = QueueReading(
                 name=queue,
                 counts=StateCounts.from_mapping(counts),
@@ -136,6 +153,7 @@ class CorralBackend:
                 oldest_wait_ms=oldest.get(queue),
                 breaker=_text(tripped) if tripped else None,
                 breaker_reason=_text(reason) if reason else "",
+                dead_letter=bool(dead_letter) and _text(dead_letter) == "1",
             )
         return readings
 
@@ -283,10 +301,16 @@ class CorralBackend:
             up = node.job.parent
             above = await read_flow(client, up, depth=0, max_children=0, list_scan_limit=LPOS_MAX)
             parent = _link(up, above)
+        pending: set[JobRef] = set()
+        if node.job is not None and node.job.state is JobState.WAITING_CHILDREN:
+            queue_of = Queue(queue, client, prefix=self.prefix)
+            pending = set((await queue_of.get_dependencies(job_id)).unprocessed)
         return JobLinks(
             job=_link(ref, node),
             parent=parent,
-            children=tuple(_link(child.ref, child) for child in node.children),
+            children=tuple(
+                _link(child.ref, child, child.ref in pending) for child in node.children
+            ),
             more_children=node.truncated,
         )
 
@@ -319,9 +343,19 @@ class CorralBackend:
                         started_ms=info.started,
                         last_beat_ms=info.last_beat,
                         expires_ms=info.expires,
+                        restarts=info.restarts,
                     )
                 )
         return rows
+
+    # -- alert thresholds ---------------------------------------------------------------------
+
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """``engine.health.check_queues``: what ``corral check`` measures and prints."""
+        _, found = await check_queues(client, queues, limits, self.prefix)
+        return [Breach(b.queue, b.what, str(b)) for b in found]
 
     # -- metrics ------------------------------------------------------------------------------
 
@@ -372,8 +406,12 @@ class CorralBackend:
             except (ValueError, TypeError, KeyError) as exc:  # written by something else
                 read.append((scheduler_id, f"{type(exc).__name__}: {exc}"))
         last_ids = [s.last_job_id for _, s in read if isinstance(s, JobScheduler)]
-        states = await self._states(client, keys, [i for i in last_ids if i])
-        rows = tuple(_scheduler_row(sid, found, states) for sid, found in read)
+        earlier = {sid: _earlier_ids(found) for sid, found in read}
+        wanted = [i for i in last_ids if i] + [i for ids in earlier.values() for i in ids]
+        states = await self._states(client, keys, wanted)
+        rows = tuple(
+            _scheduler_row(sid, found, states, earlier.get(sid, [])) for sid, found in read
+        )
         now = int(seconds) * 1000 + int(micros) // 1000
         return SchedulerPage(queue=queue, start=start, rows=rows, total=int(total), now_ms=now)
 
@@ -422,6 +460,20 @@ class CorralBackend:
         async with _engine_queue(client, self.prefix, queue) as q:
             return await q.retry_jobs("failed", count)
 
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """``Queue.replay_dead_letters`` (batches of 100, one script call per origin queue)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            if ids is not None:
+                result = await q.replay_dead_letters(list(ids))
+            else:
+                result = await q.replay_dead_letters(count=count)
+        return ReplayOutcome(
+            replayed=tuple((dl, origin, oid) for dl, (origin, oid) in result.replayed.items()),
+            skipped=tuple(result.skipped.items()),
+        )
+
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Discard a job that no worker holds (``Queue.remove_job``)."""
         async with _engine_queue(client, self.prefix, queue) as q:
@@ -451,6 +503,16 @@ class CorralBackend:
             if state.value in ("active", "completed", "failed"):
                 raise ActionRefused(f"job {job_id!r} is {state.value}", state.value)
             await q.change_priority(job_id, priority)
+
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """Close the circuit breaker now (``Queue.reset_breaker``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.reset_breaker()
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """Take the circuit breaker off (``Queue.remove_breaker``)."""
+        async with _engine_queue(client, self.prefix, queue) as q:
+            return await q.remove_breaker()
 
     async def pause(self, client: Redis, queue: str) -> None:
         """Pause the queue (``Queue.pause``)."""
@@ -525,8 +587,23 @@ async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[
         await queue.close()
 
 
+def _earlier_ids(found: JobScheduler | str) -> list[str]:
+    """Ids of the jobs of the ticks (``EARLIER_JOBS`` at most) before a scheduler's last job's
+    tick."""
+    if isinstance(found, str) or found.last_job_id is None:
+        return []
+    tick = found.last_job_id.removeprefix(tick_job_prefix(found.id))
+    if not tick.isdigit():
+        return []
+    count = min(EARLIER_JOBS, found.iterations - 1)  # it made no job before its first
+    return [tick_job_id(found.id, t) for t in found.timing.ticks_before(int(tick), count)]
+
+
 def _scheduler_row(
-    scheduler_id: str, found: JobScheduler | str, states: Mapping[str, str]
+    scheduler_id: str,
+    found: JobScheduler | str,
+    states: Mapping[str, str],
+    earlier: Sequence[str] = (),
 ) -> SchedulerRow:
     """A scheduler as a row, or a row saying why its record could not be read."""
     if isinstance(found, str):
@@ -544,10 +621,11 @@ def _scheduler_row(
         job_name=found.job_name,
         last_job_id=last,
         last_job_state=states.get(last) if last else None,
+        earlier_jobs=tuple((job_id, states.get(job_id)) for job_id in earlier),
     )
 
 
-def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
+def _link(ref: JobRef, node: FlowNode | None, pending: bool = False) -> JobLink:
     """A flow node as a ``JobLink``; a node that was not found is a job that is gone."""
     job = node.job if node is not None else None
     if node is None:
@@ -559,6 +637,8 @@ def _link(ref: JobRef, node: FlowNode | None) -> JobLink:
         state=job.state.value if job is not None and job.state is not None else None,
         exists=job is not None,
         has_children=bool(node.children) or node.truncated,
+        failed_reason=job.failed_reason if job is not None else None,
+        pending=pending,
     )
 
 

@@ -34,9 +34,12 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("k", "cursor('up')", "Up", show=False),
     Key("p", "toggle_pause", "Pause/resume", mutates=True),
     Key("R", "retry_all", "Retry all failed", show=False, mutates=True),
+    Key("b", "breaker(False)", "Close circuit breaker", show=False, mutates=True),
+    Key("B", "breaker(True)", "Remove circuit breaker", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
     Key("w", "workers", "Workers"),
     Key("S", "schedulers", "Schedulers", show=False),
+    Key("D", "dead_letters", "Dead letters", show=False),
     Key("q", "quit", "Quit"),
 )
 
@@ -71,11 +74,26 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("o", "change_priority", "Change priority", show=False, mutates=True),
     Key("x", "cancel_job", "Cancel job", show=False, mutates=True),
     Key("p", "toggle_pause", "Pause", show=False, mutates=True),
+    Key("b", "breaker(False)", "Close circuit breaker", show=False, mutates=True),
+    Key("B", "breaker(True)", "Remove circuit breaker", show=False, mutates=True),
     Key("c", "clean", "Clean", show=False, mutates=True),
     Key("s", "stalled", "Stalled", show=False),
     Key("t", "flow", "Flow of the job", show=False),
     Key("w", "workers", "Workers", show=False),
     Key("S", "schedulers", "Schedulers", show=False),
+    Key("D", "dead_letters", "Dead letters", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+DEAD_LETTER_KEYS: tuple[Key, ...] = (
+    Key("enter", "open_job", "Open"),
+    Key("space", "toggle_mark", "Mark"),
+    Key("r", "replay", "Replay", mutates=True),
+    Key("R", "replay_all", "Replay all", mutates=True),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("n,right_square_bracket", "page(1)", "Next page", show=False),
+    Key("N,left_square_bracket", "page(-1)", "Prev page", show=False),
     Key("escape,q", "back", "Back"),
 )
 
@@ -119,7 +137,10 @@ SCHEDULERS_KEYS: tuple[Key, ...] = (
 )
 
 MUTATING_ACTIONS = frozenset(
-    key.action for table in (OVERVIEW_KEYS, QUEUE_KEYS, JOB_KEYS) for key in table if key.mutates
+    key.action.partition("(")[0]  # the name Textual's check_action gets, without arguments
+    for table in (OVERVIEW_KEYS, QUEUE_KEYS, JOB_KEYS, DEAD_LETTER_KEYS)
+    for key in table
+    if key.mutates
 )
 
 

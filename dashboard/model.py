@@ -102,11 +102,23 @@ class QueueSnapshot:
     breaker: str | None = None
     """"open" or "half-open" while the queue's circuit breaker holds its jobs, else None."""
     breaker_reason: str = ""
+    dead_letter: bool = False
+    """True for a dead-letter queue: its failed jobs are dead letters, replayed to origin."""
 
     @property
     def jobs_per_sec(self) -> float:
         """Completed plus failed jobs per second."""
         return self.completed_per_sec + self.failed_per_sec
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """One alert threshold passed by one queue: ``what`` (failed, waiting, wait_age, stalled,
+    workers) and the line ``corral check`` prints for it."""
+
+    queue: str
+    what: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +134,12 @@ class DashboardSnapshot:
     failed_history: tuple[float, ...] = ()
     recent_events: tuple[Event, ...] = ()
     stalled_events: tuple[Event, ...] = ()  # kept apart, so busy queues do not push them out
+    breaches: tuple[Breach, ...] = ()
+    """Alert thresholds passed (``corral dash --max-waiting ...``)."""
+    breaches_read: bool = False
+    """True once the thresholds were measured (so no breach means none, not unknown)."""
+    breaker_events: tuple[Event, ...] = ()
+    """The latest circuit breaker changes (open, half-open, closed), oldest first."""
     error: str | None = None
     hour_completed: tuple[int, ...] = ()
     """Jobs completed per minute over all queues in the last hour, from the server's metrics,
@@ -149,6 +167,18 @@ class JobRow:
     attempts: int = 1
     failed_reason: str | None = None
     malformed: bool = False
+    origin_queue: str | None = None
+    """On a dead letter: the queue it failed in (and ``origin_id``, its id there)."""
+    origin_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What a replay of dead letters did: ``(dead letter id, origin queue, id there)`` of each
+    one sent back, and ``(dead letter id, why)`` of each one left in place."""
+
+    replayed: tuple[tuple[str, str, str], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +249,10 @@ class JobLink:
     its hash cannot be read."""
     has_children: bool = False
     """True when the job has children of its own, so a tree can offer to open it."""
+    failed_reason: str | None = None
+    pending: bool = False
+    """For a child: its parent still waits for it (it has not completed, nor been let go by a
+    failure policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +280,8 @@ class WorkerRow:
     last_beat_ms: int
     expires_ms: int
     """When the heartbeat runs out unless the worker beats again."""
+    restarts: int = 0
+    """Times its supervisor restarted it (recycled by a guard, or after a crash)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +301,8 @@ class SchedulerRow:
     last_job_id: str | None = None
     last_job_state: str | None = None
     """State of the last job; None when it no longer exists (or is in no state)."""
+    earlier_jobs: tuple[tuple[str, str | None], ...] = ()
+    """The jobs of the ticks before the last one, newest first: (id, state or None if gone)."""
     malformed: str | None = None
     """Why the scheduler's record could not be read, when it could not."""
 

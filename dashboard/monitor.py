@@ -26,12 +26,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.backend import Backend, FeatureUnavailable, QueueReading
 from dashboard.event_tail import EventTail
-from dashboard.model import DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
+from dashboard.model import Breach, DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
 from dashboard.sanitize import mask_url, redact_string
 from dashboard.throughput import Throughput
+from engine.health import Thresholds
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 RECENT_EVENTS = 100
+BREAKER_EVENTS = 20
 STALLED_WINDOW_S = 60.0
 HISTORY_MINUTES = 60
 """Minutes of per-minute history (the server's metrics) the overview chart shows."""
@@ -60,6 +62,8 @@ class QueueMonitor:
         block_ms: int = 1_000,
         backoff_cap: float = 4.0,
         history_interval: float = 10.0,
+        thresholds: Thresholds | None = None,
+        health_interval: float = 5.0,
     ) -> None:
         self.backend = backend
         self.url = url
@@ -70,6 +74,11 @@ class QueueMonitor:
         self.min_gap = 1.0 / max_rate
         self.backoff_cap = backoff_cap
         self.history_interval = history_interval
+        self.thresholds = thresholds if thresholds is not None and thresholds.any else None
+        self.health_interval = health_interval
+        self.breaches: tuple[Breach, ...] = ()
+        self.breaches_read = False
+        self.health_note: str | None = None
         self.tail = EventTail(backend, block_ms)
         self.throughput = Throughput()
         self.mode = Mode.DISCONNECTED
@@ -80,6 +89,7 @@ class QueueMonitor:
         self.gaps: set[str] = set()
         self.events: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._stalled: deque[tuple[float, Event]] = deque(maxlen=RECENT_EVENTS)
+        self._breaker_events: deque[Event] = deque(maxlen=BREAKER_EVENTS)
         self._minutes: dict[str, dict[int, tuple[int, int]]] = {}
         self._history_end: int | None = None
         self._dirty = asyncio.Event()
@@ -103,11 +113,18 @@ class QueueMonitor:
             queues=queues,
             mode=self.mode,
             as_of=self.as_of,
-            alerts=self._alerts(queues),
+            alerts=(
+                tuple(b.text for b in self.breaches)
+                + ((self.health_note,) if self.health_note else ())
+                + self._alerts(queues)
+            ),
+            breaches=self.breaches,
+            breaches_read=self.breaches_read,
             completed_history=tuple(self.throughput.completed_history),
             failed_history=tuple(self.throughput.failed_history),
             recent_events=tuple(self.events),
             stalled_events=tuple(event for _, event in self._stalled),
+            breaker_events=tuple(self._breaker_events),
             error=self.error,
             hour_completed=hour_completed,
             hour_failed=hour_failed,
@@ -160,6 +177,7 @@ class QueueMonitor:
             events_gap=name in self.gaps,
             breaker=reading.breaker,
             breaker_reason=reading.breaker_reason,
+            dead_letter=reading.dead_letter,
         )
 
     def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:
@@ -250,6 +268,8 @@ class QueueMonitor:
                 group.create_task(self._counts_loop(counts))
                 group.create_task(self._history_loop(counts))
                 group.create_task(self._events_loop(streams))
+                if self.thresholds is not None:
+                    group.create_task(self._health_loop(counts, self.thresholds))
                 if live:
                     group.create_task(self._keyspace_loop(pubsub_client, counts))
         finally:
@@ -301,6 +321,23 @@ class QueueMonitor:
                 return
             await asyncio.sleep(self.history_interval)
 
+    async def _health_loop(self, client: Redis, limits: Thresholds) -> None:
+        """Measure the queues against the thresholds every ``health_interval`` seconds, or
+        less often when measuring takes long (the failed and stalled counts page through the
+        window's events): never more than ~5 % of the time."""
+        while True:
+            started = time.monotonic()
+            try:
+                found = await self.backend.read_breaches(client, list(self.queues), limits)
+            except FeatureUnavailable as exc:  # an alert of its own, never taken for a breach
+                self.health_note = f"thresholds not checked: {exc}"
+                self._publish()
+                return
+            self.breaches, self.breaches_read = tuple(found), True
+            self._publish()
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(self.health_interval, 20 * spent))
+
     async def _read_history(self, client: Redis) -> None:
         queues = list(self.queues)
         for gone in set(self._minutes) - set(queues):
@@ -337,6 +374,8 @@ class QueueMonitor:
                 self.events.append(event)
                 if event.event == "stalled":
                     self._stalled.append((time.monotonic(), event))
+                elif event.event == "breaker":
+                    self._breaker_events.append(event)
             if round_.events:
                 # the recount publishes: a snapshot now would show the old counts and hold the
                 # new ones back for a whole min_gap

@@ -18,10 +18,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import EngineError, InvalidJobOptions
 from .job_types import JobTypes
+from .policies import ErrorPolicy
 from .processing import Processor
 from .supervisor import EXIT_RECYCLED, restarts_from_env, supervise
 from .worker import Worker
@@ -57,6 +59,25 @@ def load_types(target: str) -> JobTypes:
     if not isinstance(types, JobTypes):
         raise TypeError(f"{target} is {type(types).__name__}, not a JobTypes")
     return types
+
+
+def load_policies(args: argparse.Namespace) -> dict[str, Any]:
+    """``error_policy`` and ``job_error_policies`` from ``--error-policy`` and
+    ``--job-error-policies`` (each ``module:name``), checked for their types."""
+    options: dict[str, Any] = {}
+    if getattr(args, "error_policy", None):
+        policy = import_object(args.error_policy)
+        if not isinstance(policy, ErrorPolicy):
+            raise TypeError(f"{args.error_policy} is {type(policy).__name__}, not an ErrorPolicy")
+        options["error_policy"] = policy
+    if getattr(args, "job_error_policies", None):
+        named = import_object(args.job_error_policies)
+        if not isinstance(named, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, ErrorPolicy) for k, v in named.items()
+        ):
+            raise TypeError(f"{args.job_error_policies} is not a dict of job name -> ErrorPolicy")
+        options["job_error_policies"] = dict(named)
+    return options
 
 
 def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +152,12 @@ def run_worker(args: argparse.Namespace) -> int:
             print(f"corral worker: cannot load job types {args.types!r}: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
+    try:
+        policies = load_policies(args)
+    except (ImportError, AttributeError, TypeError) as exc:
+        print(f"corral worker: cannot load error policies: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
     # --sandbox N: N children (0 = one per concurrency slot), and concurrency N unless given
     sandbox: int | None = getattr(args, "sandbox", None)
     concurrency: int = args.concurrency or sandbox or 1
@@ -147,6 +174,7 @@ def run_worker(args: argparse.Namespace) -> int:
             max_jobs=getattr(args, "max_jobs", None),
             max_memory=getattr(args, "max_memory", None),
             restarts=restarts_from_env(),
+            **policies,
             **_worker_options(args),
         )
         health = None

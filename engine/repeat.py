@@ -140,6 +140,22 @@ class Timing:
             return nxt
         return self._cron_after(max(tick, now))
 
+    def ticks_before(self, tick: int, count: int) -> list[int]:
+        """Up to ``count`` ticks of this timing before ``tick``, newest first, none before the
+        start date: where a scheduler's earlier jobs were (ticks missed while nobody took the
+        jobs had none)."""
+        earlier: list[int] = []
+        if self.every is not None:
+            earlier = [tick - k * self.every for k in range(1, count + 1)]
+        elif self.pattern is not None:
+            zone = ZoneInfo(self.tz or "UTC")
+            it = croniter(
+                self.pattern, datetime.fromtimestamp(tick / 1000, zone), second_at_beginning=True
+            )
+            earlier = [round(it.get_prev(float) * 1000) for _ in range(count)]
+        floor = self.start_date or 0
+        return [t for t in earlier if t >= floor]
+
     def to_fields(self) -> dict[str, str]:
         """The fields stored in the scheduler hash (only those that are set)."""
         values: dict[str, Any] = {

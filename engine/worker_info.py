@@ -26,6 +26,8 @@ class WorkerInfo:
     last_beat: int
     expires: int
     """When the heartbeat runs out unless the worker beats again (the ``workers`` score)."""
+    restarts: int = 0
+    """How often its supervisor (``corral worker --supervise``) restarted it before this run."""
 
 
 def _int(fields: dict[str, Any], name: str) -> int:
@@ -53,6 +55,7 @@ async def read_workers(client: Redis, keys: QueueKeys) -> list[WorkerInfo]:
             started=_int(fields, "started"),
             last_beat=_int(fields, "last_beat"),
             expires=int(score),
+            restarts=_int(fields, "restarts"),
         )
         for (worker_id, score), fields in zip(members, hashes, strict=True)
         if fields  # the hash expires with the heartbeat (server clock): gone means dead

@@ -37,15 +37,18 @@ from dashboard.bullmq.workers import count_workers
 from dashboard.model import (
     STATE_ORDER,
     ActiveJob,
+    Breach,
     Event,
     JobDetail,
     JobLinks,
     JobPage,
     MinuteHistory,
+    ReplayOutcome,
     SchedulerPage,
     StateCounts,
     WorkerRow,
 )
+from engine.health import Thresholds
 
 SCAN_COUNT = 1_000
 ASCENDING_STATES = frozenset({"delayed", "prioritized"})
@@ -330,6 +333,12 @@ class BullMQBackend:
         """Not available yet."""
         raise BullMQViewUnavailable("schedulers view")
 
+    async def read_breaches(
+        self, client: Redis, queues: Sequence[str], limits: Thresholds
+    ) -> list[Breach]:
+        """Not available yet: ``corral check`` measures Corral queues only."""
+        raise BullMQViewUnavailable("alert thresholds check")
+
     async def read_minute_history(
         self, client: Redis, queues: Sequence[str], minutes: int
     ) -> MinuteHistory:
@@ -354,6 +363,12 @@ class BullMQBackend:
         works through them all in batches: ``count`` does not cap it)."""
         return await self.actor.retry_all(client, queue, await self.read_layout(client, queue))
 
+    async def replay_dead_letters(
+        self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
+    ) -> ReplayOutcome:
+        """BullMQ has no dead-letter queues: nothing to replay."""
+        raise BullMQRefusal("replay refused: BullMQ has no dead-letter queues")
+
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Discard a job no worker holds, with its children (``Queue.remove``)."""
         await self.actor.remove(client, queue, job_id)
@@ -370,6 +385,14 @@ class BullMQBackend:
         """A new priority for a job that is not running (``Job.changePriority``)."""
         layout = await self.read_layout(client, queue)
         await self.actor.change_priority(client, queue, job_id, priority, layout)
+
+    async def reset_breaker(self, client: Redis, queue: str) -> bool:
+        """BullMQ has no circuit breakers."""
+        raise BullMQRefusal("breaker reset refused: BullMQ has no circuit breakers")
+
+    async def remove_breaker(self, client: Redis, queue: str) -> bool:
+        """BullMQ has no circuit breakers."""
+        raise BullMQRefusal("breaker removal refused: BullMQ has no circuit breakers")
 
     async def pause(self, client: Redis, queue: str) -> None:
         """Pause with BullMQ 6's script (``Queue.pause``), refused on BullMQ 5 queues."""

@@ -12,7 +12,7 @@ from dashboard.model import JobDetail, JobLinks
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
 from dashboard.widgets.job_detail import JobDetailView
-from dashboard.widgets.links_table import LinksTable, links_summary
+from dashboard.widgets.links_table import LinksTable, blocked_line, links_summary
 
 FIRST_LIMIT = 4_000
 """Characters per section at first; ``m`` shows four times more each time."""
@@ -38,6 +38,7 @@ class JobScreen(DashScreen):
         """Status bar, the job's parent and children (in a flow), the detail, footer."""
         yield self.status_bar()
         yield Static("", id="links-line")
+        yield Static("", id="blocked-line")
         yield LinksTable(id="links")
         with VerticalScroll(id="detail-scroll"):
             yield JobDetailView("loading…", id="detail")
@@ -68,6 +69,9 @@ class JobScreen(DashScreen):
             table.show(self.links)
             line.update(links_summary(self.links))
         table.display = line.display = bool(table.row_count)
+        blocked = blocked_line(self.links) if self.links is not None else None
+        self.query_one("#blocked-line", Static).update(blocked or "")
+        self.query_one("#blocked-line", Static).display = blocked is not None
 
     def shown_state(self) -> str | None:
         """The job's state when last read: its keys apply to that state."""

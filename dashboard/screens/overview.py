@@ -5,9 +5,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Footer
 
+from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import OVERVIEW_KEYS, bindings
 from dashboard.model import DashboardSnapshot
 from dashboard.screens.base import DashScreen
+from dashboard.screens.dead_letters import open_dead_letters
 from dashboard.screens.queue import QueueScreen
 from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
@@ -86,6 +88,16 @@ class OverviewScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of every queue (``a`` narrows to the queue under the cursor)."""
         self.app.push_screen(WorkersScreen(self._selected(), all_queues=True))
+
+    def action_breaker(self, remove: bool) -> None:
+        """Close (``b``) or remove (``B``) the queue's circuit breaker (confirmed)."""
+        queue = self._selected()
+        if queue is not None:
+            confirm_breaker(self.dash, queue, remove)
+
+    def action_dead_letters(self) -> None:
+        """Dead letters of this (or the only) dead-letter queue, to list and replay."""
+        open_dead_letters(self.dash, self._selected())
 
     def action_schedulers(self) -> None:
         """Job schedulers of the queue under the cursor."""

@@ -8,10 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
 
+from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import QUEUE_KEYS, bindings
 from dashboard.model import STATE_ORDER, DashboardSnapshot, JobPage
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
+from dashboard.screens.dead_letters import open_dead_letters
 from dashboard.screens.flow import FlowScreen
 from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
@@ -70,6 +72,10 @@ class QueueScreen(DashScreen):
         if queue is None:
             return
         self.query_one(CountsBar).show(queue.counts, self.state, queue.paused)
+        if queue.dead_letter:
+            title = display_text(f"queue {self.queue}", limit=40)
+            title.append("  dead-letter queue: r/R replay to origin, D lists", style="bold")
+            self.query_one("#queue-title", Static).update(title)
         count = queue.counts.get(self.state)
         if self._counts_seen is not None and count != self._counts_seen:
             self.load_page()
@@ -214,6 +220,16 @@ class QueueScreen(DashScreen):
     def action_workers(self) -> None:
         """Live workers of this queue (``a``: of every queue)."""
         self.app.push_screen(WorkersScreen(self.queue))
+
+    def action_breaker(self, remove: bool) -> None:
+        """Close (``b``) or remove (``B``) the queue's circuit breaker (confirmed)."""
+        queue = self.queue
+        if queue is not None:
+            confirm_breaker(self.dash, queue, remove)
+
+    def action_dead_letters(self) -> None:
+        """Dead letters of this (or the only) dead-letter queue, to list and replay."""
+        open_dead_letters(self.dash, self.queue)
 
     def action_schedulers(self) -> None:
         """Job schedulers of this queue."""

@@ -1,4 +1,5 @@
-"""A job's parent and children in a flow, one row each with the job's state; enter opens one."""
+"""A job's parent and children in a flow, one row each with the job's state; enter opens one.
+For a parent in waiting-children, a line names the child that blocks it and why."""
 
 from __future__ import annotations
 
@@ -35,6 +36,31 @@ def links_summary(links: JobLinks) -> Text:
     text = Text("flow: ", style="bold")
     text.append(" and ".join(parts) or "none")
     text.append("  (tab: pick, enter: open, u: parent, t: tree)", style="dim")
+    return text
+
+
+def blocked_line(links: JobLinks) -> Text | None:
+    """For a parent in waiting-children: which child holds it and why (a failed child first,
+    with its reason), and how many more it waits for; None for any other job."""
+    if links.job.state != "waiting-children":
+        return None
+    pending = [child for child in links.children if child.pending]
+    if not pending:
+        more = " (beyond the children listed)" if links.more_children else ""
+        return Text(f"waiting for children{more}", style="yellow")
+    failed = [child for child in pending if child.state == "failed"]
+    child = (failed or pending)[0]
+    text = Text("blocked by child ", style="bold yellow")
+    text.append_text(display_text(child.id, limit=14))
+    text.append(" of ")
+    text.append_text(display_text(child.queue, limit=14))
+    text.append(": ")
+    text.append_text(state_text(child))
+    if child.state == "failed":
+        text.append_text(display_text(f" ({child.failed_reason or 'no reason'})", limit=40))
+        text.append(" retry or remove it", style="dim")
+    if len(pending) > 1:
+        text.append(f"  +{len(pending) - 1} more pending", style="dim")
     return text
 
 

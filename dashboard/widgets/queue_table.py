@@ -37,6 +37,8 @@ class QueueTable(KeyedTable):
             name = Text.assemble(("⏸ ", "yellow"), name)
         if queue.breaker is not None:  # tripped: workers take nothing until it closes
             name = Text.assemble(("⚡ ", "bold red" if queue.breaker == "open" else "yellow"), name)
+        if queue.dead_letter:  # its failed jobs are dead letters: D lists and replays them
+            name = Text.assemble(("✉ ", "magenta"), name)
         if queue.events_gap:
             name.append(" !", style="bold red")
         counts = queue.counts

@@ -1,5 +1,6 @@
 """Job schedulers: timing, time zone, next run (relative), runs and the last job's state; the
-line under the table gives the highlighted one in full (exact next run in its zone, last job)."""
+line under the table gives the highlighted one in full (exact next run in its zone, last job,
+and the states of the jobs of the ticks before it, newest first)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,13 @@ def describe(row: SchedulerRow, now_ms: int) -> Text:
     text.append_text(display_text(row.last_job_id or "none", limit=50))
     text.append(" ")
     text.append_text(last_state(row))
+    if row.earlier_jobs:
+        text.append("  before: ")
+        for index, (_, state) in enumerate(row.earlier_jobs):
+            if index:
+                text.append(" ")
+            shown = state or "gone"
+            text.append(shown, style=STATE_STYLES.get(shown, "dim"))
     return text
 
 

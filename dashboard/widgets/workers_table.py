@@ -1,5 +1,6 @@
-"""Live workers, one row each (host, pid, concurrency, jobs in flight, up for, last beat), and a
-red row for each queue that has jobs waiting and no live worker to take them."""
+"""Live workers, one row each (host, pid, concurrency, jobs in flight, up for, restarts by its
+supervisor, last beat), and a red row for each queue that has jobs waiting and no live worker
+to take them."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def beat_text(worker: WorkerRow, now_ms: int) -> Text:
 class WorkersTable(KeyedTable):
     """Rows keyed by queue and worker id; unattended queues first."""
 
-    COLUMNS = ("queue", "host", "pid", "conc", "busy", "up", "beat")
+    COLUMNS = ("queue", "host", "pid", "conc", "busy", "up", "rst", "beat")
 
     def show(
         self, workers: Sequence[WorkerRow], flagged: Sequence[QueueSnapshot], now_ms: int
@@ -48,6 +49,7 @@ class WorkersTable(KeyedTable):
             self.add_row(
                 display_text(queue.name, limit=16, style="bold red", say_how_much=False),
                 Text("no live worker", style="bold red"),
+                Text(""),
                 Text(""),
                 Text(""),
                 Text(""),
@@ -64,6 +66,7 @@ class WorkersTable(KeyedTable):
                 Text(str(worker.concurrency)),
                 Text(str(worker.in_flight), style="bold" if busy else ""),
                 Text(short_duration(max(now_ms - worker.started_ms, 0))),
+                Text(compact(worker.restarts), style="yellow" if worker.restarts else "dim"),
                 beat_text(worker, now_ms),
                 key=f"{worker.queue}\0{worker.id}",
             )

@@ -69,3 +69,20 @@ def test_help_never_prints_the_password(
     with pytest.raises(SystemExit):
         parse("--help")
     assert "hunter2" not in capsys.readouterr().out
+
+
+def test_thresholds_reach_the_monitor_and_bullmq_refuses_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[DashboardApp] = []
+    monkeypatch.setattr(DashboardApp, "run", lambda app, *a, **k: started.append(app))
+    url = "redis://127.0.0.1:1/0"
+    assert main(["dash", "--redis", url, "--max-waiting", "100", "--window", "5", "--bell"]) == 0
+    (app,) = started
+    limits = app.monitor.thresholds
+    assert limits is not None and (limits.max_waiting, limits.window_ms) == (100, 300_000)
+    assert app.announcer.bell
+    assert main(["dash", "--redis", url]) == 0
+    assert started[1].monitor.thresholds is None  # none given: nothing measured
+    assert main(["dash", "--bullmq", "--redis", url, "--min-workers", "1"]) == 2
+    assert "Corral queues only" in capsys.readouterr().err

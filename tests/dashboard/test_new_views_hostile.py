@@ -107,3 +107,36 @@ async def test_workers_and_schedulers_with_hostile_records(
         await pilot.pause(0.1)
         _inert(app)  # the job name, in the highlighted scheduler's line
         await _help_lists(app, pilot, "Open last job", "Next page")
+
+
+async def test_dead_letters_with_hostile_fields(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    """A dead letter whose name, origin queue and reason were written by something else."""
+    keys = QueueKeys(queue_name)
+    now = int(time.time() * 1000)
+    await redis.hset(keys.meta, mapping={"version": "1", "dead_letter": "1"})
+    await redis.hset(
+        keys.job("1"),
+        mapping={
+            "name": HOSTILE,
+            "data": "null",
+            "opts": "{}",
+            "timestamp": now,
+            "finished_on": now,
+            "attempts_made": 3,
+            "failed_reason": HOSTILE,
+            "origin_queue": HOSTILE,
+            "origin_id": "7",
+        },
+    )
+    await redis.zadd(keys.failed, {"1": now})
+    app = make_app(redis_url, queue_name)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        await pilot.press("D")
+        await until(pilot, lambda: "dead letters of" in visible_text(app))
+        await until(pilot, lambda: "1 dead letter:" in visible_text(app))
+        await pilot.pause(0.1)
+        _inert(app)
+        await _help_lists(app, pilot, "Mark", "Replay", "Replay all")

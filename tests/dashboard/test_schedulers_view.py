@@ -113,3 +113,43 @@ async def test_an_unreadable_scheduler_is_a_row_not_a_crash(
         assert _row(text, "broken")[1] == "unreadable"
         assert "unreadable record: ValueError" in text  # the cursor is on it: described in full
         assert _row(text, "fine")[1:3] == ["every", "1m"]
+
+
+async def test_the_jobs_of_earlier_ticks_with_their_states(redis_url: str, queue_name: str) -> None:
+    """A scheduler a real worker ran several times (every second job failing): the highlighted
+    scheduler lists the states of the jobs before its last one, newest first."""
+    runs = 0
+
+    async def flaky(job: Job) -> str:
+        nonlocal runs
+        runs += 1
+        if runs % 2 == 0:
+            raise RuntimeError("flaky upstream")
+        return "ran"
+
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.upsert_job_scheduler("pulse", every=250, limit=5, job_name="beat")
+        async with running_worker(queue_name, flaky, redis_url):
+
+            async def five_finished() -> bool:
+                counts = await queue.get_counts("completed", "failed")
+                return counts["completed"] + counts["failed"] == 5
+
+            await wait_until(five_finished, within=30)
+        pulse = await queue.get_job_scheduler("pulse")
+        assert pulse is not None and pulse.last_job_id is not None
+        tick = int(pulse.last_job_id.rsplit("-", 1)[1])
+        before = [f"{pulse.last_job_id.rsplit('-', 1)[0]}-{tick - k * 250}" for k in range(1, 5)]
+        states = [str(await queue.get_job_state(job_id)) for job_id in before]
+        assert sorted(states) == ["completed", "completed", "failed", "failed"]
+    app = make_app(redis_url, queue_name)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        await pilot.press("S")
+        await until(
+            pilot, lambda: isinstance(app.screen, SchedulersScreen) and app.screen.page is not None
+        )
+        await pilot.pause(0.1)
+        text = " ".join(visible_text(app).split())  # the detail wraps over two lines
+        assert "before: " + " ".join(states) + " " in text + " "  # 4: it made 5 jobs in all
+        assert "gone" not in text

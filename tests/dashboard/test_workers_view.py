@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from pilot import SIZE, until, visible_text
-from support.workers import WorkerProcess
+from support.workers import WorkerProcess, wait_until
 
 from dashboard.app import DashboardApp
 from dashboard.corral_backend import CorralBackend
@@ -92,3 +92,37 @@ async def test_workers_of_a_queue_and_of_all_queues(
         text = visible_text(app)
         assert [int(line.split()[2]) for line in _lines_with(text, host)] == [procs[1].proc.pid]
         assert "1 live worker on 1 host" in text
+
+
+async def test_restarts_of_a_supervised_worker(
+    redis_url: str, queue_name: str, procs: list[WorkerProcess]
+) -> None:
+    """A ``corral worker --supervise --max-jobs 2`` recycles itself; its restarts show."""
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add_bulk([("j", {}) for _ in range(5)])
+        procs.append(
+            WorkerProcess(
+                "support.jobs:noop", queue_name, redis_url,
+                extra_args=("--max-jobs", "2", "--supervise"),
+            )
+        )  # fmt: skip
+
+        async def recycled_twice() -> bool:
+            return any(w.restarts >= 2 for w in await queue.get_workers())
+
+        await wait_until(recycled_twice, within=60)
+        app = DashboardApp(redis_url, CorralBackend(), queues=[queue_name], poll_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and len(app.snapshot.queues) == 1)
+            await pilot.press("w")
+            await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+            screen = _workers_screen(app)
+            await until(pilot, lambda: any(w.restarts >= 2 for w in screen.live or []))
+            await pilot.pause(0.1)
+            text = visible_text(app)
+            assert " rst " in text
+            live = [w for w in await queue.get_workers() if w.restarts >= 2]
+            assert live, "the engine's heartbeat says how often it was restarted"
+            rows = [line.split() for line in _lines_with(text, str(live[0].pid))]
+            assert rows and int(rows[0][6]) == live[0].restarts  # the rst column
+            assert max(len(line.rstrip()) for line in text.splitlines()) <= 80

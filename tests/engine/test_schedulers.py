@@ -19,6 +19,7 @@ from support.workers import running_worker, wait_until
 from engine import Job, JobState, Queue, commands
 from engine.commands import Lease, move_to_active
 from engine.errors import InvalidJobOptions
+from engine.repeat import Timing
 from engine.schedulers import tick_job_id
 
 
@@ -397,3 +398,15 @@ async def test_schedule_next_job_ends_the_scheduler_without_a_next_tick(queue: Q
     assert after is not None
     assert (after.ended, after.last_job_id) == (True, scheduler.last_job_id)
     assert await queue.client.zscore(queue.keys.schedulers, "t") == float("inf")
+
+
+def test_ticks_before_a_tick_on_the_same_grid() -> None:
+    every = Timing.build(every=1_000, start_date=10_000)
+    assert every.ticks_before(14_000, 3) == [13_000, 12_000, 11_000]
+    assert every.ticks_before(11_000, 3) == [10_000]  # none before the start date
+    paris = ZoneInfo("Europe/Paris")
+    nine = int(datetime(2025, 3, 31, 9, 0, tzinfo=paris).timestamp() * 1000)
+    cron = Timing.build(pattern="0 9 * * *", tz="Europe/Paris")
+    earlier = [datetime.fromtimestamp(t / 1000, paris) for t in cron.ticks_before(nine, 2)]
+    # 09:00 in Paris on each day, across the switch to summer time on 30 March
+    assert [(d.day, d.hour, d.minute) for d in earlier] == [(30, 9, 0), (29, 9, 0)]

@@ -16,6 +16,7 @@ from dashboard.corral_backend import CorralBackend
 from dashboard.model import DashboardSnapshot, Mode
 from dashboard.monitor import QueueMonitor
 from engine import FlowProducer, Queue
+from engine.health import Thresholds
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,17 +213,26 @@ async def test_dashboard_monitor_and_views_write_nothing_and_read_bounded(
         await queue.add_bulk([("bulk", {"i": i}) for i in range(5_000)])
     backend = CorralBackend()
     async with CommandAudit(server.url, ignore_clients=frozenset({PRODUCER})) as audit:
-        monitor = QueueMonitor(backend, server.url, poll_interval=0.2, block_ms=200)
+        every_threshold = Thresholds(
+            max_failed=0, max_waiting=1, max_wait_age_ms=0, max_stalled=0, min_workers=1
+        )
+        monitor = QueueMonitor(
+            backend, server.url, poll_interval=0.2, block_ms=200, thresholds=every_threshold,
+            health_interval=0.2,
+        )  # fmt: skip
         feed = _producer(server.url, "watched")
 
         def seen_events(snapshot: DashboardSnapshot) -> bool:
             watched = snapshot.queue("watched")
-            return watched is not None and len(snapshot.recent_events) >= 6
+            return (
+                watched is not None and len(snapshot.recent_events) >= 6 and bool(snapshot.breaches)
+            )
 
         snapshot = await _run_monitor(monitor, seen_events, feed)
         await feed.aclose()  # type: ignore[attr-defined]
         await _read_every_view(backend, server.url, "watched")
     assert snapshot.mode is (Mode.LIVE if notifications else Mode.POLLING)
+    assert {b.what for b in snapshot.breaches if b.queue == "watched"} >= {"waiting", "workers"}
     audit.assert_no_writes()
     audit.assert_bounded_reads(exempt=_capped_by_the_engine)
     assert audit.calls()["scan"] >= 1 and audit.calls()["xread"] >= 1
