@@ -14,7 +14,7 @@ from .errors import JobNotActive, JobNotFound, JobStateError, LockLost, ScriptEr
 from .keys import QueueKeys, parse_job_key
 from .metrics import DEFAULT_WINDOW_MS
 from .options import Retention
-from .scripts import ScriptRegistry
+from .scripts import ScriptBatch, ScriptRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ async def add_job(
     lifo: bool,
     attempts: int,
     max_events: int,
-    pipeline: Pipeline | None = None,
+    pipeline: Pipeline | ScriptBatch | None = None,
 ) -> Any:
     """Queue add_job.lua; the reply is ``[job_id, created]`` (see ``parse_add``)."""
     return await scripts.call(
@@ -810,7 +810,7 @@ async def add_deduplicated_job(
     lifo: bool,
     attempts: int,
     max_events: int,
-    pipeline: Pipeline | None = None,
+    pipeline: Pipeline | ScriptBatch | None = None,
 ) -> Any:
     """Queue add_deduplicated_job.lua; read the reply with ``parse_deduplicated_add``."""
     return await scripts.call(

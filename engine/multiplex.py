@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -35,11 +35,13 @@ _FLUSH_ABOVE = 1 << 16  # bytes buffered in the transport before a call waits fo
 
 def _pack(args: Sequence[str | int | float | bytes]) -> bytes:
     """One command in RESP: ``*<n>`` then ``$<len>`` and the bytes of every argument."""
-    out = [b"*%d\r\n" % len(args)]
+    parts = []
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+        data = (
+            arg.encode() if type(arg) is str else arg if type(arg) is bytes else str(arg).encode()
+        )
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"*%d\r\n%s" % (len(args), b"".join(parts))
 
 
 class _Protocol(asyncio.Protocol):
@@ -148,13 +150,67 @@ class MultiplexedConnection:
         return await self._send(protocol, _pack(args))
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script by its SHA, loading it first if the server does not have it."""
+        """Run a script by its SHA, loading it first if the server does not have it. A lost or
+        silent connection is retried as the client's pool retries (see ``_retried``)."""
         command = ("EVALSHA", sha, len(keys), *keys, *args)
+        try:
+            return await self._evalsha_once(source, command)
+        except (ConnectionError, RedisTimeoutError) as exc:
+            return await self._retried(exc, lambda: self._evalsha_once(source, command))
+
+    async def _evalsha_once(self, source: str, command: tuple[Any, ...]) -> Any:
         try:
             return await self.execute(*command)
         except NoScriptError:
             await self.execute("SCRIPT", "LOAD", source)
             return await self.execute(*command)
+
+    async def evalsha_many(
+        self, calls: Sequence[tuple[str, str, Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run each ``(sha, source, keys, args)`` script call of ``calls``, all written at
+        once, and return the replies in order (like a pipeline: each call is atomic, the batch
+        is not). Calls refused with NOSCRIPT run again once their script is loaded; then the
+        first error reply is raised. Not retried: a lost connection raises
+        ``ConnectionError``, and the calls before it may have run."""
+        commands = [("EVALSHA", sha, len(keys), *keys, *args) for sha, _, keys, args in calls]
+        replies = await self._gather(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for source in {calls[i][1] for i in missing}:
+                await self.execute("SCRIPT", "LOAD", source)
+            again = await self._gather([commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _gather(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        packed = b"".join(_pack(command) for command in commands)
+        waiters = self._write(protocol, packed, len(commands))
+        return list(await asyncio.gather(*waiters, return_exceptions=True))
+
+    async def _retried(self, first: Exception, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Retry ``call`` after a lost or silent connection with the backoff and number of
+        retries of the client's pool: the same at-least-once behaviour (a call whose reply was
+        lost may have run)."""
+        retry = self._kwargs.get("retry")
+        if retry is None or self._closed:
+            raise first
+        backoff = getattr(retry, "_backoff", None)
+        error = first
+        for attempt in range(1, int(retry.get_retries()) + 1):
+            await asyncio.sleep(backoff.compute(attempt) if backoff is not None else 0)
+            try:
+                return await call()
+            except (ConnectionError, RedisTimeoutError) as exc:
+                error = exc
+        raise error
 
     async def aclose(self) -> None:
         """Close the connection; calls in flight fail with ``ConnectionError``."""
@@ -166,18 +222,24 @@ class MultiplexedConnection:
             self._protocol = None
 
     async def _send(self, protocol: _Protocol, packed: bytes) -> Any:
+        (waiter,) = self._write(protocol, packed, 1)
+        transport = protocol.transport
+        if transport is not None and transport.get_write_buffer_size() > _FLUSH_ABOVE:
+            await protocol.writable()
+        return await waiter
+
+    def _write(self, protocol: _Protocol, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
+        """Write ``packed`` (``replies`` commands) and return a future for each reply."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
         if not protocol.waiters:
             protocol.last_reply = loop.time()  # the clock runs from the first call in flight
-        protocol.waiters.append(waiter)
+        waiters: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(replies)]
+        protocol.waiters.extend(waiters)
         assert protocol.transport is not None
         protocol.transport.write(packed)
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._reply_timeout / 4, self._check_replies)
-        if protocol.transport.get_write_buffer_size() > _FLUSH_ABOVE:
-            await protocol.writable()
-        return await waiter
+        return waiters
 
     def _check_replies(self) -> None:
         self._watchdog = None

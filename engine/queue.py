@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
@@ -27,10 +28,11 @@ from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, 
 from .job_types import JobTypes
 from .keys import DEFAULT_PREFIX, QueueKeys
 from .metrics import MINUTE_MS, Metrics, read_metrics
+from .multiplex import MultiplexedConnection, close_quietly
 from .options import MAX_PRIORITY, JobOptions, validate_dead_letter
 from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .schedulers import JobScheduler, SchedulerStore
-from .scripts import ScriptRegistry
+from .scripts import ScriptBatch, ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 from .worker_info import WorkerInfo, read_workers
 
@@ -88,6 +90,9 @@ class Queue:
         self._allow_unsafe = allow_unsafe_eviction
         self.client, self._owns_client = make_client(connection)
         self.scripts = ScriptRegistry(self.client)
+        # adds go over one pipelined connection (many concurrent adds share its writes)
+        self._wire = MultiplexedConnection.for_client(self.client)
+        self._adding = ScriptRegistry(self.client, self._wire) if self._wire else self.scripts
         self._checked = False
         self._schedulers = SchedulerStore(
             self.client, self.scripts, self.keys, max_events=max_events, max_payload=max_payload
@@ -111,6 +116,7 @@ class Queue:
 
     async def close(self) -> None:
         """Close the connection if this queue opened it."""
+        await close_quietly(self._wire)
         if self._owns_client:
             await self.client.aclose()
 
@@ -157,9 +163,9 @@ class Queue:
         prepared = self._prepare(name, data, options)
         await self._check()
         if "deduplication" in prepared:
-            reply = await commands.add_deduplicated_job(self.scripts, self.keys, **prepared)
+            reply = await commands.add_deduplicated_job(self._adding, self.keys, **prepared)
             return await self._added(commands.parse_deduplicated_add(reply), prepared)
-        reply = await commands.add_job(self.scripts, self.keys, **prepared)
+        reply = await commands.add_job(self._adding, self.keys, **prepared)
         return await self._added(commands.parse_add(reply), prepared)
 
     async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
@@ -178,15 +184,7 @@ class Queue:
         if not prepared:
             return []
         await self._check()
-        async with self.client.pipeline(transaction=False) as pipe:
-            for fields in prepared:
-                if "deduplication" in fields:
-                    await commands.add_deduplicated_job(
-                        self.scripts, self.keys, pipeline=pipe, **fields
-                    )
-                else:
-                    await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
-            replies = await pipe.execute()
+        replies = await self._add_all(prepared)
         return [
             await self._added(
                 commands.parse_deduplicated_add(reply)
@@ -196,6 +194,24 @@ class Queue:
             )
             for reply, fields in zip(replies, prepared, strict=True)
         ]
+
+    async def _add_all(self, prepared: list[dict[str, Any]]) -> list[Any]:
+        """Send every add at once: over the pipelined connection, else in a pipeline."""
+        batch = self._adding.batch()
+        if batch is not None:
+            for fields in prepared:
+                await self._add_one(batch, fields)
+            return await batch.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for fields in prepared:
+                await self._add_one(pipe, fields)
+            return list(await pipe.execute())
+
+    async def _add_one(self, pipe: Pipeline | ScriptBatch, fields: dict[str, Any]) -> None:
+        if "deduplication" in fields:
+            await commands.add_deduplicated_job(self._adding, self.keys, pipeline=pipe, **fields)
+        else:
+            await commands.add_job(self._adding, self.keys, pipeline=pipe, **fields)
 
     async def _added(self, added: commands.Added, fields: dict[str, Any]) -> Job:
         """The job just added, built from what was sent (no read back), or the existing job

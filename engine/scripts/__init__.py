@@ -72,6 +72,26 @@ def script_source(name: str) -> str:
     return _INCLUDE.sub(lambda m: _read(m.group(1)), _read(name))
 
 
+class ScriptBatch:
+    """Script calls collected to be sent together over a multiplexed connection (see
+    ``ScriptRegistry.batch``): pass it where a ``pipeline`` goes, then ``execute()``."""
+
+    def __init__(self, wire: MultiplexedConnection) -> None:
+        self._wire = wire
+        self._calls: list[tuple[str, str, list[str], list[Any]]] = []
+
+    def add(self, script: AsyncScript, keys: list[str], args: list[Any]) -> None:
+        """Queue one call of ``script``."""
+        source = script.script
+        assert isinstance(source, str)  # registered from the .lua text
+        self._calls.append((script.sha, source, keys, args))
+
+    async def execute(self) -> list[Any]:
+        """Send every queued call at once; the replies in order."""
+        calls, self._calls = self._calls, []
+        return await self._wire.evalsha_many(calls) if calls else []
+
+
 class ScriptRegistry:
     """The engine's scripts, registered once on one client. With ``wire``, calls outside a
     pipeline go over that multiplexed connection instead of the client's pool."""
@@ -82,15 +102,23 @@ class ScriptRegistry:
         }
         self._wire = wire
 
+    def batch(self) -> ScriptBatch | None:
+        """A batch of calls sent together over the multiplexed connection, or None when this
+        registry has none (then use a pipeline of the client)."""
+        return ScriptBatch(self._wire) if self._wire is not None else None
+
     async def call(
         self,
         name: str,
         keys: list[str],
         args: list[Any],
-        pipeline: Pipeline | None = None,
+        pipeline: Pipeline | ScriptBatch | None = None,
     ) -> Any:
         """Run script ``name`` (or queue it on ``pipeline``) and return its reply."""
         script = self._scripts[name]
+        if isinstance(pipeline, ScriptBatch):
+            pipeline.add(script, keys, args)
+            return None
         if pipeline is None and self._wire is not None:
             source = script.script
             assert isinstance(source, str)  # registered from the .lua text

@@ -18,6 +18,7 @@ from redis.exceptions import (
 from support.proxy import FaultProxy
 from support.server import FaultServer
 
+from engine import Queue
 from engine.connection import make_client
 from engine.multiplex import MultiplexedConnection
 
@@ -141,3 +142,31 @@ async def test_a_closed_connection_refuses_calls(redis_url: str) -> None:
     await wire.aclose()
     with pytest.raises(ConnectionError, match="closed"):
         await wire.execute("PING")
+
+
+async def test_a_script_call_is_retried_on_a_fresh_link_when_its_link_goes_silent(
+    fresh_server: FaultServer, queue_name: str
+) -> None:
+    with FaultProxy(fresh_server.port) as proxy:
+        wire = wire_for(proxy.url, reply_timeout=1.0)
+        sha = fresh_server.client().script_load(SCRIPT)
+        try:
+            assert await wire.evalsha(sha, SCRIPT, [queue_name], ["a"]) == [queue_name, "a", 1]
+            assert proxy.freeze_existing() == 1
+            assert await wire.evalsha(sha, SCRIPT, [queue_name], ["b"]) == [queue_name, "b", 2]
+        finally:
+            await wire.aclose()
+
+
+async def test_bulk_adds_after_a_script_flush_and_after_a_killed_link(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add("first", {})
+        await redis.script_flush()
+        added = await queue.add_bulk([("j", i) for i in range(500)])
+        assert [job.data for job in added] == list(range(500))
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        again = await queue.add("after-kill", {"n": 1})
+        assert again.data == {"n": 1}
+        assert (await queue.get_counts("wait"))["wait"] == 502
