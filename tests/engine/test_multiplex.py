@@ -166,7 +166,7 @@ async def test_bulk_adds_after_a_script_flush_and_after_a_killed_link(
         await redis.script_flush()
         added = await queue.add_bulk([("j", i) for i in range(500)])
         assert [job.data for job in added] == list(range(500))
-        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        await redis.client_kill_filter(_type="normal", skipme=True)
         again = await queue.add("after-kill", {"n": 1})
         assert again.data == {"n": 1}
         assert (await queue.get_counts("wait"))["wait"] == 502
