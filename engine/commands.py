@@ -289,17 +289,7 @@ async def complete_jobs(
     Jobs of a flow need ``complete_job``, which takes their parent queue's keys."""
     if not jobs:
         raise ValueError("complete_jobs: expected at least one job")
-    args: list[Any] = [
-        keys.job_prefix,
-        lease.count,
-        lease.token_base,
-        lease.lock_ms,
-        lease.worker_id,
-        lease.limit_max,
-        lease.limit_ms,
-        keys.metrics_prefix,
-        metrics_window,
-    ]
+    args: list[Any] = [keys.job_prefix, *_lease_args(lease), keys.metrics_prefix, metrics_window]
     for job in jobs:
         args += [job.job_id, job.token, job.returnvalue, job.retention.count, job.retention.age_ms]
     reply = await scripts.call("complete_jobs", _finish_keys(keys, keys.completed), args)
