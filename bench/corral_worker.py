@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from bench.jobs import noop
-from engine import Worker
+from engine import Worker, loops
 
 
 def _emit(message: dict[str, object]) -> None:
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.url, args.queue, args.concurrency))
+    loops.run(serve(args.url, args.queue, args.concurrency))  # the loop `corral worker` runs on
     return 0
 
 

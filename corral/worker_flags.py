@@ -7,6 +7,7 @@ import argparse
 
 from corral import cli
 from engine.guards import parse_size
+from engine.loops import LOOPS
 
 
 def configure_worker_extras(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,13 @@ def configure_worker_extras(parser: argparse.ArgumentParser) -> None:
         help="run the processor in N child processes (default N: the concurrency); a crash in "
         "a job kills only its child, which is replaced; sets the concurrency to N unless "
         "--concurrency is given",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="uvloop",
+        help="the event loop: uvloop (default; asyncio's own where uvloop is not installed) "
+        "or asyncio",
     )
     guards = parser.add_argument_group("guards, supervision and health")
     guards.add_argument(

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from . import loops
 from .errors import EngineError, InvalidJobOptions
 from .job_types import JobTypes
 from .policies import ErrorPolicy
@@ -201,7 +202,7 @@ def run_worker(args: argparse.Namespace) -> int:
                 await health.close()
 
     try:
-        return asyncio.run(main())
+        return loops.run(main(), getattr(args, "loop", "uvloop"))
     except EngineError as exc:
         print(f"corral worker: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis._parsers.base import BaseParser
@@ -56,8 +56,8 @@ class _Protocol(asyncio.Protocol):
         self._paused: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (asyncio's, or uvloop's, which is not an asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         self.last_reply = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
@@ -230,13 +230,15 @@ class MultiplexedConnection:
 
     def _write(self, protocol: _Protocol, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
         """Write ``packed`` (``replies`` commands) and return a future for each reply."""
+        transport = protocol.transport
+        if transport is None or protocol.lost is not None:
+            raise protocol.lost or ConnectionError("not connected to Redis")
         loop = asyncio.get_running_loop()
         if not protocol.waiters:
             protocol.last_reply = loop.time()  # the clock runs from the first call in flight
         waiters: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(replies)]
         protocol.waiters.extend(waiters)
-        assert protocol.transport is not None
-        protocol.transport.write(packed)
+        transport.write(packed)
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._reply_timeout / 4, self._check_replies)
         return waiters
