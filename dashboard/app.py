@@ -17,7 +17,9 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from dashboard.actions import JobActions, ReadOnlyError
+from dashboard.audit import ActionScope, AuditLog
 from dashboard.backend import Backend
+from dashboard.bulk import BULK_LIMIT, BulkRun, select_jobs
 from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
@@ -30,6 +32,7 @@ from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
+from dashboard.screens.progress import ProgressScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
 
@@ -59,8 +62,10 @@ class DashboardApp(App[None]):
         queues: Sequence[str] = (),
         read_only: bool = False,
         poll_interval: float = 1.0,
+        audit_log: AuditLog | None = None,
     ) -> None:
         super().__init__()
+        self.audit = audit_log if audit_log is not None else AuditLog()
         self.url = url
         self.masked_url = mask_url(url)
         self.backend = backend
@@ -159,48 +164,117 @@ class DashboardApp(App[None]):
         label: str,
         run: Callable[[], Awaitable[str]],
         typed: str | None = None,
+        scope: ActionScope | None = None,
     ) -> None:
+        """Confirm, then run; every confirmed action leaves one audit entry (``scope``, or the
+        title and body as asked)."""
         if self.read_only:
             self.notify("read-only mode: actions are off", severity="warning")
             return
+        asked = scope if scope is not None else ActionScope(title, "", body.plain)
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
-                self.perform(run)
+                self.perform(run, asked)
 
         self.push_screen(ConfirmScreen(title, body, label, typed), answered)
 
-    def confirm_job_action(self, kind: str, queue: str, job_id: str) -> None:
-        """Ask, then retry / discard / promote one job."""
+    def confirm_job_action(
+        self, kind: str, queue: str, job_id: str, state: str | None = None
+    ) -> None:
+        """Ask, then retry / discard / promote / cancel one job; ``state`` is the state the
+        operator saw it in (a retry acts only while the job is still in it)."""
         verbs: dict[str, tuple[str, Callable[[str, str], Awaitable[str]]]] = {
-            "retry": ("Retry", self.actions.retry),
+            "retry": ("Retry", lambda q, j: self.actions.retry(q, j, state or "failed")),
             "discard": ("Discard", self.actions.discard),
             "promote": ("Promote", self.actions.promote),
             "cancel": ("Cancel", self.actions.cancel),
         }
         label, call = verbs[kind]
+        seen = f"{state} " if state else ""
         body = Text.assemble(
-            f"{label} job ",
+            f"{label} {seen}job ",
             display_text(job_id, limit=60),
             " of queue ",
             display_text(queue, limit=60),
             "?",
         )
-        self._ask(f"{label} job", body, label, lambda: call(queue, job_id))
+        scope = ActionScope(kind, queue, f"job {job_id!r}" + (f" ({state})" if state else ""))
+        self._ask(f"{label} job", body, label, lambda: call(queue, job_id), scope=scope)
 
     def _count(self, queue: str, state: str) -> int:
         snapshot = self.snapshot.queue(queue) if self.snapshot else None
         return snapshot.counts.get(state) if snapshot else 0
 
     def confirm_retry_all(self, queue: str) -> None:
-        """Ask (typed), then retry every failed job of the queue."""
-        failed = self._count(queue, "failed")
-        body = Text.assemble(
-            f"Retry all {failed} failed jobs of queue ", display_text(queue, limit=60), "?"
+        """Read the failed ids (bounded), ask (typed), then retry exactly those, in batches."""
+        if self.read_only:
+            self.notify("read-only mode: actions are off", severity="warning")
+            return
+        self.select_then_confirm_retry(queue)
+
+    @work(group="actions", exit_on_error=False)
+    async def select_then_confirm_retry(self, queue: str) -> None:
+        """The failed jobs as they are now are the scope the operator confirms."""
+        selection = await select_jobs(self.backend, self.reader, queue, "failed", BULK_LIMIT)
+        count = len(selection.ids)
+        if count == 0:
+            self.notify("no failed jobs to retry", markup=False)
+            return
+        if selection.capped:
+            head = f"Retry the {count:,} newest of {selection.total:,} failed jobs of queue "
+        else:
+            head = f"Retry these {count:,} failed job{'s' if count != 1 else ''} of queue "
+        body = Text.assemble(head, display_text(queue, limit=60), "?")
+        body.append("\nOnly these, if still failed; new failures are left alone.")
+        if selection.capped:
+            body.append(f"\nAt most {BULK_LIMIT:,} at a time: press R again for the rest.")
+        scope = ActionScope("retry all", queue, f"{count} failed jobs (of {selection.total})")
+        self._ask_bulk(
+            "Retry all failed",
+            body,
+            "Retry all",
+            queue,
+            scope,
+            count,
+            lambda run: self.actions.retry_selected(selection, run),
         )
-        self._ask(
-            "Retry all failed", body, "Retry all", lambda: self.actions.retry_all(queue), queue
-        )
+
+    def _ask_bulk(
+        self,
+        title: str,
+        body: Text,
+        label: str,
+        queue: str,
+        scope: ActionScope,
+        total: int,
+        job: Callable[[BulkRun], Awaitable[str]],
+    ) -> None:
+        """A typed confirmation, then the action in batches behind a progress modal."""
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.perform_bulk(title, scope, total, job)
+
+        self.push_screen(ConfirmScreen(title, body, label, queue), answered)
+
+    @work(group="actions", exit_on_error=False)
+    async def perform_bulk(
+        self,
+        title: str,
+        scope: ActionScope,
+        total: int,
+        job: Callable[[BulkRun], Awaitable[str]],
+    ) -> None:
+        """Run a confirmed bulk action with its progress on screen and a key to stop it."""
+        run = BulkRun(total)
+        progress = ProgressScreen(Text.assemble(title, " · ", display_text(scope.queue)), run)
+        await self.push_screen(progress)
+        try:
+            await self._execute(lambda: job(run), scope)
+        finally:
+            if progress in self.screen_stack:
+                progress.dismiss()
 
     def confirm_pause(self, queue: str) -> None:
         """Ask, then pause or resume the queue."""
@@ -239,32 +313,48 @@ class DashboardApp(App[None]):
         )
         if total > count:
             body.append(f" ({total - count} more stay: at most {CLEAN_LIMIT} at a time)")
-        self._ask(
+        age = describe_age(older_than_ms)
+        scope = ActionScope(f"clean {state}", queue, f"{count} {state} jobs older than {age}")
+        self._ask_bulk(
             f"Clean {state}",
             body,
             "Clean",
-            lambda: self.actions.clean(queue, state, older_than_ms, CLEAN_LIMIT),
             queue,
+            scope,
+            count,
+            lambda run: self.actions.clean(queue, state, older_than_ms, count, run),
         )
 
     @work(group="actions", exit_on_error=False)
-    async def perform(self, run: Callable[[], Awaitable[str]]) -> None:
+    async def perform(self, run: Callable[[], Awaitable[str]], scope: ActionScope) -> None:
         """Run one confirmed action and report its outcome."""
+        await self._execute(run, scope)
+
+    async def _execute(self, run: Callable[[], Awaitable[str]], scope: ActionScope) -> None:
+        """Run, notify the outcome, write the one audit entry, then refresh what is shown."""
         try:
             message = await run()
         except ReadOnlyError as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(str(exc), severity="warning", markup=False)
             return
         except RedisError as exc:
-            self.notify(f"action failed: {redact_string(str(exc))}", severity="error", markup=False)
+            failed = f"action failed: {redact_string(str(exc))}"
+            self.notify(failed, severity="error", markup=False)
+            self._audit(scope, failed)
             return
         self.notify(message, markup=False)
+        self._audit(scope, message)
         self.monitor.refresh()
         screen = self._top_dash_screen()
         if isinstance(screen, QueueScreen):
             screen.load_page()
         elif isinstance(screen, JobScreen):
             screen.load()
+
+    def _audit(self, scope: ActionScope, outcome: str) -> None:
+        problem = self.audit.record(scope, outcome)
+        if problem is not None:
+            self.notify(problem, severity="warning", markup=False)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

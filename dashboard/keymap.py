@@ -79,6 +79,9 @@ QUEUE_KEYS: tuple[Key, ...] = (
 
 STALLED_KEYS: tuple[Key, ...] = (Key("escape,q", "back", "Back"),)
 
+PROGRESS_KEYS: tuple[Key, ...] = (Key("escape,c", "stop", "Stop after this batch"),)
+"""While a bulk action runs (its progress modal)."""
+
 JOB_KEYS: tuple[Key, ...] = (
     Key("r", "retry_job", "Retry", mutates=True),
     Key("d", "discard_job", "Discard", mutates=True),

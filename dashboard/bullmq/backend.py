@@ -348,9 +348,23 @@ class BullMQBackend:
         """BullMQ has no cancellation of a job from outside its worker."""
         raise BullMQActionsUnavailable("cancel")
 
-    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
+    async def retry_job(
+        self, client: Redis, queue: str, job_id: str, state: str = "failed"
+    ) -> None:
         """Not available yet."""
         raise BullMQActionsUnavailable("retry")
+
+    async def read_job_ids(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> list[str]:
+        """Not needed yet: it only selects the jobs of a bulk action."""
+        raise BullMQActionsUnavailable("bulk selection")
+
+    async def retry_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str], state: str
+    ) -> dict[str, str | None]:
+        """Not available yet."""
+        raise BullMQActionsUnavailable("retry all")
 
     async def retry_all(self, client: Redis, queue: str, count: int) -> int:
         """Not available yet."""

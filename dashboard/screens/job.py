@@ -81,7 +81,7 @@ class JobScreen(DashScreen):
 
     def action_retry_job(self) -> None:
         """Retry this job (confirmed)."""
-        self.dash.confirm_job_action("retry", self.queue, self.job_id)
+        self.dash.confirm_job_action("retry", self.queue, self.job_id, self.shown_state())
 
     def action_discard_job(self) -> None:
         """Discard this job (confirmed)."""

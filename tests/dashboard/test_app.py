@@ -159,7 +159,7 @@ async def test_retry_all_needs_the_queue_name_typed(queue: Queue, redis_url: str
         await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Retry all 2 failed jobs" in visible_text(app)
+        assert "Retry these 2 failed jobs" in visible_text(app)
         await pilot.pause(0.4)
         confirm = app.screen.query_one("#confirm", Button)
         assert confirm.disabled  # nothing typed yet
