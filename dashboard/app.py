@@ -26,7 +26,7 @@ from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
 from dashboard.palette import KeyCommands
-from dashboard.sanitize import display_text, mask_url, redact_string
+from dashboard.sanitize import display_text, mask_url, notice_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.help import HelpScreen
@@ -335,14 +335,14 @@ class DashboardApp(App[None]):
         try:
             message = await run()
         except ReadOnlyError as exc:
-            self.notify(str(exc), severity="warning", markup=False)
+            self.notify(notice_text(exc), severity="warning", markup=False)
             return
         except RedisError as exc:
-            failed = f"action failed: {redact_string(str(exc))}"
+            failed = notice_text(f"action failed: {exc}")
             self.notify(failed, severity="error", markup=False)
             self._audit(scope, failed)
             return
-        self.notify(message, markup=False)
+        self.notify(notice_text(message), markup=False)
         self._audit(scope, message)
         self.monitor.refresh()
         screen = self._top_dash_screen()
@@ -354,12 +354,12 @@ class DashboardApp(App[None]):
     def _audit(self, scope: ActionScope, outcome: str) -> None:
         problem = self.audit.record(scope, outcome)
         if problem is not None:
-            self.notify(problem, severity="warning", markup=False)
+            self.notify(notice_text(problem), severity="warning", markup=False)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
         """A failed read becomes a notification, never a traceback."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
-            text = redact_string(f"{type(error).__name__}: {error}")
+            text = notice_text(f"{type(error).__name__}: {error}")
             self.notify(text, severity="error", markup=False)
