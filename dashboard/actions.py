@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from dashboard.backend import ActionRefused, Backend
 from dashboard.bulk import BULK_BATCH, BulkRun, Selection, retry_outcome
+from dashboard.notifications import CONFIG_KEY
 
 BATCH_PAUSE_S = 0.005
 """Pause between the batches of a bulk action, so other clients are served in between."""
@@ -105,6 +106,12 @@ class JobActions:
             return f"paused {queue!r}"
         await self.backend.resume(client, queue)
         return f"resumed {queue!r}"
+
+    async def enable_notifications(self, flags: str) -> str:
+        """``CONFIG SET notify-keyspace-events <flags>``, asked for by the operator."""
+        client = self._writer("CONFIG SET")
+        await client.config_set(CONFIG_KEY, flags)
+        return f"ran CONFIG SET {CONFIG_KEY} {flags}: live updates"
 
     async def clean(
         self, queue: str, state: str, grace_ms: int, limit: int, run: BulkRun | None = None

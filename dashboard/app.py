@@ -25,6 +25,7 @@ from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
+from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags_to_enable
 from dashboard.palette import KeyCommands
 from dashboard.sanitize import display_text, mask_url, notice_text
 from dashboard.screens.base import DashScreen
@@ -75,6 +76,7 @@ class DashboardApp(App[None]):
         self.actions = JobActions(backend, None if read_only else _client(url), read_only)
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
+        self._offered_live = False
 
     def on_mount(self) -> None:
         """Show the overview and start watching."""
@@ -98,6 +100,15 @@ class DashboardApp(App[None]):
         self.snapshot = message.snapshot
         if not self.frozen:
             self._show(message.snapshot)
+        if not self._offered_live and can_offer(message.snapshot, self.read_only):
+            self._offered_live = True  # once: the status bar keeps the hint
+            command = enable_command(message.snapshot.notify_flags or "")
+            self.notify(
+                f"Keyspace notifications are off, so the dashboard polls once a second. "
+                f"K runs {command} after you confirm.",
+                timeout=15,
+                markup=False,
+            )
 
     def _top_dash_screen(self) -> DashScreen | None:
         for screen in reversed(self.screen_stack):
@@ -275,6 +286,29 @@ class DashboardApp(App[None]):
         finally:
             if progress in self.screen_stack:
                 progress.dismiss()
+
+    def confirm_enable_notifications(self) -> None:
+        """Ask, then run the exact CONFIG SET that turns keyspace notifications on."""
+        snapshot = self.snapshot
+        if not can_offer(snapshot, self.read_only) or snapshot is None:
+            if self.read_only:
+                self.notify("read-only mode: actions are off", severity="warning")
+            else:
+                self.notify("nothing to turn on: live already, or CONFIG is not allowed")
+            return
+        current = snapshot.notify_flags or ""
+        flags = flags_to_enable(current)
+        body = Text(f"Run CONFIG SET {CONFIG_KEY} {flags} on ")
+        body.append_text(display_text(self.masked_url, limit=60))
+        body.append(f"?\nIt changes the server's setting (now {current!r}) for every client.")
+
+        async def run() -> str:
+            outcome = await self.actions.enable_notifications(flags)
+            self.monitor.recheck_notifications()
+            return outcome
+
+        scope = ActionScope("config set", "", f"{CONFIG_KEY} {flags} (was {current!r})")
+        self._ask("Turn on live updates", body, "Run CONFIG SET", run, scope=scope)
 
     def confirm_pause(self, queue: str) -> None:
         """Ask, then pause or resume the queue."""

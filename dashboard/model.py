@@ -127,6 +127,8 @@ class DashboardSnapshot:
     """Jobs completed per minute over all queues in the last hour, from the server's metrics,
     oldest first; the last minute is the current one, so far."""
     hour_failed: tuple[int, ...] = ()
+    notify_flags: str | None = None
+    """The server's ``notify-keyspace-events`` when CONFIG GET may read it, else None."""
 
     def queue(self, name: str) -> QueueSnapshot | None:
         """The snapshot of one queue, or None if it is not (or no longer) known."""

@@ -25,9 +25,10 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.backend import Backend, FeatureUnavailable, QueueReading
+from dashboard.conn_errors import describe_error
 from dashboard.event_tail import EventTail
 from dashboard.model import DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
-from dashboard.sanitize import mask_url, redact_string
+from dashboard.notifications import keyspace_enabled
 from dashboard.throughput import Throughput
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -40,9 +41,8 @@ RECENT_MINUTES = 2
 MINUTE_MS = 60_000
 
 
-def keyspace_enabled(flags: str) -> bool:
-    """True if ``notify-keyspace-events`` sends keyspace events for lists and sorted sets."""
-    return "K" in flags and ("A" in flags or ("l" in flags and "z" in flags))
+class _Relisten(Exception):
+    """Notifications were turned on while polling: end the session so a new one listens."""
 
 
 class QueueMonitor:
@@ -75,6 +75,8 @@ class QueueMonitor:
         self.mode = Mode.DISCONNECTED
         self.as_of: float | None = None
         self.error: str | None = None
+        self.notify_flags: str | None = None
+        self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
         self.readings: dict[str, QueueReading] = {}
         self.gaps: set[str] = set()
@@ -95,6 +97,12 @@ class QueueMonitor:
         """Ask for a recount now (after an action, or when a screen opens)."""
         self._dirty.set()
 
+    def recheck_notifications(self) -> None:
+        """Read ``notify-keyspace-events`` again on the next count: when an operator turned
+        notifications on, the monitor starts listening (LIVE) instead of polling."""
+        self._recheck = True
+        self._dirty.set()
+
     def snapshot(self) -> DashboardSnapshot:
         """The current state as a frozen snapshot."""
         queues = tuple(self._queue_snapshot(name) for name in sorted(self.readings))
@@ -111,6 +119,7 @@ class QueueMonitor:
             error=self.error,
             hour_completed=hour_completed,
             hour_failed=hour_failed,
+            notify_flags=self.notify_flags,
         )
 
     async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
@@ -202,8 +211,11 @@ class QueueMonitor:
         attempt = 0
         while True:
             self._healthy = False
+            restart = False
             try:
                 await self._session()
+            except* _Relisten:
+                restart = True
             except* CONNECTION_ERRORS as group:
                 self._set_error(Mode.DISCONNECTED, group.exceptions[0])
             except* RedisError as group:
@@ -213,6 +225,9 @@ class QueueMonitor:
             if self._stopping:
                 # a cancel that surfaced as an error in a child task (TaskGroup on 3.11)
                 raise asyncio.CancelledError
+            if restart:  # notifications were turned on: a new session subscribes at once
+                attempt = 0
+                continue
             if self._healthy:  # the session worked for a while: start the backoff over
                 attempt = 0
             await asyncio.sleep(min(self.backoff_cap, 0.25 * 2**attempt))
@@ -220,8 +235,7 @@ class QueueMonitor:
 
     def _set_error(self, mode: Mode, exc: BaseException) -> None:
         self.mode = mode
-        message = redact_string(str(exc)) or type(exc).__name__
-        self.error = f"{type(exc).__name__}: {message} ({mask_url(self.url)})"
+        self.error = describe_error(exc)  # specific and redacted; the URL is on screen masked
         self._publish()
 
     def _client(self, socket_timeout: float) -> Redis:
@@ -261,8 +275,10 @@ class QueueMonitor:
         try:
             config = await client.config_get("notify-keyspace-events")
         except ResponseError:  # CONFIG refused (ACL, managed service): poll instead
+            self.notify_flags = None
             return False
-        return keyspace_enabled(str(config.get("notify-keyspace-events", "")))
+        self.notify_flags = str(config.get("notify-keyspace-events", ""))
+        return keyspace_enabled(self.notify_flags)
 
     async def _count(self, client: Redis) -> None:
         now = time.monotonic()
@@ -290,6 +306,10 @@ class QueueMonitor:
             await asyncio.sleep(max(0.0, self._counted_at + self.min_gap - time.monotonic()))
             self._dirty.clear()
             await self._count(client)
+            if self._recheck:
+                self._recheck = False
+                if self.mode is Mode.POLLING and await self._notifications_on(client):
+                    raise _Relisten
 
     async def _history_loop(self, client: Redis) -> None:
         """The last hour of per-minute counts for queues seen for the first time, then the

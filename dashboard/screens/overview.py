@@ -93,6 +93,10 @@ class OverviewScreen(DashScreen):
         if queue is not None:
             self.app.push_screen(SchedulersScreen(queue))
 
+    def action_enable_notifications(self) -> None:
+        """Offer the exact CONFIG SET that turns keyspace notifications on (confirmed)."""
+        self.dash.confirm_enable_notifications()
+
     def action_quit(self) -> None:
         """``q`` at the top level quits."""
         self.app.exit()

@@ -204,7 +204,8 @@ async def test_disconnect_banner_and_recovery(fresh_server: Restartable) -> None
         )
         await pilot.pause(0.1)
         text = visible_text(app)
-        assert "DISCONNECTED" in text and "last data" in text
+        assert "DISCONNECTED" in text and "data as of" in text
+        assert "✖ connection closed by the server" in text or "✖ connection refused" in text
         assert "jobs" in text  # the last data stays on screen
         await pilot.press("enter")  # keys still work
         await until(pilot, lambda: isinstance(app.screen, QueueScreen))

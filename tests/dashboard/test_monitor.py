@@ -13,7 +13,8 @@ from workload import finish_jobs
 
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import DashboardSnapshot, Mode
-from dashboard.monitor import QueueMonitor, keyspace_enabled
+from dashboard.monitor import QueueMonitor
+from dashboard.notifications import enable_command, keyspace_enabled
 from engine import Breaker, Job, Worker
 from engine.keys import QueueKeys
 from engine.queue import Queue
@@ -61,6 +62,9 @@ def test_keyspace_flags() -> None:
     assert not keyspace_enabled("")
     assert not keyspace_enabled("EA")
     assert not keyspace_enabled("Kh")
+    assert enable_command("") == "CONFIG SET notify-keyspace-events Khlz"
+    assert enable_command("Ex") == "CONFIG SET notify-keyspace-events ExKhlz"
+    assert enable_command("EA") == "CONFIG SET notify-keyspace-events EAK"
 
 
 async def test_counts_are_exact_and_queues_discovered(redis_url: str, queue_name: str) -> None:
