@@ -4,14 +4,17 @@ defined with the other commands in ``corral.cli``)."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
+from pathlib import Path
 
 from dashboard.app import DashboardApp
 from dashboard.backend import Backend
 from dashboard.bullmq.backend import BullMQBackend
 from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
+from dashboard.credentials import resolve_url
 from dashboard.sanitize import mask_url
 from engine.connection import DEFAULT_URL
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
@@ -32,7 +35,10 @@ def run_dash(args: argparse.Namespace) -> int:
     url = args.redis or os.environ.get("REDIS_URL") or DEFAULT_URL
     try:
         backend, queues = _backend(args)
-    except ValueError as exc:
+        password_file = getattr(args, "password_file", None)
+        prompt = getpass.getpass if sys.stdin.isatty() else None  # never echoed
+        url = resolve_url(url, Path(password_file) if password_file else None, prompt=prompt)
+    except ValueError as exc:  # bad names, or a CredentialError
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
     bullmq = isinstance(backend, BullMQBackend)
