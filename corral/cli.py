@@ -332,6 +332,13 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         "--read-only", action="store_true", help="hide actions that change jobs or queues"
     )
     parser.add_argument(
+        "--stuck-after",
+        default=None,
+        metavar="AGE",
+        help="on the stalled screen, a job active longer than this is stuck (90s, 5m, 2h;"
+        " default 5m)",
+    )
+    parser.add_argument(
         "--password-file",
         default=None,
         metavar="PATH",

@@ -36,6 +36,7 @@ from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.progress import ProgressScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.stalled import STUCK_AFTER_MS
 
 CLEAN_LIMIT = 10_000
 
@@ -64,8 +65,11 @@ class DashboardApp(App[None]):
         read_only: bool = False,
         poll_interval: float = 1.0,
         audit_log: AuditLog | None = None,
+        stuck_after_ms: int = STUCK_AFTER_MS,
     ) -> None:
         super().__init__()
+        self.stuck_after_ms = stuck_after_ms
+        """Active longer than this is "stuck" on the stalled screen (``T`` there changes it)."""
         self.audit = audit_log if audit_log is not None else AuditLog()
         self.url = url
         self.masked_url = mask_url(url)

@@ -15,7 +15,9 @@ from dashboard.bullmq.backend import BullMQBackend
 from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
 from dashboard.credentials import resolve_url
+from dashboard.durations import parse_age, stuck_error
 from dashboard.sanitize import mask_url
+from dashboard.screens.stalled import STUCK_AFTER_MS
 from engine.connection import DEFAULT_URL
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
 
@@ -35,6 +37,9 @@ def run_dash(args: argparse.Namespace) -> int:
     url = args.redis or os.environ.get("REDIS_URL") or DEFAULT_URL
     try:
         backend, queues = _backend(args)
+        stuck_text = getattr(args, "stuck_after", None)
+        if stuck_text is not None and (problem := stuck_error(stuck_text)) is not None:
+            raise ValueError(f"--stuck-after: {problem}")
         password_file = getattr(args, "password_file", None)
         prompt = getpass.getpass if sys.stdin.isatty() else None  # never echoed
         url = resolve_url(url, Path(password_file) if password_file else None, prompt=prompt)
@@ -44,7 +49,8 @@ def run_dash(args: argparse.Namespace) -> int:
     bullmq = isinstance(backend, BullMQBackend)
     # acting on BullMQ queues is not built yet: that dashboard is read-only whatever the flag
     read_only = bool(args.read_only) or bullmq
-    app = DashboardApp(url, backend, queues=queues, read_only=read_only)
+    stuck_after = parse_age(stuck_text) if stuck_text is not None else STUCK_AFTER_MS
+    app = DashboardApp(url, backend, queues=queues, read_only=read_only, stuck_after_ms=stuck_after)
     app.title = f"Corral {mask_url(url)}"
     if bullmq:
         app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"

@@ -78,7 +78,12 @@ QUEUE_KEYS: tuple[Key, ...] = (
     Key("escape,q", "back", "Back"),
 )
 
-STALLED_KEYS: tuple[Key, ...] = (Key("escape,q", "back", "Back"),)
+STALLED_KEYS: tuple[Key, ...] = (
+    Key("T", "set_stuck_after", "Stuck threshold"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
 
 PROGRESS_KEYS: tuple[Key, ...] = (Key("escape,c", "stop", "Stop after this batch"),)
 """While a bulk action runs (its progress modal)."""

@@ -64,13 +64,13 @@ class StatusBar(Static):
             text.append(f" {seen}", style="red")
         else:
             text.append(f" {clock(time.time())}")
-            if can_offer(snapshot, self.read_only):
-                text.append("  K: turn on live updates", style="yellow")
-            elif snapshot is not None and snapshot.alerts:
+            if snapshot is not None and snapshot.alerts:
                 text.append("  ⚠ ", style="bold yellow")
                 text.append_text(display_text(snapshot.alerts[0], limit=60))
                 if len(snapshot.alerts) > 1:
                     text.append(f" (+{len(snapshot.alerts) - 1})", style="yellow")
+            elif can_offer(snapshot, self.read_only):
+                text.append("  K: turn on live updates", style="yellow")
         if snapshot is not None and snapshot.error:  # a second line, while there is an error
             text.append("\n✖ ", style="bold red")
             text.append_text(display_text(snapshot.error, limit=76, style="red"))
