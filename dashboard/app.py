@@ -145,7 +145,8 @@ class DashboardApp(App[None]):
         """Keys of the current screen."""
         screen = self._top_dash_screen()
         keys = screen.KEYS if screen is not None and hasattr(screen, "KEYS") else ()
-        self.push_screen(HelpScreen(keys, self.read_only))
+        notes = getattr(screen, "HELP_NOTES", ())
+        self.push_screen(HelpScreen(keys, self.read_only, notes))
 
     def action_toggle_freeze(self) -> None:
         """Stop or restart applying new snapshots."""

@@ -46,7 +46,15 @@ LPOS_MAX = 100_000
 CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
 """A worker whose last heartbeat is older than this is not counted as live."""
 
-_ROW_FIELDS = (F.NAME, F.TIMESTAMP, F.FINISHED_ON, F.ATTEMPTS_MADE, F.ATTEMPTS, F.FAILED_REASON)
+_ROW_FIELDS = (
+    F.NAME,
+    F.TIMESTAMP,
+    F.FINISHED_ON,
+    F.ATTEMPTS_MADE,
+    F.ATTEMPTS,
+    F.FAILED_REASON,
+    F.PROGRESS,
+)
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -59,7 +67,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
-    name, timestamp, finished, made, attempts, reason = values
+    name, timestamp, finished, made, attempts, reason, progress = values
     numbers = (timestamp, finished, made, attempts)
     malformed = name is None or any(
         raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
@@ -74,6 +82,7 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
         attempts=_int_or_none(attempts) or 1,
         failed_reason=reason,
         malformed=malformed,
+        progress=progress or None,
     )
 
 

@@ -37,6 +37,7 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("s", "stalled", "Stalled", show=False),
     Key("w", "workers", "Workers"),
     Key("S", "schedulers", "Schedulers", show=False),
+    Key("a", "toggle_chart_scope", "Chart: this queue / all", show=False),
     Key("K", "enable_notifications", "Turn on live updates", show=False, mutates=True),
     Key("q", "quit", "Quit"),
 )

@@ -102,6 +102,12 @@ class QueueSnapshot:
     breaker: str | None = None
     """"open" or "half-open" while the queue's circuit breaker holds its jobs, else None."""
     breaker_reason: str = ""
+    completed_history: tuple[float, ...] = ()
+    """Completed jobs per second of this queue, oldest first (the chart of one queue)."""
+    failed_history: tuple[float, ...] = ()
+    hour_completed: tuple[int, ...] = ()
+    """Completed jobs per minute of this queue over the last hour, oldest first."""
+    hour_failed: tuple[int, ...] = ()
 
     @property
     def jobs_per_sec(self) -> float:
@@ -151,6 +157,8 @@ class JobRow:
     attempts: int = 1
     failed_reason: str | None = None
     malformed: bool = False
+    progress: str | None = None
+    """The job's progress as stored (JSON: a number, or an object), if it reported any."""
 
 
 @dataclass(frozen=True, slots=True)

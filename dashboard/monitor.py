@@ -157,6 +157,8 @@ class QueueMonitor:
     def _queue_snapshot(self, name: str) -> QueueSnapshot:
         reading = self.readings[name]
         completed, failed = self.throughput.rates(name)
+        completed_history, failed_history = self.throughput.split_history(name)
+        hour_completed, hour_failed = self._hour((name,))
         return QueueSnapshot(
             name=name,
             paused=reading.paused,
@@ -169,6 +171,10 @@ class QueueMonitor:
             events_gap=name in self.gaps,
             breaker=reading.breaker,
             breaker_reason=reading.breaker_reason,
+            completed_history=completed_history,
+            failed_history=failed_history,
+            hour_completed=hour_completed,
+            hour_failed=hour_failed,
         )
 
     def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:
@@ -191,13 +197,17 @@ class QueueMonitor:
         alerts.extend(f"{name}: {n} stalled (1 min)" for name, n in stalled.items())
         return tuple(alerts)
 
-    def _hour(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Completed and failed per minute over all queues, the last ``HISTORY_MINUTES``."""
+    def _hour(self, queues: Sequence[str] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Completed and failed per minute over ``queues`` (default all), the last
+        ``HISTORY_MINUTES``."""
         end = self._history_end
         if end is None:
             return (), ()
         minutes = [end - (HISTORY_MINUTES - 1 - i) * MINUTE_MS for i in range(HISTORY_MINUTES)]
-        series = list(self._minutes.values())
+        if queues is None:
+            series = list(self._minutes.values())
+        else:
+            series = [self._minutes[q] for q in queues if q in self._minutes]
         completed = tuple(sum(s.get(m, (0, 0))[0] for s in series) for m in minutes)
         failed = tuple(sum(s.get(m, (0, 0))[1] for s in series) for m in minutes)
         return completed, failed
