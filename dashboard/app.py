@@ -43,7 +43,11 @@ CLEAN_LIMIT = 10_000
 
 def _client(url: str) -> Redis:
     client: Redis = Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=3.0, socket_timeout=10.0
+        url,
+        decode_responses=True,
+        encoding_errors="backslashreplace",  # invalid UTF-8 from Redis is shown, not fatal
+        socket_connect_timeout=3.0,
+        socket_timeout=10.0,
     )
     return client
 
