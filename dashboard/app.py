@@ -325,7 +325,10 @@ class DashboardApp(App[None]):
         pause = not (snapshot is not None and snapshot.paused)
         verb = "Pause" if pause else "Resume"
         body = Text.assemble(f"{verb} queue ", display_text(queue, limit=60), "?")
-        self._ask(f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause))
+        scope = ActionScope(verb.lower(), queue, f"queue {queue!r}")
+        self._ask(
+            f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause), scope=scope
+        )
 
     def confirm_clean(self, queue: str, state: str) -> None:
         """Ask for an age, count the jobs it covers, then ask (typed) and remove them."""
