@@ -84,6 +84,8 @@ class QueueMonitor:
         self._stalled: deque[tuple[float, Event]] = deque(maxlen=RECENT_EVENTS)
         self._minutes: dict[str, dict[int, tuple[int, int]]] = {}
         self._history_end: int | None = None
+        self._hours: dict[str | None, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """The hour series of each queue and of all (None), rebuilt when history is read."""
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
         self._discovered_at = -1e9
@@ -106,7 +108,7 @@ class QueueMonitor:
     def snapshot(self) -> DashboardSnapshot:
         """The current state as a frozen snapshot."""
         queues = tuple(self._queue_snapshot(name) for name in sorted(self.readings))
-        hour_completed, hour_failed = self._hour()
+        hour_completed, hour_failed = self._hours.get(None, ((), ()))
         return DashboardSnapshot(
             queues=queues,
             mode=self.mode,
@@ -158,7 +160,7 @@ class QueueMonitor:
         reading = self.readings[name]
         completed, failed = self.throughput.rates(name)
         completed_history, failed_history = self.throughput.split_history(name)
-        hour_completed, hour_failed = self._hour((name,))
+        hour_completed, hour_failed = self._hours.get(name, ((), ()))
         return QueueSnapshot(
             name=name,
             paused=reading.paused,
@@ -267,9 +269,9 @@ class QueueMonitor:
             await counts.ping()
             live = await self._notifications_on(counts)
             self.mode = Mode.LIVE if live else Mode.POLLING
-            self.error = None
             self._discovered_at = -1e9
             await self._count(counts)
+            self.error = None  # only once the counts were read: an ACL refusal stays on screen
             self._healthy = True
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._counts_loop(counts))
@@ -341,6 +343,7 @@ class QueueMonitor:
         for names, minutes in ((new, HISTORY_MINUTES), (known, RECENT_MINUTES)):
             if names:
                 self._merge(await self.backend.read_minute_history(client, names, minutes))
+        self._hours = {None: self._hour(), **{q: self._hour((q,)) for q in self._minutes}}
         self._publish()
 
     def _merge(self, history: MinuteHistory) -> None:
