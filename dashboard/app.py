@@ -6,6 +6,7 @@ snapshot to the screen on top (unless frozen). Actions ask first, then run in th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
@@ -18,7 +19,7 @@ from textual.worker import Worker, WorkerState
 
 from dashboard.actions import JobActions, ReadOnlyError
 from dashboard.audit import ActionScope, AuditLog
-from dashboard.backend import Backend
+from dashboard.backend import Backend, FeatureUnavailable
 from dashboard.bulk import BULK_LIMIT, BulkRun, select_jobs
 from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
@@ -291,7 +292,7 @@ class DashboardApp(App[None]):
         progress = ProgressScreen(Text.assemble(title, " · ", display_text(scope.queue)), run)
         await self.push_screen(progress)
         try:
-            await self._execute(lambda: job(run), scope)
+            await self._execute(lambda: job(run), scope, run)
         finally:
             if progress in self.screen_stack:
                 progress.dismiss()
@@ -376,14 +377,23 @@ class DashboardApp(App[None]):
         """Run one confirmed action and report its outcome."""
         await self._execute(run, scope)
 
-    async def _execute(self, run: Callable[[], Awaitable[str]], scope: ActionScope) -> None:
+    async def _execute(
+        self,
+        run: Callable[[], Awaitable[str]],
+        scope: ActionScope,
+        progress: BulkRun | None = None,
+    ) -> None:
         """Run, notify the outcome, write the one audit entry, then refresh what is shown."""
         try:
             message = await run()
         except ReadOnlyError as exc:
             self.notify(notice_text(exc), severity="warning", markup=False)
             return
-        except RedisError as exc:
+        except asyncio.CancelledError:  # the dashboard closed while the action ran
+            done = f" after {progress.done:,} of {progress.total:,}" if progress else ""
+            self._audit(scope, f"interrupted{done}: the dashboard closed")
+            raise
+        except (RedisError, FeatureUnavailable) as exc:  # refused by the server or the backend
             failed = notice_text(f"action failed: {exc}")
             self.notify(failed, severity="error", markup=False)
             self._audit(scope, failed)

@@ -207,3 +207,23 @@ async def test_clean_runs_behind_the_progress_modal(
         assert (await queue.get_counts("failed"))["failed"] == 0
     (entry,) = entries(audit_path)
     assert entry["action"] == "clean failed" and entry["outcome"] == "removed 6 failed jobs"
+
+
+async def test_closing_the_dashboard_mid_run_still_leaves_one_entry(
+    queue: Queue, redis_url: str, audit_path: Path
+) -> None:
+    app = make_app(redis_url, queue.name)
+    app.actions.batch_size = 2
+    app.actions.batch_pause = 1.0
+    async with app.run_test(size=SIZE) as pilot:
+        await _ask_retry_all(pilot, app, queue.name)
+        await _confirm_typed(pilot, app, queue.name)
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen))
+        progress = app.screen
+        assert isinstance(progress, ProgressScreen)
+        await until(pilot, lambda: progress.run.done >= 2)
+        await pilot.press("ctrl+c")
+    done = progress.run.done
+    (entry,) = entries(audit_path)
+    assert entry["outcome"] == f"interrupted after {done} of 6: the dashboard closed"
+    assert (await queue.get_counts("failed"))["failed"] == 6 - done
