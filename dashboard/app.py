@@ -1,26 +1,26 @@
 """``DashboardApp``: owns the monitor, the read and action connections, and the screens.
 
 The monitor runs in one exclusive worker and posts ``SnapshotReady``; the app hands each
-snapshot to the screen on top (unless frozen). Actions ask first, then run in their own worker.
+snapshot to the screen on top (unless frozen). Actions ask first, then run in their own worker
+(``ConfirmedActions``: confirmation, batches and progress, outcome, audit entry).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
-from dashboard.actions import JobActions, ReadOnlyError
+from dashboard.actions import JobActions
 from dashboard.audit import ActionScope, AuditLog
-from dashboard.backend import Backend, FeatureUnavailable
-from dashboard.bulk import BULK_LIMIT, BulkRun, select_jobs
+from dashboard.backend import Backend
+from dashboard.bulk import BULK_LIMIT, select_jobs
+from dashboard.confirmed import ConfirmedActions
 from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
@@ -30,11 +30,9 @@ from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags
 from dashboard.palette import KeyCommands
 from dashboard.sanitize import display_text, mask_url, notice_text
 from dashboard.screens.base import DashScreen
-from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
-from dashboard.screens.progress import ProgressScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
 from dashboard.screens.stalled import STUCK_AFTER_MS
@@ -53,7 +51,7 @@ def _client(url: str) -> Redis:
     return client
 
 
-class DashboardApp(App[None]):
+class DashboardApp(ConfirmedActions):
     """The Corral dashboard."""
 
     CSS_PATH = "app.tcss"
@@ -178,28 +176,6 @@ class DashboardApp(App[None]):
 
     # -- actions, always confirmed first -----------------------------------------------------
 
-    def _ask(
-        self,
-        title: str,
-        body: Text,
-        label: str,
-        run: Callable[[], Awaitable[str]],
-        typed: str | None = None,
-        scope: ActionScope | None = None,
-    ) -> None:
-        """Confirm, then run; every confirmed action leaves one audit entry (``scope``, or the
-        title and body as asked)."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
-            return
-        asked = scope if scope is not None else ActionScope(title, "", body.plain)
-
-        def answered(confirmed: bool | None) -> None:
-            if confirmed:
-                self.perform(run, asked)
-
-        self.push_screen(ConfirmScreen(title, body, label, typed), answered)
-
     def confirm_job_action(
         self, kind: str, queue: str, job_id: str, state: str | None = None
     ) -> None:
@@ -260,42 +236,6 @@ class DashboardApp(App[None]):
             count,
             lambda run: self.actions.retry_selected(selection, run),
         )
-
-    def _ask_bulk(
-        self,
-        title: str,
-        body: Text,
-        label: str,
-        queue: str,
-        scope: ActionScope,
-        total: int,
-        job: Callable[[BulkRun], Awaitable[str]],
-    ) -> None:
-        """A typed confirmation, then the action in batches behind a progress modal."""
-
-        def answered(confirmed: bool | None) -> None:
-            if confirmed:
-                self.perform_bulk(title, scope, total, job)
-
-        self.push_screen(ConfirmScreen(title, body, label, queue), answered)
-
-    @work(group="actions", exit_on_error=False)
-    async def perform_bulk(
-        self,
-        title: str,
-        scope: ActionScope,
-        total: int,
-        job: Callable[[BulkRun], Awaitable[str]],
-    ) -> None:
-        """Run a confirmed bulk action with its progress on screen and a key to stop it."""
-        run = BulkRun(total)
-        progress = ProgressScreen(Text.assemble(title, " · ", display_text(scope.queue)), run)
-        await self.push_screen(progress)
-        try:
-            await self._execute(lambda: job(run), scope, run)
-        finally:
-            if progress in self.screen_stack:
-                progress.dismiss()
 
     def confirm_enable_notifications(self) -> None:
         """Ask, then run the exact CONFIG SET that turns keyspace notifications on."""
@@ -372,45 +312,14 @@ class DashboardApp(App[None]):
             lambda run: self.actions.clean(queue, state, older_than_ms, count, run),
         )
 
-    @work(group="actions", exit_on_error=False)
-    async def perform(self, run: Callable[[], Awaitable[str]], scope: ActionScope) -> None:
-        """Run one confirmed action and report its outcome."""
-        await self._execute(run, scope)
-
-    async def _execute(
-        self,
-        run: Callable[[], Awaitable[str]],
-        scope: ActionScope,
-        progress: BulkRun | None = None,
-    ) -> None:
-        """Run, notify the outcome, write the one audit entry, then refresh what is shown."""
-        try:
-            message = await run()
-        except ReadOnlyError as exc:
-            self.notify(notice_text(exc), severity="warning", markup=False)
-            return
-        except asyncio.CancelledError:  # the dashboard closed while the action ran
-            done = f" after {progress.done:,} of {progress.total:,}" if progress else ""
-            self._audit(scope, f"interrupted{done}: the dashboard closed")
-            raise
-        except (RedisError, FeatureUnavailable) as exc:  # refused by the server or the backend
-            failed = notice_text(f"action failed: {exc}")
-            self.notify(failed, severity="error", markup=False)
-            self._audit(scope, failed)
-            return
-        self.notify(notice_text(message), markup=False)
-        self._audit(scope, message)
+    def after_action(self) -> None:
+        """Recount, and re-read the page or job on screen."""
         self.monitor.refresh()
         screen = self._top_dash_screen()
         if isinstance(screen, QueueScreen):
             screen.load_page()
         elif isinstance(screen, JobScreen):
             screen.load()
-
-    def _audit(self, scope: ActionScope, outcome: str) -> None:
-        problem = self.audit.record(scope, outcome)
-        if problem is not None:
-            self.notify(notice_text(problem), severity="warning", markup=False)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
