@@ -1,5 +1,6 @@
-"""``d`` (discard), ``p`` (pause/resume) and ``g`` (go to a job) driven by Pilot at 80x24 against
-a real server: what the screen says, what the engine holds, and the audit log."""
+"""``d`` (discard), ``P`` (promote), ``p`` (pause/resume) and ``g`` (go to a job) driven by
+Pilot at 80x24 against a real server: what the screen says, what the engine holds, and the
+audit log."""
 
 from __future__ import annotations
 
@@ -127,3 +128,39 @@ async def test_g_opens_a_job_by_id_and_says_when_there_is_none(
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press("escape")  # nothing typed: back, nothing opened
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+
+
+async def test_p_promotes_a_delayed_job_and_n_says_no(
+    queue: Queue, redis_url: str, audit_path: Path
+) -> None:
+    await queue.add("later", {}, delay=3_600_000, job_id="later")
+    app = make_app(redis_url, queue.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen))
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await pilot.press("3")  # delayed tab
+        await until(pilot, lambda: screen.page is not None and len(screen.page.rows) == 1)
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.4)
+        assert f"Promote job later of queue {queue.name}?" in visible_text(app)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen))
+        assert await queue.get_job_state("later") == "delayed"
+        assert entries(audit_path) == []
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.4)
+        await pilot.press("tab", "enter")
+        await until(pilot, lambda: "promoted job 'later'" in notices(app))
+        assert await queue.get_job_state("later") == "wait"
+        await until(pilot, lambda: screen.page is not None and not screen.page.rows)
+    (entry,) = entries(audit_path)
+    assert (entry["action"], entry["scope"], entry["outcome"]) == (
+        "promote",
+        "job 'later'",
+        "promoted job 'later'",
+    )
