@@ -139,10 +139,6 @@ class Backend(Protocol):
         engine batch); the ones not retried, each with the state it is in now (None: gone)."""
         ...
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Retry up to ``count`` failed jobs in bounded batches; return how many were retried."""
-        ...
-
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Delete a job that is not active; ``ActionRefused`` otherwise."""
         ...

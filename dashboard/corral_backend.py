@@ -452,11 +452,6 @@ class CorralBackend:
         states = await self._states(client, self.keys(queue), missed) if missed else {}
         return {job_id: states.get(job_id) for job_id in missed}
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Retry up to ``count`` failed jobs, in the engine's batches (``Queue.retry_jobs``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
-            return await q.retry_jobs("failed", count)
-
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Discard a job that no worker holds (``Queue.remove_job``)."""
         async with _engine_queue(client, self.prefix, queue) as q:

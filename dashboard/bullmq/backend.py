@@ -366,10 +366,6 @@ class BullMQBackend:
         """Not available yet."""
         raise BullMQActionsUnavailable("retry all")
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Not available yet."""
-        raise BullMQActionsUnavailable("retry all")
-
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Not available yet."""
         raise BullMQActionsUnavailable("discard")
