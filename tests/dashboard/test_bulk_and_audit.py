@@ -64,7 +64,7 @@ async def test_retry_all_acts_on_the_jobs_seen_and_reports_the_others(
     queue: Queue, redis_url: str, audit_path: Path
 ) -> None:
     app = make_app(redis_url, queue.name)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts on screen
         await _ask_retry_all(pilot, app, queue.name)
         text = visible_text(app)
         assert "Retry these 6 failed jobs of queue" in text
@@ -79,6 +79,7 @@ async def test_retry_all_acts_on_the_jobs_seen_and_reports_the_others(
         await _confirm_typed(pilot, app, queue.name)
         await until(pilot, lambda: "retried 5 failed jobs" in notices(app))
         assert "1 not retried: 1 now completed" in notices(app)
+        await until(pilot, lambda: "retried 5 failed jobs" in visible_text(app))
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         assert await queue.get_job_state("late") == "failed"
         assert all([await queue.get_job_state(j) == "wait" for j in seen[1:]])

@@ -118,8 +118,9 @@ async def test_notifications_are_offered_and_set_only_when_confirmed(
     async with Queue("q", fresh_server.url) as queue:
         await queue.add("send", {})
     app = make_app(fresh_server.url, "q")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts on screen
         await until(pilot, lambda: "CONFIG SET notify-keyspace-events Khlz" in notices(app))
+        await until(pilot, lambda: "Keyspace notifications are off" in visible_text(app))
         assert "K runs CONFIG SET notify-keyspace-events Khlz after you confirm" in notices(app)
         await pilot.pause(1.0)  # the dashboard polls, and changes nothing by itself
         assert "K: turn on live updates" in visible_text(app)

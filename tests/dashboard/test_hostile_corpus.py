@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from hostile import CORPUS, FORBIDDEN, TEN_MB_LINE, as_stored, assert_inert
-from pilot import SIZE, make_app, notices, until
+from pilot import SIZE, make_app, notices, until, visible_text
 from textual.widgets import Button
 from workload import finish_jobs
 
@@ -94,7 +94,7 @@ async def test_hostile_ids_in_the_confirmation_modal_and_the_notices(
     async with Queue(queue_name, redis_url) as queue:
         ids = await _hostile_failed_jobs(queue, raw)
         app = make_app(redis_url, queue_name)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts on screen
             await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, QueueScreen))
@@ -131,7 +131,7 @@ async def test_hostile_ids_in_the_confirmation_modal_and_the_notices(
             await until(
                 pilot, lambda: "retried job" in notices(app) or "not retried" in notices(app)
             )
-            await pilot.pause(0.1)
+            await until(pilot, lambda: "retried job" in visible_text(app))  # the toast
             assert_inert(app)
 
             # a failing read's notice carries hostile text too
@@ -139,9 +139,9 @@ async def test_hostile_ids_in_the_confirmation_modal_and_the_notices(
                 raise RuntimeError("read failed: " + "".join(as_stored(v) for v in CORPUS[:14]))
 
             app.run_worker(broken(), exit_on_error=False)
-            await until(pilot, lambda: "RuntimeError: read failed" in notices(app))
-            await pilot.pause(0.1)
-            assert_inert(app)
+            await until(pilot, lambda: "RuntimeError: read failed" in visible_text(app))
+            text = assert_inert(app)
+            assert "␛]52;c;" in text or "␛[2J" in text  # shown, made visible
         assert await queue.get_job_state(target) in ("wait", None)
 
 
