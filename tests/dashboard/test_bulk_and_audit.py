@@ -112,7 +112,7 @@ async def test_bulk_progress_shows_and_stops_between_batches(
 ) -> None:
     app = make_app(redis_url, queue.name)
     app.actions.batch_size = 2
-    app.actions.batch_pause = 0.5
+    app.actions.batch_pause = 1.0  # room to press the stop key between batches
     async with app.run_test(size=SIZE) as pilot:
         await _ask_retry_all(pilot, app, queue.name)
         await _confirm_typed(pilot, app, queue.name)
