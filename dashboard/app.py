@@ -210,7 +210,7 @@ class DashboardApp(ConfirmedActions):
             return
         self.select_then_confirm_retry(queue)
 
-    @work(group="actions", exit_on_error=False)
+    @work(exclusive=True, group="select", exit_on_error=False)  # R pressed twice: one read
     async def select_then_confirm_retry(self, queue: str) -> None:
         """The failed jobs as they are now are the scope the operator confirms."""
         selection = await select_jobs(self.backend, self.reader, queue, "failed", BULK_LIMIT)

@@ -16,6 +16,7 @@ from workload import finish_jobs
 import dashboard.app
 from dashboard.app import DashboardApp
 from dashboard.screens.confirm import ConfirmScreen
+from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.progress import ProgressScreen
 from dashboard.screens.queue import QueueScreen
@@ -228,3 +229,23 @@ async def test_closing_the_dashboard_mid_run_still_leaves_one_entry(
     (entry,) = entries(audit_path)
     assert entry["outcome"] == f"interrupted after {done} of 6: the dashboard closed"
     assert (await queue.get_counts("failed"))["failed"] == 6 - done
+
+
+async def test_r_on_a_completed_job_screen_retries_it(queue: Queue, redis_url: str) -> None:
+    done = (await queue.get_job_ids("completed"))[0]
+    app = make_app(redis_url, queue.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        app.open_job(queue.name, done)
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        screen = app.screen
+        assert isinstance(screen, JobScreen)
+        await until(pilot, lambda: screen.detail is not None)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.4)
+        assert f"Retry completed job {done} of queue" in visible_text(app)
+        await pilot.press("tab", "enter")
+        await until(pilot, lambda: "back in wait" in notices(app))
+        assert await queue.get_job_state(done) == "wait"
+        await until(pilot, lambda: screen.detail is not None and screen.detail.state == "wait")
