@@ -80,15 +80,20 @@ class ConfirmedActions(App[None]):
         total: int,
         job: Callable[[BulkRun], Awaitable[str]],
     ) -> None:
-        """Run a confirmed bulk action with its progress on screen and a key to stop it."""
+        """Run a confirmed bulk action with its progress on screen and a key to stop it; the
+        modal then shows the outcome until the operator closes it."""
         run = BulkRun(total)
         progress = ProgressScreen(Text.assemble(title, " · ", display_text(scope.queue)), run)
         await self.push_screen(progress)
+        outcome = None
         try:
-            await self._execute(lambda: job(run), scope, run)
+            outcome = await self._execute(lambda: job(run), scope, run)
         finally:
             if progress in self.screen_stack:
-                progress.dismiss()
+                if outcome is None:
+                    progress.dismiss()
+                else:
+                    progress.finish(outcome)
 
     @work(group="actions", exit_on_error=False)
     async def perform(self, run: Callable[[], Awaitable[str]], scope: ActionScope) -> None:
@@ -100,13 +105,14 @@ class ConfirmedActions(App[None]):
         run: Callable[[], Awaitable[str]],
         scope: ActionScope,
         progress: BulkRun | None = None,
-    ) -> None:
-        """Run, notify the outcome, write the one audit entry, then refresh what is shown."""
+    ) -> str | None:
+        """Run, notify the outcome, write the one audit entry, then refresh what is shown; the
+        outcome (as shown), or None if the action was refused before it ran."""
         try:
             message = await run()
         except ReadOnlyError as exc:
             self.notify(notice_text(exc), severity="warning", markup=False)
-            return
+            return None
         except asyncio.CancelledError:  # the dashboard closed while the action ran
             done = f" after {progress.done:,} of {progress.total:,}" if progress else ""
             self._audit(scope, f"interrupted{done}: the dashboard closed")
@@ -115,10 +121,12 @@ class ConfirmedActions(App[None]):
             failed = notice_text(f"action failed: {exc}")
             self.notify(failed, severity="error", markup=False)
             self._audit(scope, failed)
-            return
-        self.notify(notice_text(message), markup=False)
+            return failed
+        shown = notice_text(message)
+        self.notify(shown, markup=False)
         self._audit(scope, message)
         self.after_action()
+        return shown
 
     def after_action(self) -> None:
         """Show what an action changed (the app re-reads what is on screen)."""

@@ -86,7 +86,10 @@ STALLED_KEYS: tuple[Key, ...] = (
     Key("escape,q", "back", "Back"),
 )
 
-PROGRESS_KEYS: tuple[Key, ...] = (Key("escape,c", "stop", "Stop after this batch"),)
+PROGRESS_KEYS: tuple[Key, ...] = (
+    Key("escape,c", "stop", "Stop after this batch (close when done)"),
+    Key("enter", "close", "Close when done"),
+)
 """While a bulk action runs (its progress modal)."""
 
 JOB_KEYS: tuple[Key, ...] = (

@@ -1,4 +1,5 @@
-"""The progress of a running bulk action: a bar, "1,200 of 10,000", and a key to stop it.
+"""The progress of a running bulk action: a bar, "1,200 of 10,000", a key to stop it, and at
+the end its outcome ("retried 12,400 failed jobs; 8 not retried: 8 now completed").
 
 A stop takes effect between batches (each batch is one atomic engine call), so what was done
 stays done and the outcome says how many were not attempted.
@@ -26,6 +27,8 @@ class ProgressScreen(ModalScreen[None]):
         super().__init__()
         self.title_text = title
         self.run = run
+        self.outcome: str | None = None
+        """Set when the action ended: shown until the operator closes the modal."""
 
     def compose(self) -> ComposeResult:
         """Title, bar, count line."""
@@ -39,10 +42,14 @@ class ProgressScreen(ModalScreen[None]):
         self.set_interval(0.1, self.show_progress)
 
     def progress_line(self) -> Text:
-        """E.g. "1,200 of 10,000 · esc/c: stop after this batch"."""
+        """E.g. "1,200 of 10,000 · esc/c: stop after this batch", then the outcome."""
         run = self.run
         line = Text(f"{run.done:,} of {run.total:,} · ")
-        if run.stop_requested:
+        if self.outcome is not None:
+            line.append("stopped\n" if run.done < run.total else "done\n")
+            line.append(self.outcome, style="bold")
+            line.append("\nenter/esc: close", style="dim")
+        elif run.stop_requested:
             line.append("stopping after this batch…", style="bold yellow")
         else:
             line.append("esc/c: stop after this batch")
@@ -53,7 +60,20 @@ class ProgressScreen(ModalScreen[None]):
         self.query_one(ProgressBar).update(progress=self.run.done)
         self.query_one("#progress-line", Static).update(self.progress_line())
 
+    def finish(self, outcome: str) -> None:
+        """The action ended: show how it went (the operator closes the modal)."""
+        self.outcome = outcome
+        self.show_progress()
+
     def action_stop(self) -> None:
-        """Ask the run to stop before its next batch."""
+        """Ask the run to stop before its next batch; once it ended, close."""
+        if self.outcome is not None:
+            self.dismiss()
+            return
         self.run.stop()
         self.show_progress()
+
+    def action_close(self) -> None:
+        """Close once the action ended (enter does nothing while it runs)."""
+        if self.outcome is not None:
+            self.dismiss()

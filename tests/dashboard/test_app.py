@@ -171,8 +171,9 @@ async def test_retry_all_needs_the_queue_name_typed(queue: Queue, redis_url: str
         await pilot.pause(0.05)
         assert not confirm.disabled
         confirm.press()
-        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         await until(pilot, lambda: "retried 2 failed jobs" in notices(app))
+        await pilot.press("escape")  # the progress modal, showing the outcome
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         assert (await queue.get_counts("failed"))["failed"] == 0
 
 

@@ -81,6 +81,11 @@ async def test_retry_all_acts_on_the_jobs_seen_and_reports_the_others(
         await until(pilot, lambda: "retried 5 failed jobs" in notices(app))
         assert "1 not retried: 1 now completed" in notices(app)
         await until(pilot, lambda: "retried 5 failed jobs" in visible_text(app))
+        progress = app.screen
+        assert isinstance(progress, ProgressScreen)  # the modal shows the outcome too
+        assert progress.outcome is not None and "1 now completed" in progress.outcome
+        assert "enter/esc: close" in visible_text(app)
+        await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         assert await queue.get_job_state("late") == "failed"
         assert all([await queue.get_job_state(j) == "wait" for j in seen[1:]])
@@ -125,6 +130,10 @@ async def test_bulk_progress_shows_and_stops_between_batches(
         assert "of 6" in visible_text(app) and "stop after this batch" in visible_text(app)
         await pilot.press("c")
         await until(pilot, lambda: "stopped:" in notices(app))
+        await until(pilot, lambda: progress.outcome is not None)
+        assert progress.outcome is not None and "not attempted" in progress.outcome
+        await until(pilot, lambda: "enter/esc: close" in visible_text(app))
+        await pilot.press("escape")  # the run ended: escape now closes
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         done = progress.run.done
         assert 2 <= done < 6
