@@ -346,6 +346,20 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         "--read-only", action="store_true", help="hide actions that change jobs or queues"
     )
     parser.add_argument(
+        "--stuck-after",
+        default=None,
+        metavar="AGE",
+        help="on the stalled screen, a job active longer than this is stuck (90s, 5m, 2h;"
+        " default 5m)",
+    )
+    parser.add_argument(
+        "--password-file",
+        default=None,
+        metavar="PATH",
+        help="read the server password from this file (mode 600); else $CORRAL_REDIS_PASSWORD,"
+        " or a prompt when the URL names a user without one",
+    )
+    parser.add_argument(
         "--bullmq",
         action="store_true",
         help="open BullMQ queues (v5 and v6, Node or Python) instead of Corral's",

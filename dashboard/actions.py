@@ -6,6 +6,7 @@ back as a short outcome message, e.g. "not retried: job '7' is now completed".
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import socket
@@ -14,10 +15,15 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from dashboard.backend import ActionRefused, Backend
+from dashboard.bulk import BULK_BATCH, BulkRun, Selection, retry_outcome
+from dashboard.notifications import CONFIG_KEY
 from dashboard.replay_text import replay_message
 
-RETRY_ALL_LIMIT = 100_000
-"""Most failed jobs one "retry all" sends back (the engine works in bounded batches)."""
+PROMOTE_ALL_LIMIT = 100_000
+"""Most delayed jobs one "promote all" makes ready (the engine works in bounded batches)."""
+
+BATCH_PAUSE_S = 0.005
+"""Pause between the batches of a bulk action, so other clients are served in between."""
 
 
 class ReadOnlyError(PermissionError):
@@ -31,26 +37,42 @@ class JobActions:
         self.backend = backend
         self._client = client
         self.read_only = read_only
+        self.batch_size = BULK_BATCH
+        self.batch_pause = BATCH_PAUSE_S
 
     def _writer(self, what: str) -> Redis:
         if self.read_only or self._client is None:
             raise ReadOnlyError(f"read-only mode: {what} refused")
         return self._client
 
-    async def retry(self, queue: str, job_id: str) -> str:
-        """Retry one failed job."""
+    async def retry(self, queue: str, job_id: str, state: str = "failed") -> str:
+        """Retry one job that is still in ``state`` (failed or completed), as the operator saw."""
         client = self._writer("retry")
         try:
-            await self.backend.retry_job(client, queue, job_id)
+            await self.backend.retry_job(client, queue, job_id, state)
         except ActionRefused as exc:
             return _refused("retried", job_id, exc)
         return f"retried job {job_id!r}: back in wait"
 
-    async def retry_all(self, queue: str, count: int = RETRY_ALL_LIMIT) -> str:
-        """Retry the failed jobs of a queue (those failed when the action starts)."""
+    async def retry_selected(self, selection: Selection, run: BulkRun) -> str:
+        """Retry exactly the selected jobs still in their state, batch by batch, until done or
+        ``run`` is stopped; says how many were retried and why the others were not."""
         client = self._writer("retry all")
-        retried = await self.backend.retry_all(client, queue, count)
-        return f"retried {retried} failed job{'s' if retried != 1 else ''} of {queue!r}"
+        not_retried: dict[str, str | None] = {}
+        attempted = 0
+        for start in range(0, len(selection.ids), self.batch_size):
+            if run.stop_requested:
+                break
+            if start:
+                await asyncio.sleep(self.batch_pause)
+            chunk = selection.ids[start : start + self.batch_size]
+            missed = await self.backend.retry_job_ids(
+                client, selection.queue, chunk, selection.state
+            )
+            not_retried.update(missed)
+            attempted += len(chunk)
+            run.advance(len(chunk))
+        return retry_outcome(selection, attempted, not_retried)
 
     async def replay(self, queue: str, ids: Sequence[str]) -> str:
         """Send these dead letters of a dead-letter queue back to their origin queues."""
@@ -93,7 +115,7 @@ class JobActions:
             return _refused("promoted", job_id, exc)
         return f"promoted job {job_id!r}"
 
-    async def promote_all(self, queue: str, count: int = RETRY_ALL_LIMIT) -> str:
+    async def promote_all(self, queue: str, count: int = PROMOTE_ALL_LIMIT) -> str:
         """Run the delayed jobs of a queue now."""
         client = self._writer("promote all")
         promoted = await self.backend.promote_all(client, queue, count)
@@ -129,11 +151,33 @@ class JobActions:
             return f"closed the circuit breaker of {queue!r}: its jobs run again"
         return f"the circuit breaker of {queue!r} was closed already"
 
-    async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> str:
-        """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``."""
+    async def enable_notifications(self, flags: str) -> str:
+        """``CONFIG SET notify-keyspace-events <flags>``, asked for by the operator."""
+        client = self._writer("CONFIG SET")
+        await client.config_set(CONFIG_KEY, flags)
+        return f"ran CONFIG SET {CONFIG_KEY} {flags}: live updates"
+
+    async def clean(
+        self, queue: str, state: str, grace_ms: int, limit: int, run: BulkRun | None = None
+    ) -> str:
+        """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``, a batch at a
+        time, until done or ``run`` is stopped."""
         client = self._writer("clean")
-        removed = await self.backend.clean(client, queue, state, grace_ms, limit)
-        return f"removed {len(removed)} {state} job{'s' if len(removed) != 1 else ''}"
+        run = run if run is not None else BulkRun(limit)
+        removed = 0
+        while removed < limit and not run.stop_requested:
+            if removed:
+                await asyncio.sleep(self.batch_pause)
+            batch = min(self.batch_size, limit - removed)
+            ids = await self.backend.clean(client, queue, state, grace_ms, batch)
+            removed += len(ids)
+            run.advance(len(ids))
+            if len(ids) < batch:
+                break
+        text = f"removed {removed:,} {state} job{'s' if removed != 1 else ''}"
+        if run.stop_requested and removed < limit:
+            text += f"; stopped: {limit - removed:,} not attempted"
+        return text
 
 
 def operator() -> str:

@@ -1,7 +1,8 @@
 """``DashboardApp``: owns the monitor, the read and action connections, and the screens.
 
 The monitor runs in one exclusive worker and posts ``SnapshotReady``; the app hands each
-snapshot to the screen on top (unless frozen). Actions ask first, then run in their own worker.
+snapshot to the screen on top (unless frozen). Actions ask first, then run in their own worker
+(``ConfirmedActions``: confirmation, batches and progress, outcome, audit entry).
 """
 
 from __future__ import annotations
@@ -10,31 +11,34 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
-from dashboard.actions import JobActions, ReadOnlyError
+from dashboard.actions import JobActions
+from dashboard.audit import ActionScope, AuditLog
 from dashboard.backend import Backend
+from dashboard.bulk import BULK_LIMIT, select_jobs
+from dashboard.confirmed import ConfirmedActions
 from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
 from dashboard.messages import SnapshotReady
 from dashboard.model import DashboardSnapshot, JobDetail, JobPage
 from dashboard.monitor import QueueMonitor
 from dashboard.notices import Announcer
+from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags_to_enable
 from dashboard.palette import KeyCommands
 from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
 from dashboard.replay import confirm_replay_all, confirm_replay_ids, is_dead_letter_queue
-from dashboard.sanitize import display_text, mask_url, redact_string
+from dashboard.sanitize import display_text, mask_url, notice_text
 from dashboard.screens.base import DashScreen
-from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.stalled import STUCK_AFTER_MS
 from engine.health import Thresholds
 
 CLEAN_LIMIT = 10_000
@@ -42,12 +46,16 @@ CLEAN_LIMIT = 10_000
 
 def _client(url: str) -> Redis:
     client: Redis = Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=3.0, socket_timeout=10.0
+        url,
+        decode_responses=True,
+        encoding_errors="backslashreplace",  # invalid UTF-8 from Redis is shown, not fatal
+        socket_connect_timeout=3.0,
+        socket_timeout=10.0,
     )
     return client
 
 
-class DashboardApp(App[None]):
+class DashboardApp(ConfirmedActions):
     """The Corral dashboard."""
 
     CSS_PATH = "app.tcss"
@@ -65,8 +73,13 @@ class DashboardApp(App[None]):
         poll_interval: float = 1.0,
         thresholds: Thresholds | None = None,
         bell: bool = False,
+        audit_log: AuditLog | None = None,
+        stuck_after_ms: int = STUCK_AFTER_MS,
     ) -> None:
         super().__init__()
+        self.stuck_after_ms = stuck_after_ms
+        """Active longer than this is "stuck" on the stalled screen (``T`` there changes it)."""
+        self.audit = audit_log if audit_log is not None else AuditLog()
         self.url = url
         self.masked_url = mask_url(url)
         self.backend = backend
@@ -79,6 +92,7 @@ class DashboardApp(App[None]):
         self.actions = JobActions(backend, None if read_only else _client(url), read_only)
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
+        self._offered_live = False
 
     def on_mount(self) -> None:
         """Show the overview and start watching."""
@@ -107,6 +121,15 @@ class DashboardApp(App[None]):
             self.bell()
         if not self.frozen:
             self._show(message.snapshot)
+        if not self._offered_live and can_offer(message.snapshot, self.read_only):
+            self._offered_live = True  # once: the status bar keeps the hint
+            command = enable_command(message.snapshot.notify_flags or "")
+            self.notify(
+                f"Keyspace notifications are off, so the dashboard polls once a second. "
+                f"K runs {command} after you confirm.",
+                timeout=15,
+                markup=False,
+            )
 
     def _top_dash_screen(self) -> DashScreen | None:
         for screen in reversed(self.screen_stack):
@@ -139,7 +162,8 @@ class DashboardApp(App[None]):
         """Keys of the current screen."""
         screen = self._top_dash_screen()
         keys = screen.KEYS if screen is not None and hasattr(screen, "KEYS") else ()
-        self.push_screen(HelpScreen(keys, self.read_only))
+        notes = getattr(screen, "HELP_NOTES", ())
+        self.push_screen(HelpScreen(keys, self.read_only, notes))
 
     def action_toggle_freeze(self) -> None:
         """Stop or restart applying new snapshots."""
@@ -166,65 +190,99 @@ class DashboardApp(App[None]):
 
     # -- actions, always confirmed first -----------------------------------------------------
 
-    def _ask(
-        self,
-        title: str,
-        body: Text,
-        label: str,
-        run: Callable[[], Awaitable[str]],
-        typed: str | None = None,
+    def confirm_job_action(
+        self, kind: str, queue: str, job_id: str, state: str | None = None
     ) -> None:
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
-            return
-
-        def answered(confirmed: bool | None) -> None:
-            if confirmed:
-                self.perform(run)
-
-        self.push_screen(ConfirmScreen(title, body, label, typed), answered)
-
-    def confirm_job_action(self, kind: str, queue: str, job_id: str) -> None:
-        """Ask, then retry / discard / promote one job (on a dead-letter queue, retry is a
-        replay to the job's origin queue)."""
+        """Ask, then retry / discard / promote / cancel one job; ``state`` is the state the
+        operator saw it in (a retry acts only while the job is still in it). On a dead-letter
+        queue, retry is a replay to the job's origin queue."""
         if kind == "retry" and is_dead_letter_queue(self, queue):
             self.run_worker(
                 confirm_replay_ids(self, queue, [job_id]), group="actions", exit_on_error=False
             )
             return
         verbs: dict[str, tuple[str, Callable[[str, str], Awaitable[str]]]] = {
-            "retry": ("Retry", self.actions.retry),
+            "retry": ("Retry", lambda q, j: self.actions.retry(q, j, state or "failed")),
             "discard": ("Discard", self.actions.discard),
             "promote": ("Promote", self.actions.promote),
             "cancel": ("Cancel", self.actions.cancel),
         }
         label, call = verbs[kind]
+        seen = f"{state} " if state else ""
         body = Text.assemble(
-            f"{label} job ",
+            f"{label} {seen}job ",
             display_text(job_id, limit=60),
             " of queue ",
             display_text(queue, limit=60),
             "?",
         )
-        self._ask(f"{label} job", body, label, lambda: call(queue, job_id))
+        scope = ActionScope(kind, queue, f"job {job_id!r}" + (f" ({state})" if state else ""))
+        self._ask(f"{label} job", body, label, lambda: call(queue, job_id), scope=scope)
 
     def _count(self, queue: str, state: str) -> int:
         snapshot = self.snapshot.queue(queue) if self.snapshot else None
         return snapshot.counts.get(state) if snapshot else 0
 
     def confirm_retry_all(self, queue: str) -> None:
-        """Ask (typed), then retry every failed job of the queue (replay, on a dead-letter
-        queue)."""
-        failed = self._count(queue, "failed")
-        if is_dead_letter_queue(self, queue):
-            confirm_replay_all(self, queue, failed)
+        """Read the failed ids (bounded), ask (typed), then retry exactly those, in batches
+        (on a dead-letter queue: replay them to their origin queues)."""
+        if self.read_only:
+            self.notify("read-only mode: actions are off", severity="warning")
             return
-        body = Text.assemble(
-            f"Retry all {failed} failed jobs of queue ", display_text(queue, limit=60), "?"
+        if is_dead_letter_queue(self, queue):
+            confirm_replay_all(self, queue, self._count(queue, "failed"))
+            return
+        self.select_then_confirm_retry(queue)
+
+    @work(exclusive=True, group="select", exit_on_error=False)  # R pressed twice: one read
+    async def select_then_confirm_retry(self, queue: str) -> None:
+        """The failed jobs as they are now are the scope the operator confirms."""
+        selection = await select_jobs(self.backend, self.reader, queue, "failed", BULK_LIMIT)
+        count = len(selection.ids)
+        if count == 0:
+            self.notify("no failed jobs to retry", markup=False)
+            return
+        if selection.capped:
+            head = f"Retry the {count:,} newest of {selection.total:,} failed jobs of queue "
+        else:
+            head = f"Retry these {count:,} failed job{'s' if count != 1 else ''} of queue "
+        body = Text.assemble(head, display_text(queue, limit=60), "?")
+        body.append("\nOnly these, if still failed; new failures are left alone.")
+        if selection.capped:
+            body.append(f"\nAt most {BULK_LIMIT:,} at a time: press R again for the rest.")
+        scope = ActionScope("retry all", queue, f"{count} failed jobs (of {selection.total})")
+        self._ask_bulk(
+            "Retry all failed",
+            body,
+            "Retry all",
+            queue,
+            scope,
+            count,
+            lambda run: self.actions.retry_selected(selection, run),
         )
-        self._ask(
-            "Retry all failed", body, "Retry all", lambda: self.actions.retry_all(queue), queue
-        )
+
+    def confirm_enable_notifications(self) -> None:
+        """Ask, then run the exact CONFIG SET that turns keyspace notifications on."""
+        snapshot = self.snapshot
+        if not can_offer(snapshot, self.read_only) or snapshot is None:
+            if self.read_only:
+                self.notify("read-only mode: actions are off", severity="warning")
+            else:
+                self.notify("nothing to turn on: live already, or CONFIG is not allowed")
+            return
+        current = snapshot.notify_flags or ""
+        flags = flags_to_enable(current)
+        body = Text(f"Run CONFIG SET {CONFIG_KEY} {flags} on ")
+        body.append_text(display_text(self.masked_url, limit=60))
+        body.append(f"?\nIt changes the server's setting (now {current!r}) for every client.")
+
+        async def run() -> str:
+            outcome = await self.actions.enable_notifications(flags)
+            self.monitor.recheck_notifications()
+            return outcome
+
+        scope = ActionScope("config set", "", f"{CONFIG_KEY} {flags} (was {current!r})")
+        self._ask("Turn on live updates", body, "Run CONFIG SET", run, scope=scope)
 
     def confirm_promote_all(self, queue: str) -> None:
         """Ask (typed), then run every delayed job of the queue now."""
@@ -273,7 +331,10 @@ class DashboardApp(App[None]):
         pause = not (snapshot is not None and snapshot.paused)
         verb = "Pause" if pause else "Resume"
         body = Text.assemble(f"{verb} queue ", display_text(queue, limit=60), "?")
-        self._ask(f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause))
+        scope = ActionScope(verb.lower(), queue, f"queue {queue!r}")
+        self._ask(
+            f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause), scope=scope
+        )
 
     def confirm_clean(self, queue: str, state: str) -> None:
         """Ask for an age, count the jobs it covers, then ask (typed) and remove them."""
@@ -304,26 +365,20 @@ class DashboardApp(App[None]):
         )
         if total > count:
             body.append(f" ({total - count} more stay: at most {CLEAN_LIMIT} at a time)")
-        self._ask(
+        age = describe_age(older_than_ms)
+        scope = ActionScope(f"clean {state}", queue, f"{count} {state} jobs older than {age}")
+        self._ask_bulk(
             f"Clean {state}",
             body,
             "Clean",
-            lambda: self.actions.clean(queue, state, older_than_ms, CLEAN_LIMIT),
             queue,
+            scope,
+            count,
+            lambda run: self.actions.clean(queue, state, older_than_ms, count, run),
         )
 
-    @work(group="actions", exit_on_error=False)
-    async def perform(self, run: Callable[[], Awaitable[str]]) -> None:
-        """Run one confirmed action and report its outcome."""
-        try:
-            message = await run()
-        except ReadOnlyError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        except RedisError as exc:
-            self.notify(f"action failed: {redact_string(str(exc))}", severity="error", markup=False)
-            return
-        self.notify(message, markup=False)
+    def after_action(self) -> None:
+        """Recount, and re-read the page or job on screen."""
         self.monitor.refresh()
         screen = self._top_dash_screen()
         if isinstance(screen, QueueScreen):
@@ -336,5 +391,5 @@ class DashboardApp(App[None]):
         """A failed read becomes a notification, never a traceback."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
-            text = redact_string(f"{type(error).__name__}: {error}")
+            text = notice_text(f"{type(error).__name__}: {error}")
             self.notify(text, severity="error", markup=False)

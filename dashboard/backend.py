@@ -122,12 +122,25 @@ class Backend(Protocol):
         """
         ...
 
-    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """Send a failed job back to wait; ``ActionRefused`` if it is not failed."""
+    async def retry_job(
+        self, client: Redis, queue: str, job_id: str, state: str = "failed"
+    ) -> None:
+        """Send a failed (or completed) job back to wait; ``ActionRefused`` naming its state
+        if it is no longer in ``state``."""
         ...
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Retry up to ``count`` failed jobs in bounded batches; return how many were retried."""
+    async def read_job_ids(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> list[str]:
+        """``count`` ids of ``state`` from index ``start``, in page order; one bounded range
+        read (the ids a bulk action will act on, read page by page)."""
+        ...
+
+    async def retry_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str], state: str
+    ) -> dict[str, str | None]:
+        """Retry exactly these jobs, those still in ``state`` (one state-guarded script per
+        engine batch); the ones not retried, each with the state it is in now (None: gone)."""
         ...
 
     async def replay_dead_letters(

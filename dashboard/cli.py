@@ -4,8 +4,10 @@ defined with the other commands in ``corral.cli``)."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
+from pathlib import Path
 
 from corral.threshold_flags import thresholds_from
 from dashboard.app import DashboardApp
@@ -13,7 +15,10 @@ from dashboard.backend import Backend
 from dashboard.bullmq.backend import BullMQBackend
 from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
+from dashboard.credentials import resolve_url
+from dashboard.durations import parse_age, stuck_error
 from dashboard.sanitize import mask_url
+from dashboard.screens.stalled import STUCK_AFTER_MS
 from engine.connection import DEFAULT_URL
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
 
@@ -33,10 +38,17 @@ def run_dash(args: argparse.Namespace) -> int:
     url = args.redis or os.environ.get("REDIS_URL") or DEFAULT_URL
     try:
         backend, queues = _backend(args)
-    except ValueError as exc:
+        stuck_text = getattr(args, "stuck_after", None)
+        if stuck_text is not None and (problem := stuck_error(stuck_text)) is not None:
+            raise ValueError(f"--stuck-after: {problem}")
+        password_file = getattr(args, "password_file", None)
+        prompt = getpass.getpass if sys.stdin.isatty() else None  # never echoed
+        url = resolve_url(url, Path(password_file) if password_file else None, prompt=prompt)
+    except ValueError as exc:  # bad names, or a CredentialError
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
     bullmq = isinstance(backend, BullMQBackend)
+    stuck_after = parse_age(stuck_text) if stuck_text is not None else STUCK_AFTER_MS
     read_only = bool(args.read_only)
     try:
         thresholds = thresholds_from(args)
@@ -57,6 +69,7 @@ def run_dash(args: argparse.Namespace) -> int:
         read_only=read_only,
         thresholds=thresholds if thresholds.any else None,
         bell=bool(getattr(args, "bell", False)),
+        stuck_after_ms=stuck_after,
     )
     app.title = f"Corral {mask_url(url)}"
     if bullmq:

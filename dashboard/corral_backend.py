@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -60,6 +60,7 @@ _ROW_FIELDS = (
     F.FAILED_REASON,
     F.ORIGIN_QUEUE,
     F.ORIGIN_ID,
+    F.PROGRESS,
 )
 
 
@@ -73,7 +74,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
-    name, timestamp, finished, made, attempts, reason, origin_queue, origin_id = values
+    name, timestamp, finished, made, attempts, reason, origin_queue, origin_id, progress = values
     numbers = (timestamp, finished, made, attempts)
     malformed = name is None or any(
         raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
@@ -90,6 +91,7 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
         malformed=malformed,
         origin_queue=origin_queue or None,
         origin_id=origin_id or None,
+        progress=progress or None,
     )
 
 
@@ -450,15 +452,36 @@ class CorralBackend:
 
     # -- actions, all through engine.Queue ---------------------------------------------------
 
-    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """Send a failed job back to wait (``Queue.retry_job``)."""
+    async def retry_job(
+        self, client: Redis, queue: str, job_id: str, state: str = "failed"
+    ) -> None:
+        """Send a failed or completed job back to wait (``Queue.retry_job``)."""
         async with _engine_queue(client, self.prefix, queue) as q:
-            await q.retry_job(job_id)
+            await q.retry_job(job_id, state)
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Retry up to ``count`` failed jobs, in the engine's batches (``Queue.retry_jobs``)."""
+    async def read_job_ids(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> list[str]:
+        """One bounded LRANGE/ZRANGE, in the order ``read_page`` shows."""
+        job_state = JobState(state)
+        key = self.keys(queue).of_state(state)
+        end = start + count - 1
+        if job_state in LIST_STATES:
+            raw: list[str | bytes] = await client.lrange(key, start, end)
+        else:
+            desc = job_state in NEWEST_FIRST_STATES
+            raw = cast("list[str | bytes]", await client.zrange(key, start, end, desc=desc))
+        return [_text(i) for i in raw]
+
+    async def retry_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str], state: str
+    ) -> dict[str, str | None]:
+        """``Queue.retry_job_ids``, then the current state of those it did not retry."""
         async with _engine_queue(client, self.prefix, queue) as q:
-            return await q.retry_jobs("failed", count)
+            done = await q.retry_job_ids(job_ids, state)
+        missed = [job_id for job_id, retried in done.items() if not retried]
+        states = await self._states(client, self.keys(queue), missed) if missed else {}
+        return {job_id: states.get(job_id) for job_id in missed}
 
     async def replay_dead_letters(
         self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None

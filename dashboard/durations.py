@@ -35,3 +35,14 @@ def describe_age(ms: int) -> str:
     if ms <= 0:
         return "any age"
     return str(humanize.precisedelta(ms / 1000, minimum_unit="seconds", format="%0.0f"))
+
+
+MIN_STUCK_MS = 1_000
+
+
+def stuck_error(text: str) -> str | None:
+    """What is wrong with ``text`` as a stuck threshold (an age of at least 1 s), or None."""
+    error = age_error(text)
+    if error is None and parse_age(text) < MIN_STUCK_MS:
+        return f"stuck threshold {text.strip()!r} is invalid: expected at least 1s, e.g. 90s or 5m"
+    return error

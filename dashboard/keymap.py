@@ -40,6 +40,8 @@ OVERVIEW_KEYS: tuple[Key, ...] = (
     Key("w", "workers", "Workers"),
     Key("S", "schedulers", "Schedulers", show=False),
     Key("D", "dead_letters", "Dead letters", show=False),
+    Key("a", "toggle_chart_scope", "Chart: this queue / all", show=False),
+    Key("K", "enable_notifications", "Turn on live updates", show=False, mutates=True),
     Key("q", "quit", "Quit"),
 )
 
@@ -97,7 +99,18 @@ DEAD_LETTER_KEYS: tuple[Key, ...] = (
     Key("escape,q", "back", "Back"),
 )
 
-STALLED_KEYS: tuple[Key, ...] = (Key("escape,q", "back", "Back"),)
+STALLED_KEYS: tuple[Key, ...] = (
+    Key("T", "set_stuck_after", "Stuck threshold"),
+    Key("j", "cursor('down')", "Down", show=False),
+    Key("k", "cursor('up')", "Up", show=False),
+    Key("escape,q", "back", "Back"),
+)
+
+PROGRESS_KEYS: tuple[Key, ...] = (
+    Key("escape,c", "stop", "Stop after this batch (close when done)"),
+    Key("enter", "close", "Close when done"),
+)
+"""While a bulk action runs (its progress modal)."""
 
 JOB_KEYS: tuple[Key, ...] = (
     Key("r", "retry_job", "Retry", mutates=True),

@@ -104,6 +104,12 @@ class QueueSnapshot:
     breaker_reason: str = ""
     dead_letter: bool = False
     """True for a dead-letter queue: its failed jobs are dead letters, replayed to origin."""
+    completed_history: tuple[float, ...] = ()
+    """Completed jobs per second of this queue, oldest first (the chart of one queue)."""
+    failed_history: tuple[float, ...] = ()
+    hour_completed: tuple[int, ...] = ()
+    """Completed jobs per minute of this queue over the last hour, oldest first."""
+    hour_failed: tuple[int, ...] = ()
 
     @property
     def jobs_per_sec(self) -> float:
@@ -145,6 +151,8 @@ class DashboardSnapshot:
     """Jobs completed per minute over all queues in the last hour, from the server's metrics,
     oldest first; the last minute is the current one, so far."""
     hour_failed: tuple[int, ...] = ()
+    notify_flags: str | None = None
+    """The server's ``notify-keyspace-events`` when CONFIG GET may read it, else None."""
 
     def queue(self, name: str) -> QueueSnapshot | None:
         """The snapshot of one queue, or None if it is not (or no longer) known."""
@@ -170,6 +178,8 @@ class JobRow:
     origin_queue: str | None = None
     """On a dead letter: the queue it failed in (and ``origin_id``, its id there)."""
     origin_id: str | None = None
+    progress: str | None = None
+    """The job's progress as stored (JSON: a number, or an object), if it reported any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,10 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.backend import Backend, FeatureUnavailable, QueueReading
+from dashboard.conn_errors import describe_error
 from dashboard.event_tail import EventTail
 from dashboard.model import Breach, DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
-from dashboard.sanitize import mask_url, redact_string
+from dashboard.notifications import keyspace_enabled
 from dashboard.throughput import Throughput
 from engine.health import Thresholds
 
@@ -42,9 +43,8 @@ RECENT_MINUTES = 2
 MINUTE_MS = 60_000
 
 
-def keyspace_enabled(flags: str) -> bool:
-    """True if ``notify-keyspace-events`` sends keyspace events for lists and sorted sets."""
-    return "K" in flags and ("A" in flags or ("l" in flags and "z" in flags))
+class _Relisten(Exception):
+    """Notifications were turned on while polling: end the session so a new one listens."""
 
 
 class QueueMonitor:
@@ -84,6 +84,8 @@ class QueueMonitor:
         self.mode = Mode.DISCONNECTED
         self.as_of: float | None = None
         self.error: str | None = None
+        self.notify_flags: str | None = None
+        self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
         self.readings: dict[str, QueueReading] = {}
         self.gaps: set[str] = set()
@@ -92,6 +94,8 @@ class QueueMonitor:
         self._breaker_events: deque[Event] = deque(maxlen=BREAKER_EVENTS)
         self._minutes: dict[str, dict[int, tuple[int, int]]] = {}
         self._history_end: int | None = None
+        self._hours: dict[str | None, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """The hour series of each queue and of all (None), rebuilt when history is read."""
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
         self._discovered_at = -1e9
@@ -105,10 +109,16 @@ class QueueMonitor:
         """Ask for a recount now (after an action, or when a screen opens)."""
         self._dirty.set()
 
+    def recheck_notifications(self) -> None:
+        """Read ``notify-keyspace-events`` again on the next count: when an operator turned
+        notifications on, the monitor starts listening (LIVE) instead of polling."""
+        self._recheck = True
+        self._dirty.set()
+
     def snapshot(self) -> DashboardSnapshot:
         """The current state as a frozen snapshot."""
         queues = tuple(self._queue_snapshot(name) for name in sorted(self.readings))
-        hour_completed, hour_failed = self._hour()
+        hour_completed, hour_failed = self._hours.get(None, ((), ()))
         return DashboardSnapshot(
             queues=queues,
             mode=self.mode,
@@ -128,6 +138,7 @@ class QueueMonitor:
             error=self.error,
             hour_completed=hour_completed,
             hour_failed=hour_failed,
+            notify_flags=self.notify_flags,
         )
 
     async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
@@ -165,6 +176,8 @@ class QueueMonitor:
     def _queue_snapshot(self, name: str) -> QueueSnapshot:
         reading = self.readings[name]
         completed, failed = self.throughput.rates(name)
+        completed_history, failed_history = self.throughput.split_history(name)
+        hour_completed, hour_failed = self._hours.get(name, ((), ()))
         return QueueSnapshot(
             name=name,
             paused=reading.paused,
@@ -178,6 +191,10 @@ class QueueMonitor:
             breaker=reading.breaker,
             breaker_reason=reading.breaker_reason,
             dead_letter=reading.dead_letter,
+            completed_history=completed_history,
+            failed_history=failed_history,
+            hour_completed=hour_completed,
+            hour_failed=hour_failed,
         )
 
     def _alerts(self, queues: Sequence[QueueSnapshot]) -> tuple[str, ...]:
@@ -200,13 +217,17 @@ class QueueMonitor:
         alerts.extend(f"{name}: {n} stalled (1 min)" for name, n in stalled.items())
         return tuple(alerts)
 
-    def _hour(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Completed and failed per minute over all queues, the last ``HISTORY_MINUTES``."""
+    def _hour(self, queues: Sequence[str] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Completed and failed per minute over ``queues`` (default all), the last
+        ``HISTORY_MINUTES``."""
         end = self._history_end
         if end is None:
             return (), ()
         minutes = [end - (HISTORY_MINUTES - 1 - i) * MINUTE_MS for i in range(HISTORY_MINUTES)]
-        series = list(self._minutes.values())
+        if queues is None:
+            series = list(self._minutes.values())
+        else:
+            series = [self._minutes[q] for q in queues if q in self._minutes]
         completed = tuple(sum(s.get(m, (0, 0))[0] for s in series) for m in minutes)
         failed = tuple(sum(s.get(m, (0, 0))[1] for s in series) for m in minutes)
         return completed, failed
@@ -220,8 +241,11 @@ class QueueMonitor:
         attempt = 0
         while True:
             self._healthy = False
+            restart = False
             try:
                 await self._session()
+            except* _Relisten:
+                restart = True
             except* CONNECTION_ERRORS as group:
                 self._set_error(Mode.DISCONNECTED, group.exceptions[0])
             except* RedisError as group:
@@ -231,6 +255,9 @@ class QueueMonitor:
             if self._stopping:
                 # a cancel that surfaced as an error in a child task (TaskGroup on 3.11)
                 raise asyncio.CancelledError
+            if restart:  # notifications were turned on: a new session subscribes at once
+                attempt = 0
+                continue
             if self._healthy:  # the session worked for a while: start the backoff over
                 attempt = 0
             await asyncio.sleep(min(self.backoff_cap, 0.25 * 2**attempt))
@@ -238,14 +265,14 @@ class QueueMonitor:
 
     def _set_error(self, mode: Mode, exc: BaseException) -> None:
         self.mode = mode
-        message = redact_string(str(exc)) or type(exc).__name__
-        self.error = f"{type(exc).__name__}: {message} ({mask_url(self.url)})"
+        self.error = describe_error(exc)  # specific and redacted; the URL is on screen masked
         self._publish()
 
     def _client(self, socket_timeout: float) -> Redis:
         client: Redis = Redis.from_url(
             self.url,
             decode_responses=True,
+            encoding_errors="backslashreplace",  # invalid UTF-8 is shown, not fatal
             socket_connect_timeout=3.0,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), retries=0),  # the monitor reconnects itself, with backoff
@@ -260,9 +287,9 @@ class QueueMonitor:
             await counts.ping()
             live = await self._notifications_on(counts)
             self.mode = Mode.LIVE if live else Mode.POLLING
-            self.error = None
             self._discovered_at = -1e9
             await self._count(counts)
+            self.error = None  # only once the counts were read: an ACL refusal stays on screen
             self._healthy = True
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._counts_loop(counts))
@@ -281,8 +308,10 @@ class QueueMonitor:
         try:
             config = await client.config_get("notify-keyspace-events")
         except ResponseError:  # CONFIG refused (ACL, managed service): poll instead
+            self.notify_flags = None
             return False
-        return keyspace_enabled(str(config.get("notify-keyspace-events", "")))
+        self.notify_flags = str(config.get("notify-keyspace-events", ""))
+        return keyspace_enabled(self.notify_flags)
 
     async def _count(self, client: Redis) -> None:
         now = time.monotonic()
@@ -310,6 +339,10 @@ class QueueMonitor:
             await asyncio.sleep(max(0.0, self._counted_at + self.min_gap - time.monotonic()))
             self._dirty.clear()
             await self._count(client)
+            if self._recheck:
+                self._recheck = False
+                if self.mode is Mode.POLLING and await self._notifications_on(client):
+                    raise _Relisten
 
     async def _history_loop(self, client: Redis) -> None:
         """The last hour of per-minute counts for queues seen for the first time, then the
@@ -347,6 +380,7 @@ class QueueMonitor:
         for names, minutes in ((new, HISTORY_MINUTES), (known, RECENT_MINUTES)):
             if names:
                 self._merge(await self.backend.read_minute_history(client, names, minutes))
+        self._hours = {None: self._hour(), **{q: self._hour((q,)) for q in self._minutes}}
         self._publish()
 
     def _merge(self, history: MinuteHistory) -> None:

@@ -47,7 +47,9 @@ _STRING_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"""(["']?(?:[\w\-]{0,40}?)(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|authorization"""
-            r"""|cookie|private[_-]?key|credential|dsn)["']?\s*[:=]\s*)(?!["']?••••)("[^"]*"|'[^']*'|[^\s,;&}"']+)""",
+            r"""|(?<![a-z])auth(?![a-z])|session(?:[_-]?(?:id|key|token))?|signature|cookie"""
+            r"""|private[_-]?key|credential|dsn)["']?\s*[:=]\s*)(?!["']?••••)"""
+            r"""("[^"]*"|'[^']*'|[^\s,;&}"']+)""",
             re.IGNORECASE,
         ),
         r"\1***",
@@ -79,6 +81,11 @@ def redact_string(text: str) -> str:
     for pattern, replacement in _STRING_SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def notice_text(value: object, limit: int = 300) -> str:
+    """A notification's text: redacted, cut, controls made visible (``notify`` takes ``str``)."""
+    return display_text(value, limit=limit).plain
 
 
 def _mask_value(value: Any) -> str:

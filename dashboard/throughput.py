@@ -17,6 +17,8 @@ class _Series:
     completed_per_sec: float = 0.0
     failed_per_sec: float = 0.0
     history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    completed_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    failed_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
 
 
 class Throughput:
@@ -44,7 +46,11 @@ class Throughput:
         for queue, (completed, failed) in totals.items():
             if queue not in self._series:
                 self._series[queue] = _Series(
-                    completed, failed, history=deque(maxlen=self._history_len)
+                    completed,
+                    failed,
+                    history=deque(maxlen=self._history_len),
+                    completed_history=deque(maxlen=self._history_len),
+                    failed_history=deque(maxlen=self._history_len),
                 )
         if self._bucket_start is None:
             self._bucket_start = now
@@ -62,6 +68,8 @@ class Throughput:
             series.completed_per_sec = done / elapsed
             series.failed_per_sec = lost / elapsed
             series.history.append(series.completed_per_sec + series.failed_per_sec)
+            series.completed_history.append(series.completed_per_sec)
+            series.failed_history.append(series.failed_per_sec)
             series.completed_base, series.failed_base = completed, failed
             completed_sum += series.completed_per_sec
             failed_sum += series.failed_per_sec
@@ -79,3 +87,10 @@ class Throughput:
         """Finished jobs per second of a queue, oldest first."""
         series = self._series.get(queue)
         return tuple(series.history) if series else ()
+
+    def split_history(self, queue: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Completed and failed jobs per second of a queue, each oldest first."""
+        series = self._series.get(queue)
+        if series is None:
+            return (), ()
+        return tuple(series.completed_history), tuple(series.failed_history)

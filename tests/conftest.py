@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,3 +85,12 @@ def server_factory() -> Iterator[ServerFactory]:
 def fresh_server(server_factory: ServerFactory) -> FaultServer:
     """A private server of this test's own, which it may kill, pause and restart."""
     return server_factory()
+
+
+@pytest.fixture(autouse=True)
+def audit_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a dashboard under test appends its audit entries: a file of the test's own, never
+    the user's state directory."""
+    path = tmp_path / "state" / "corral" / "audit.log"
+    monkeypatch.setenv("CORRAL_AUDIT_LOG", str(path))
+    return path

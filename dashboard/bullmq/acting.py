@@ -38,6 +38,8 @@ REQUIRED_API: dict[str, tuple[str, ...]] = {
 """The package API the actions call, checked before the first one runs."""
 FAILED = frozenset({"failed"})
 DELAYED = frozenset({"delayed"})
+RETRYABLE = frozenset({"failed", "completed"})
+"""States BullMQ's ``Job.retry`` takes a job from."""
 PRIORITY_STATES = frozenset({"wait", "prioritized", "delayed", "waiting-children"})
 """States whose priority may change: the job is not running and will be placed by it."""
 
@@ -138,11 +140,15 @@ class BullMQActor:
 
     # -- one job -----------------------------------------------------------------------------
 
-    async def retry(self, client: Redis, queue: str, job_id: str, layout: QueueLayout) -> None:
-        """``Job.retry("failed")`` (BullMQ's ``reprocessJob``) on a failed job."""
+    async def retry(
+        self, client: Redis, queue: str, job_id: str, layout: QueueLayout, state: str = "failed"
+    ) -> None:
+        """``Job.retry(state)`` (BullMQ's ``reprocessJob``) on a failed or completed job."""
+        if state not in RETRYABLE:
+            raise ActionRefused(f"not retried: job {job_id!r} is {state}", state)
         self._check_layout("retry", Change.READY, queue, layout)
         await self._run_on_job(
-            client, queue, job_id, FAILED, "retried", lambda job: job.retry("failed")
+            client, queue, job_id, frozenset({state}), "retried", lambda job: job.retry(state)
         )
 
     async def promote(self, client: Redis, queue: str, job_id: str, layout: QueueLayout) -> None:
@@ -194,16 +200,6 @@ class BullMQActor:
             raise ActionRefused(f"not {what}: a worker holds job {job_id!r}", state or "active")
 
     # -- the queue ---------------------------------------------------------------------------
-
-    async def retry_all(self, client: Redis, queue: str, layout: QueueLayout) -> int:
-        """``Queue.retryJobs``: every job that had failed when it began (batches of 1000)."""
-        self._check_layout("retry all", Change.READY, queue, layout)
-        bull_queue = self._queue(client, queue, "retry all")
-        failed = BullKeys(self.prefix, queue).state("failed")
-        now_ms = _server_ms(await client.time())
-        before = int(await client.zcount(failed, "-inf", now_ms))
-        await bull_queue.retryJobs({"state": "failed", "count": BATCH, "timestamp": now_ms})
-        return max(before - int(await client.zcount(failed, "-inf", now_ms)), 0)
 
     async def promote_all(self, client: Redis, queue: str, layout: QueueLayout) -> int:
         """``Queue.promoteJobs``: every delayed job to wait (BullMQ ignores their priority)."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from dashboard.backend import FeatureUnavailable, QueueReading
+from dashboard.backend import ActionRefused, FeatureUnavailable, QueueReading
 from dashboard.bullmq.acting import BullMQActor, BullMQRefusal
 from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
 from dashboard.bullmq.jobs import ROW_FIELDS, job_row
@@ -354,14 +354,40 @@ class BullMQBackend:
             "holding the job's lock can end it)"
         )
 
-    async def retry_job(self, client: Redis, queue: str, job_id: str) -> None:
-        """A failed job back to wait (``Job.retry``)."""
-        await self.actor.retry(client, queue, job_id, await self.read_layout(client, queue))
+    async def retry_job(
+        self, client: Redis, queue: str, job_id: str, state: str = "failed"
+    ) -> None:
+        """A failed or completed job back to wait (``Job.retry(state)``)."""
+        layout = await self.read_layout(client, queue)
+        await self.actor.retry(client, queue, job_id, layout, state)
 
-    async def retry_all(self, client: Redis, queue: str, count: int) -> int:
-        """Every job failed when the action starts back to wait (``Queue.retryJobs``, which
-        works through them all in batches: ``count`` does not cap it)."""
-        return await self.actor.retry_all(client, queue, await self.read_layout(client, queue))
+    async def read_job_ids(
+        self, client: Redis, queue: str, state: str, start: int, count: int
+    ) -> list[str]:
+        """Ids of ``state`` from ``start`` in the order ``read_page`` shows (one range read)."""
+        key = self.keys(queue).state(state)
+        end = start + count - 1
+        raw: list[Any]
+        if state in LIST_STATES:
+            raw = await client.lrange(key, start, end)
+        else:
+            raw = await client.zrange(key, start, end, desc=state not in ASCENDING_STATES)
+        ids = [as_text(cast("str | bytes", i)) for i in raw]
+        return [i for i in ids if not i.startswith(LEGACY_MARKER)]
+
+    async def retry_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str], state: str
+    ) -> dict[str, str | None]:
+        """``Job.retry(state)`` on each job still in ``state``; the others with the state
+        they are in now (None: gone)."""
+        layout = await self.read_layout(client, queue)
+        missed: dict[str, str | None] = {}
+        for job_id in job_ids:
+            try:
+                await self.actor.retry(client, queue, job_id, layout, state)
+            except ActionRefused as exc:
+                missed[job_id] = exc.state
+        return missed
 
     async def replay_dead_letters(
         self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None

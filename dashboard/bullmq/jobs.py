@@ -34,6 +34,7 @@ ROW_FIELDS: tuple[str, ...] = (
     "attemptsMade",
     "opts",
     "failedReason",
+    "progress",
 )
 """Hash fields a table row needs (``attemptsMade`` is the pre-v5 spelling of ``atm``)."""
 
@@ -144,6 +145,7 @@ def job_row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
             attempts_made=_attempts_made(fields),
             attempts=_attempts(opts),
             failed_reason=fields.get("failedReason") or None,
+            progress=fields.get("progress") or None,
         )
     except NotAJob:
         return JobRow(

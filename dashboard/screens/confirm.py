@@ -1,4 +1,5 @@
-"""A confirmation modal: Cancel has the focus, Confirm ignores presses for 300 ms.
+"""A confirmation modal: Cancel has the focus, Confirm ignores presses for 300 ms; escape or
+``n`` leaves it.
 
 With ``typed`` the user must also type that text (the queue name) for bulk actions.
 """
@@ -19,7 +20,7 @@ DEBOUNCE_S = 0.3
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only on an explicit, deliberate confirmation."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape,n", "cancel", "Cancel")]  # n: typed into the name box instead
 
     def __init__(
         self, title: str, body: Text, confirm_label: str, typed: str | None = None

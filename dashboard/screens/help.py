@@ -17,14 +17,21 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
-    def __init__(self, screen_keys: tuple[Key, ...], read_only: bool) -> None:
+    def __init__(
+        self, screen_keys: tuple[Key, ...], read_only: bool, notes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.screen_keys = screen_keys
         self.read_only = read_only
+        self.notes = notes
 
     def compose(self) -> ComposeResult:
         """One line per key."""
         text = Text()
+        for note in self.notes:  # first: the keys below scroll
+            text.append(f"{note}\n", style="italic")
+        if self.notes:
+            text.append("\n")
         for title, keys in (("This screen", self.screen_keys), ("Everywhere", APP_KEYS)):
             text.append(f"{title}\n", style="bold underline")
             for key in visible(keys, self.read_only):

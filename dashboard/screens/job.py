@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -9,6 +10,7 @@ from textual.widgets import Footer, Static
 
 from dashboard.keymap import JOB_KEYS, bindings
 from dashboard.model import JobDetail, JobLinks
+from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
 from dashboard.widgets.job_detail import JobDetailView
@@ -56,7 +58,15 @@ class JobScreen(DashScreen):
         self.detail = detail
         view = self.query_one(JobDetailView)
         if detail is None:
-            view.update(f"job {self.job_id!r} no longer exists")
+            view.update(
+                Text.assemble(
+                    "no job ",
+                    display_text(self.job_id, limit=60),
+                    " in queue ",
+                    display_text(self.queue, limit=60),
+                    " (it never existed, or was removed)",
+                )
+            )
         else:
             view.show(detail, self.limit)
         self.refresh_bindings()
@@ -85,7 +95,7 @@ class JobScreen(DashScreen):
 
     def action_retry_job(self) -> None:
         """Retry this job (confirmed)."""
-        self.dash.confirm_job_action("retry", self.queue, self.job_id)
+        self.dash.confirm_job_action("retry", self.queue, self.job_id, self.shown_state())
 
     def action_discard_job(self) -> None:
         """Discard this job (confirmed)."""

@@ -8,6 +8,7 @@ from textual.widgets import Footer
 from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import OVERVIEW_KEYS, bindings
 from dashboard.model import DashboardSnapshot
+from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.dead_letters import open_dead_letters
 from dashboard.screens.queue import QueueScreen
@@ -22,6 +23,11 @@ class OverviewScreen(DashScreen):
     """Queues table above, chart below; ``enter`` opens a queue."""
 
     KEYS = OVERVIEW_KEYS
+    HELP_NOTES = (
+        "wait counts the jobs ready to run: wait + prioritized + paused (80 columns leave no "
+        "room for a column each; the queue screen's tabs 1, 4 and 7 show them apart).",
+        "The chart shows the queue under the cursor; a switches to all queues and back.",
+    )
     BINDINGS = bindings(OVERVIEW_KEYS)
 
     def compose(self) -> ComposeResult:
@@ -35,16 +41,47 @@ class OverviewScreen(DashScreen):
         """The table has the focus."""
         self.query_one(QueueTable).focus()
 
+    chart_all = False
+    """The chart shows every queue (``a``) instead of the one under the cursor."""
+
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Refresh the table and the chart."""
         super().show_snapshot(snapshot)
         self.query_one(QueueTable).show(snapshot)
-        self.query_one(ThroughputChart).show(
-            snapshot.completed_history,
-            snapshot.failed_history,
-            snapshot.hour_completed,
-            snapshot.hour_failed,
+        self._show_chart(snapshot)
+
+    def _show_chart(self, snapshot: DashboardSnapshot) -> None:
+        """The selected queue's series, or all queues' when ``a`` chose so (or none is)."""
+        queue = None if self.chart_all else snapshot.queue(self._selected() or "")
+        chart = self.query_one(ThroughputChart)
+        if queue is None:
+            scope = "all" if len(snapshot.queues) > 1 else ""
+            chart.show(
+                snapshot.completed_history,
+                snapshot.failed_history,
+                snapshot.hour_completed,
+                snapshot.hour_failed,
+                scope,
+            )
+            return
+        chart.show(
+            queue.completed_history,
+            queue.failed_history,
+            queue.hour_completed,
+            queue.hour_failed,
+            display_text(queue.name, limit=14, say_how_much=False).plain,
         )
+
+    def on_data_table_row_highlighted(self) -> None:
+        """The chart follows the cursor."""
+        if self.dash.snapshot is not None and not self.dash.frozen:
+            self._show_chart(self.dash.snapshot)
+
+    def action_toggle_chart_scope(self) -> None:
+        """Chart every queue, or the one under the cursor."""
+        self.chart_all = not self.chart_all
+        if self.dash.snapshot is not None:
+            self._show_chart(self.dash.snapshot)
 
     def _selected(self) -> str | None:
         return self.query_one(QueueTable).selected_queue
@@ -104,6 +141,10 @@ class OverviewScreen(DashScreen):
         queue = self._selected()
         if queue is not None:
             self.app.push_screen(SchedulersScreen(queue))
+
+    def action_enable_notifications(self) -> None:
+        """Offer the exact CONFIG SET that turns keyspace notifications on (confirmed)."""
+        self.dash.confirm_enable_notifications()
 
     def action_quit(self) -> None:
         """``q`` at the top level quits."""

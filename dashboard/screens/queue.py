@@ -170,7 +170,7 @@ class QueueScreen(DashScreen):
         """Retry the job under the cursor (confirmed)."""
         job_id = self.selected_job()
         if job_id is not None:
-            self.dash.confirm_job_action("retry", self.queue, job_id)
+            self.dash.confirm_job_action("retry", self.queue, job_id, self.shown_state())
 
     def action_discard_job(self) -> None:
         """Discard the job under the cursor (confirmed)."""

@@ -1,4 +1,6 @@
-"""Stalled and stuck jobs of one queue: lock gone, running too long, stalled events seen."""
+"""Stalled and stuck jobs of one queue: lock gone (stalled now), running longer than the stuck
+threshold (``T`` sets it), the newest stalled events, and every queue with waiting jobs and no
+live worker."""
 
 from __future__ import annotations
 
@@ -9,14 +11,30 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Footer, Static
 
+from dashboard.durations import describe_age, parse_age, stuck_error
 from dashboard.keymap import STALLED_KEYS, bindings
 from dashboard.model import DashboardSnapshot
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
+from dashboard.screens.prompt import PromptScreen
 from dashboard.widgets.active_table import ActiveTable
+from dashboard.widgets.stalled_events import StalledEvents
 
 STUCK_AFTER_MS = 5 * 60_000
+"""Default stuck threshold (``corral dash --stuck-after`` and ``T`` change it)."""
 ROWS = 100
+
+
+def unattended(snapshot: DashboardSnapshot) -> Text:
+    """Queues with jobs ready to run, not paused, and no live worker; empty if none."""
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    for queue in snapshot.queues:
+        ready = queue.counts.wait + queue.counts.prioritized
+        if queue.workers == 0 and ready and not queue.paused:
+            text.append(", " if text.plain else "⚠ no live worker: ", style="bold red")
+            text.append_text(display_text(queue.name, limit=24))
+            text.append(f" ({ready:,} waiting)")
+    return text
 
 
 class StalledScreen(DashScreen):
@@ -31,37 +49,69 @@ class StalledScreen(DashScreen):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        """Status bar, title, recent stalled events, active jobs, footer."""
+        """Status bar, title, threshold, queues without workers, stalled events, active jobs."""
         yield self.status_bar()
         yield Static(display_text(f"stalled & stuck: {self.queue}", limit=70), id="queue-title")
-        yield Static("", id="stalled-events")
+        yield Static("", id="stuck-line")
+        yield Static("", id="no-workers")
+        yield StalledEvents(id="stalled-events")
         yield ActiveTable(id="active")
         yield Footer()
 
     def on_mount(self) -> None:
         """First read."""
         self.query_one(ActiveTable).focus()
+        self._show_threshold()
         self.load()
 
+    def _show_threshold(self, gone: int = 0, total: int | None = None) -> None:
+        line = Text(f"stuck: active longer than {describe_age(self.dash.stuck_after_ms)}")
+        line.append("  (T changes it)", style="dim")
+        if total is not None:
+            line.append(f"  ·  {total} active, {gone} without lock")
+        self.query_one("#stuck-line", Static).update(line)
+
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
-        """Stalled events seen, then a fresh read of the active jobs."""
+        """Queues without workers and stalled events, then a fresh read of the active jobs."""
         super().show_snapshot(snapshot)
+        missing = unattended(snapshot)
+        box = self.query_one("#no-workers", Static)
+        box.update(missing)
+        box.display = bool(missing.plain)
         stalled = [e for e in snapshot.stalled_events if e.queue == self.queue]
-        line = Text(f"stalled events seen: {len(stalled)}", style="red" if stalled else "")
-        if stalled:
-            line.append("  last: job ")
-            line.append_text(display_text(stalled[-1].job_id, limit=30))
-        self.query_one("#stalled-events", Static).update(line)
+        self.query_one(StalledEvents).show(stalled)
         self.load()
 
     @work(exclusive=True, group="active", exit_on_error=False)
     async def load(self) -> None:
         """Read up to ROWS active jobs, longest-running first."""
         jobs, total = await self.dash.backend.read_active(self.dash.reader, self.queue, 0, ROWS)
-        self.query_one(ActiveTable).show(jobs, int(time.time() * 1000), STUCK_AFTER_MS)
+        now_ms = int(time.time() * 1000)
+        self.query_one(ActiveTable).show(jobs, now_ms, self.dash.stuck_after_ms)
         self.loaded = True
         gone = sum(1 for job in jobs if not job.lock_held)
-        self.sub_title = f"{total} active, {gone} without lock"
+        self._show_threshold(gone, total)
+
+    def action_set_stuck_after(self) -> None:
+        """Ask for a new stuck threshold (an age such as 90s or 10m)."""
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self.dash.stuck_after_ms = parse_age(text)
+                self._show_threshold()
+                self.load()
+
+        current = f"{self.dash.stuck_after_ms // 1000}s"
+        label = "A job active longer than this is stuck (90s, 5m, 2h):"
+        self.app.push_screen(PromptScreen(label, value=current, check=stuck_error), answered)
+
+    def action_cursor(self, direction: str) -> None:
+        """``j``/``k`` move like the arrows."""
+        table = self.query_one(ActiveTable)
+        if direction == "down":
+            table.action_cursor_down()
+        else:
+            table.action_cursor_up()
 
     def action_back(self) -> None:
         """Back."""

@@ -13,7 +13,7 @@ COLUMNS = ("id", "name", "active for", "lock", "worker")
 
 
 class ActiveTable(DataTable[Text]):
-    """Rows keyed by job id; stalled and stuck rows stand out."""
+    """Rows keyed by job id; a stalled row says "GONE (stalled)", a stuck one "⏱ STUCK"."""
 
     def on_mount(self) -> None:
         """Columns and row cursor."""
@@ -27,11 +27,14 @@ class ActiveTable(DataTable[Text]):
         for job in jobs:
             stuck = now_ms - job.active_since_ms > stuck_after_ms
             lock = Text("held") if job.lock_held else Text("GONE (stalled)", style="bold red")
+            running = Text(age(job.active_since_ms, now_ms / 1000))
+            if stuck:  # said in words, not by colour alone
+                running.append(" ⏱ STUCK", style="bold yellow")
             self.add_row(
                 display_text(job.id, limit=14),
-                display_text(job.name, limit=20),
-                Text(age(job.active_since_ms, now_ms / 1000), style="bold yellow" if stuck else ""),
+                display_text(job.name, limit=18),
+                running,
                 lock,
-                display_text(job.worker or "-", limit=20),
+                display_text(job.worker or "-", limit=16),
                 key=job.id,
             )

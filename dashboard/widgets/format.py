@@ -62,3 +62,29 @@ def short_duration(ms: int | None) -> str:
 def clock(epoch: float | None) -> str:
     """``HH:MM:SS`` local time, or ``--:--:--``."""
     return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else "--:--:--"
+
+
+def exact_time(ms: int | None) -> str:
+    """``2026-12-02 18:03:01.123 +0000``, local time to the millisecond, or ``-``."""
+    if ms is None:
+        return "-"
+    local = time.localtime(ms / 1000)
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", local)
+        + f".{ms % 1000:03d} "
+        + time.strftime("%z", local)
+    )
+
+
+def progress_cell(raw: str | None) -> str:
+    """A job's stored progress in a few characters: ``42%`` for a number, ``{…}`` for an
+    object (the job screen shows it whole), ``-`` for none."""
+    if raw is None or raw in ("", "0"):
+        return "-"
+    try:
+        value = float(raw)
+    except ValueError:
+        return "{…}" if raw.startswith("{") else "…"
+    if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
+        return "?"
+    return f"{value:.0f}%" if 0 <= value <= 100 else "?"

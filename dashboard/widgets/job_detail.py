@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from dashboard.model import JobDetail
 from dashboard.sanitize import display_json_field, display_text
-from dashboard.widgets.format import age
+from dashboard.widgets.format import age, exact_time
 
 SECTION_STYLE = "bold underline"
 
@@ -46,12 +46,15 @@ def render_detail(detail: JobDetail, limit: int) -> Text:
                 text, "logs", display_text("\n".join(detail.logs), limit=limit, single_line=False)
             )
         return text
-    text.append(
-        f"\nattempts {detail.attempts_made}/{detail.attempts}"
-        f"  created {age(detail.timestamp_ms)} ago"
-    )
-    if detail.finished_on_ms is not None:
-        text.append(f"  finished {age(detail.finished_on_ms)} ago")
+    text.append(f"\nattempts {detail.attempts_made}/{detail.attempts}")
+    for label, ms in (
+        ("created", detail.timestamp_ms),
+        ("processed", detail.processed_on_ms),
+        ("finished", detail.finished_on_ms),
+    ):
+        if ms is not None:  # humanized, and exact beside it
+            text.append(f"\n{label:<10}{age(ms) + ' ago':<18}", style="")
+            text.append(exact_time(ms), style="dim")
     if detail.worker:
         text.append("\nworker ")
         text.append_text(display_text(detail.worker, limit=40))

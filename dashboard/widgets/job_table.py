@@ -1,4 +1,5 @@
-"""A page of jobs: id, name, age, attempts and the failure reason; malformed rows flagged.
+"""A page of jobs: id, name, age, attempts, progress and the failure reason; malformed rows
+flagged.
 
 The reason column takes whatever width the other columns leave, so the table never scrolls
 sideways at 80 columns; ``/`` narrows the rows shown to those matching a filter.
@@ -11,7 +12,7 @@ from textual import events
 
 from dashboard.model import JobPage, JobRow
 from dashboard.sanitize import display_text
-from dashboard.widgets.format import age
+from dashboard.widgets.format import age, progress_cell
 from dashboard.widgets.keyed_table import KeyedTable
 
 MIN_INFO = 12
@@ -22,7 +23,7 @@ SCROLLBAR = 2
 class JobTable(KeyedTable):
     """Rows keyed by job id."""
 
-    COLUMNS = ("id", "name", "age", "tries", "info")
+    COLUMNS = ("id", "name", "age", "tries", "prog", "info")
 
     def __init__(self, **kwargs: str) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -91,11 +92,12 @@ def _fixed_cells(job: JobRow) -> list[Text]:
         name = Text("⚠ malformed ", style="bold red")
         name.append_text(display_text(job.name, limit=8, say_how_much=False))
     else:
-        name = display_text(job.name, limit=24, say_how_much=False)
+        name = display_text(job.name, limit=20, say_how_much=False)
     when = job.finished_on_ms or job.timestamp_ms
     return [
         display_text(job.id, limit=12, say_how_much=False),
         name,
         Text(age(when)),
         Text(f"{job.attempts_made}/{job.attempts}"),
+        Text(progress_cell(job.progress)),
     ]

@@ -1,4 +1,5 @@
-"""The one-line top bar: masked URL, mode, READ-ONLY badge, clock and the first alert."""
+"""The top bar: masked URL, mode, READ-ONLY badge, clock and the first alert on one line;
+while the connection fails, a second line saying why (redacted)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dashboard.model import DashboardSnapshot, Mode
+from dashboard.notifications import can_offer
 from dashboard.sanitize import display_text
 from dashboard.widgets.format import clock
 
@@ -23,13 +25,14 @@ class StatusBar(Static):
     """Renders where the data comes from and how fresh it is."""
 
     DEFAULT_CSS = """
-    StatusBar { height: 1; width: 1fr; }
+    StatusBar { height: auto; max-height: 2; width: 1fr; }
     """
 
     def __init__(self, masked_url: str, read_only: bool, **kwargs: object) -> None:
         super().__init__("", **kwargs)  # type: ignore[arg-type]
         self.masked_url = masked_url
         self.read_only = read_only
+
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
 
@@ -55,14 +58,22 @@ class StatusBar(Static):
         if self.read_only:
             text.append(" ")
             text.append(" READ-ONLY ", style="bold black on cyan")
-        text.append(f" {clock(time.time())}")
         if snapshot is not None and snapshot.mode is Mode.DISCONNECTED:
-            text.append(f"  last data {clock(snapshot.as_of)}", style="red")
-        elif snapshot is not None and snapshot.alerts:
-            text.append("  ⚠ ", style="bold yellow")
-            text.append_text(display_text(snapshot.alerts[0], limit=60))
-            if len(snapshot.alerts) > 1:
-                text.append(f" (+{len(snapshot.alerts) - 1})", style="yellow")
+            # the time of the last data on screen, not the clock
+            seen = f"data as of {clock(snapshot.as_of)}" if snapshot.as_of else "no data yet"
+            text.append(f" {seen}", style="red")
+        else:
+            text.append(f" {clock(time.time())}")
+            if snapshot is not None and snapshot.alerts:
+                text.append("  ⚠ ", style="bold yellow")
+                text.append_text(display_text(snapshot.alerts[0], limit=60))
+                if len(snapshot.alerts) > 1:
+                    text.append(f" (+{len(snapshot.alerts) - 1})", style="yellow")
+            elif can_offer(snapshot, self.read_only):
+                text.append("  K: turn on live updates", style="yellow")
+        if snapshot is not None and snapshot.error:  # a second line, while there is an error
+            text.append("\n✖ ", style="bold red")
+            text.append_text(display_text(snapshot.error, limit=76, style="red"))
         return text
 
     def _redraw(self) -> None:

@@ -1,6 +1,6 @@
 """Two charts side by side, drawn by the widget's own plotext: the last hour of completed and
 failed jobs per minute (the server's metrics, so it is full from the start), and the last
-minute per second (live, from the monotonic counters)."""
+minute per second (live, from the monotonic counters); of one queue or of all."""
 
 from __future__ import annotations
 
@@ -20,15 +20,17 @@ class ThroughputChart(PlotextPlot):
         failed: Sequence[float],
         hour_completed: Sequence[int] = (),
         hour_failed: Sequence[int] = (),
+        scope: str = "",
     ) -> None:
         """Plot the hour (one point per minute) and the minute (one point per second), both
-        oldest first."""
+        oldest first; ``scope`` (a queue's name, already made inert) prefixes the titles."""
+        prefix = f"{scope}: " if scope else ""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.subplots(1, 2)
         hour = plt.subplot(1, 1)
-        hour.title("last hour, jobs/min")
+        hour.title(f"{prefix}last hour, jobs/min")
         for name, series in (("completed", hour_completed), ("failed", hour_failed)):
             if series:
                 hour.plot(list(series), label=name, marker="braille", color=COLORS[name])
@@ -38,7 +40,7 @@ class ThroughputChart(PlotextPlot):
         else:
             hour.xticks([])
         minute = plt.subplot(1, 2)
-        minute.title("last minute, jobs/s")
+        minute.title(f"{prefix}last minute, jobs/s")
         for name, rates in (("completed", completed), ("failed", failed)):
             if rates:
                 minute.plot(list(rates), marker="braille", color=COLORS[name])

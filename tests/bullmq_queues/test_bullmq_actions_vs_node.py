@@ -14,6 +14,7 @@ from support.bullmq_node import NodeDriver
 from support.workers import wait_until
 
 from dashboard.actions import JobActions, ReadOnlyError
+from dashboard.bulk import BulkRun, select_jobs
 from dashboard.bullmq.backend import BullMQBackend
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,7 +59,12 @@ async def test_failed_jobs_retried_by_the_dashboard_complete_in_node(
         "not retried: job 'no-such-job' no longer exists"
     )
 
-    assert await actions.retry_all(queue_name) == f"retried 3 failed jobs of {queue_name!r}"
+    # retry all: the failed ids as the operator saw them, retried in batches
+    assert actions._client is not None
+    selection = await select_jobs(actions.backend, actions._client, queue_name, "failed")
+    assert sorted(selection.ids) == sorted(ids[1:])
+    outcome = await actions.retry_selected(selection, BulkRun(len(selection.ids)))
+    assert outcome == f"retried 3 failed jobs of {queue_name!r}"
     await counts_reach(node, queue_name, completed=4, failed=0)
     done = await node.call("jobs", queue=queue_name, state="completed", start=0, end=-1)
     assert sorted(done) == sorted(ids)

@@ -159,7 +159,7 @@ async def test_retry_all_needs_the_queue_name_typed(queue: Queue, redis_url: str
         await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Retry all 2 failed jobs" in visible_text(app)
+        assert "Retry these 2 failed jobs" in visible_text(app)
         await pilot.pause(0.4)
         confirm = app.screen.query_one("#confirm", Button)
         assert confirm.disabled  # nothing typed yet
@@ -171,8 +171,9 @@ async def test_retry_all_needs_the_queue_name_typed(queue: Queue, redis_url: str
         await pilot.pause(0.05)
         assert not confirm.disabled
         confirm.press()
-        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         await until(pilot, lambda: "retried 2 failed jobs" in notices(app))
+        await pilot.press("escape")  # the progress modal, showing the outcome
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         assert (await queue.get_counts("failed"))["failed"] == 0
 
 
@@ -204,7 +205,8 @@ async def test_disconnect_banner_and_recovery(fresh_server: Restartable) -> None
         )
         await pilot.pause(0.1)
         text = visible_text(app)
-        assert "DISCONNECTED" in text and "last data" in text
+        assert "DISCONNECTED" in text and "data as of" in text
+        assert "✖ connection closed by the server" in text or "✖ connection refused" in text
         assert "jobs" in text  # the last data stays on screen
         await pilot.press("enter")  # keys still work
         await until(pilot, lambda: isinstance(app.screen, QueueScreen))

@@ -9,11 +9,13 @@ from typing import Any, Protocol
 
 import pytest
 import redis.asyncio as aioredis
+from support.workers import wait_until
 from workload import finish_jobs
 
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import DashboardSnapshot, Mode
-from dashboard.monitor import QueueMonitor, keyspace_enabled
+from dashboard.monitor import QueueMonitor
+from dashboard.notifications import enable_command, keyspace_enabled
 from engine import Breaker, Job, Worker
 from engine.keys import QueueKeys
 from engine.queue import Queue
@@ -61,6 +63,9 @@ def test_keyspace_flags() -> None:
     assert not keyspace_enabled("")
     assert not keyspace_enabled("EA")
     assert not keyspace_enabled("Kh")
+    assert enable_command("") == "CONFIG SET notify-keyspace-events Khlz"
+    assert enable_command("Ex") == "CONFIG SET notify-keyspace-events ExKhlz"
+    assert enable_command("EA") == "CONFIG SET notify-keyspace-events EAK"
 
 
 async def test_counts_are_exact_and_queues_discovered(redis_url: str, queue_name: str) -> None:
@@ -165,24 +170,41 @@ async def test_gap_after_trim_is_reported_and_counts_resynced(
     redis_url: str, queue_name: str, redis: aioredis.Redis
 ) -> None:
     await add_and_finish(redis_url, queue_name)
+    # a poll far away: only the gap can make the monitor count again within this test
     monitor = QueueMonitor(
-        CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2, block_ms=100
+        CorralBackend(), redis_url, queues=[queue_name], poll_interval=60, block_ms=100
     )
     stream = monitor.snapshots()
-    events = QueueKeys(queue_name).events
+    keys = QueueKeys(queue_name)
     try:
-        await wait_for(stream, lambda s: s.queue(queue_name) is not None)
-        await wait_for(stream, lambda s: queue_name in monitor.tail.last_ids)
+        first = await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+        before = first.queue(queue_name)
+        assert before is not None and before.counts.wait == 5
+
+        async def tailing() -> bool:  # the tail has read the stream once (it runs on)
+            return queue_name in monitor.tail.last_ids
+
+        await wait_until(tailing)
         async with redis.pipeline(transaction=True) as pipe:  # added and trimmed at once
             for i in range(5):
-                pipe.xadd(events, {"event": "added", "job_id": f"x{i}"})
-            pipe.xtrim(events, maxlen=0, approximate=False)
+                pipe.hset(keys.job(f"x{i}"), mapping={"name": "late", "timestamp": "1"})
+                pipe.lpush(keys.wait, f"x{i}")
+                pipe.xadd(keys.events, {"event": "waiting", "job_id": f"x{i}"})
+            pipe.xtrim(keys.events, maxlen=0, approximate=False)
             await pipe.execute()
-        snapshot = await wait_for(stream, lambda s: any(q.events_gap for q in s.queues))
+        snapshot = await wait_for(
+            stream,
+            lambda s: (
+                (q := s.queue(queue_name)) is not None and q.events_gap and q.counts.wait == 10
+            ),
+        )
     finally:
         await stream.aclose()
     assert any("events trimmed" in alert for alert in snapshot.alerts)
     assert not any(e.job_id.startswith("x") for e in snapshot.recent_events)
+    row = snapshot.queue(queue_name)
+    assert row is not None  # the counts read again after the gap: exact
+    assert (row.counts.wait, row.counts.completed, row.counts.failed) == (10, 3, 2)
 
 
 async def test_reconnects_after_the_server_comes_back(fresh_server: FaultServer) -> None:

@@ -116,10 +116,21 @@ def test_secret_keys_are_masked_at_any_depth(key: str) -> None:
         'password="hunter2-value"',
         "token=hunter2-value&x=1",
         "-----BEGIN RSA PRIVATE KEY-----\nhunter2-value\n-----END RSA PRIVATE KEY-----",
+        "session=hunter2-value",
+        "login failed, session_id: hunter2-value",
+        '{"sessionKey": "hunter2-value"}',
+        "auth=hunter2-value",
+        "x-auth: hunter2-value",
+        "signature=hunter2-value; expires=1",
+        "url signature: 'hunter2-value'",
     ],
 )
 def test_secret_shapes_in_free_text_are_masked(value: str) -> None:
     assert "hunter2-value" not in display_text(value, single_line=False).plain
+
+
+def test_words_that_only_contain_auth_are_kept() -> None:
+    assert display_text("author=ann oauthor: bob").plain == "author=ann oauthor: bob"
 
 
 def test_secret_is_not_leaked_by_the_cut() -> None:
