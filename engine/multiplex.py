@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any, cast
 
 import hiredis
@@ -35,13 +36,28 @@ _FLUSH_ABOVE = 1 << 16  # bytes buffered in the transport before a call waits fo
 
 def _pack(args: Sequence[str | int | float | bytes]) -> bytes:
     """One command in RESP: ``*<n>`` then ``$<len>`` and the bytes of every argument."""
+    return b"*%d\r\n%s" % (len(args), _bulk(args))
+
+
+def _bulk(args: Iterable[str | int | float | bytes]) -> bytes:
     parts = []
     for arg in args:
         data = (
             arg.encode() if type(arg) is str else arg if type(arg) is bytes else str(arg).encode()
         )
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"*%d\r\n%s" % (len(args), b"".join(parts))
+    return b"".join(parts)
+
+
+@lru_cache(maxsize=512)
+def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
+    """``EVALSHA sha numkeys keys...`` packed, the same for every call of a script on a queue."""
+    return _bulk(("EVALSHA", sha, len(keys), *keys))
+
+
+def _pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[Any]) -> bytes:
+    head = _script_head(sha, tuple(keys))
+    return b"*%d\r\n%s%s" % (3 + len(keys) + len(args), head, _bulk(args))
 
 
 class _Protocol(asyncio.Protocol):
@@ -144,26 +160,23 @@ class MultiplexedConnection:
 
     async def execute(self, *args: str | int | float | bytes) -> Any:
         """Send one command and return its reply (a redis-py error for an error reply)."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
-        return await self._send(protocol, _pack(args))
+        return await self._send(await self._connected(), _pack(args))
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script by its SHA, loading it first if the server does not have it. A lost or
         silent connection is retried as the client's pool retries (see ``_retried``)."""
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        packed = _pack_evalsha(sha, keys, args)
         try:
-            return await self._evalsha_once(source, command)
+            return await self._evalsha_once(source, packed)
         except (ConnectionError, RedisTimeoutError) as exc:
-            return await self._retried(exc, lambda: self._evalsha_once(source, command))
+            return await self._retried(exc, lambda: self._evalsha_once(source, packed))
 
-    async def _evalsha_once(self, source: str, command: tuple[Any, ...]) -> Any:
+    async def _evalsha_once(self, source: str, packed: bytes) -> Any:
         try:
-            return await self.execute(*command)
+            return await self._send(await self._connected(), packed)
         except NoScriptError:
             await self.execute("SCRIPT", "LOAD", source)
-            return await self.execute(*command)
+            return await self._send(await self._connected(), packed)
 
     async def evalsha_many(
         self, calls: Sequence[tuple[str, str, Sequence[str], Sequence[Any]]]
@@ -173,13 +186,13 @@ class MultiplexedConnection:
         is not). Calls refused with NOSCRIPT run again once their script is loaded; then the
         first error reply is raised. Not retried: a lost connection raises
         ``ConnectionError``, and the calls before it may have run."""
-        commands = [("EVALSHA", sha, len(keys), *keys, *args) for sha, _, keys, args in calls]
-        replies = await self._gather(commands)
+        packed = [_pack_evalsha(sha, keys, args) for sha, _, keys, args in calls]
+        replies = await self._gather(packed)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             for source in {calls[i][1] for i in missing}:
                 await self.execute("SCRIPT", "LOAD", source)
-            again = await self._gather([commands[i] for i in missing])
+            again = await self._gather([packed[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for reply in replies:
@@ -187,12 +200,14 @@ class MultiplexedConnection:
                 raise reply
         return replies
 
-    async def _gather(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _connected(self) -> _Protocol:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
-        packed = b"".join(_pack(command) for command in commands)
-        waiters = self._write(protocol, packed, len(commands))
+        return protocol
+
+    async def _gather(self, packed: Sequence[bytes]) -> list[Any]:
+        waiters = self._write(await self._connected(), b"".join(packed), len(packed))
         return list(await asyncio.gather(*waiters, return_exceptions=True))
 
     async def _retried(self, first: Exception, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -94,6 +94,7 @@ class Queue:
         self._wire = MultiplexedConnection.for_client(self.client)
         self._adding = ScriptRegistry(self.client, self._wire) if self._wire else self.scripts
         self._checked = False
+        self._known_options: dict[tuple[Any, ...], tuple[JobOptions, str]] = {}
         self._schedulers = SchedulerStore(
             self.client, self.scripts, self.keys, max_events=max_events, max_payload=max_payload
         )
@@ -132,16 +133,36 @@ class Queue:
         model) from now on; shorthand for ``queue.types.register``."""
         return self.types.register(name, schema)
 
-    def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    def _options(self, options: Mapping[str, Any]) -> tuple[JobOptions, str]:
+        """Checked options and their JSON; the same options (all of plain values, as most
+        jobs of a bulk add have) are checked once."""
+        key: tuple[Any, ...] | None = None
+        if "job_id" not in options:  # a custom id makes every job's options its own
+            try:
+                key = tuple(sorted(options.items()))
+                hash(key)
+            except TypeError:  # a dict or list among the values: no caching
+                key = None
+        if key is not None and (known := self._known_options.get(key)) is not None:
+            return known
         opts = JobOptions.build(**options)
         if opts.dead_letter is not None:
             validate_dead_letter(opts.dead_letter, self.name)
+        checked = opts, dumps(opts.to_json(), what="opts")
+        if key is not None:
+            if len(self._known_options) >= 256:
+                self._known_options.clear()
+            self._known_options[key] = checked
+        return checked
+
+    def _prepare(self, name: str, data: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        opts, opts_json = self._options(options)
         data = self.types.dump(_name(name), data)
         fields: dict[str, Any] = {
             "job_id": opts.job_id or "",
             "name": _name(name),
             "data": dumps(data, what=f"data of job {name!r}", limit=self.max_payload),
-            "opts": dumps(opts.to_json(), what="opts"),
+            "opts": opts_json,
             "delay": opts.delay,
             "priority": opts.priority,
             "lifo": opts.lifo,
