@@ -148,11 +148,15 @@ class Timing:
         if self.every is not None:
             earlier = [tick - k * self.every for k in range(1, count + 1)]
         elif self.pattern is not None:
+            # on the zone's wall clock, without the zone: a pattern names wall-clock times, and
+            # croniter releases disagree on stepping backwards across a DST change
             zone = ZoneInfo(self.tz or "UTC")
-            it = croniter(
-                self.pattern, datetime.fromtimestamp(tick / 1000, zone), second_at_beginning=True
-            )
-            earlier = [round(it.get_prev(float) * 1000) for _ in range(count)]
+            wall = datetime.fromtimestamp(tick / 1000, zone).replace(tzinfo=None)
+            it = croniter(self.pattern, wall, second_at_beginning=True)
+            earlier = [
+                round(it.get_prev(datetime).replace(tzinfo=zone).timestamp() * 1000)
+                for _ in range(count)
+            ]
         floor = self.start_date or 0
         return [t for t in earlier if t >= floor]
 
