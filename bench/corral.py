@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from bench.subjects import QUEUE, SEED_CHUNK, Latency, Limits, WorkerSpec, percentile
 from engine import Job, Queue
 from engine.keys import QueueKeys
+from engine.multiplex import MultiplexedConnection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CEILING_SCRIPT = "redis.call('INCR', KEYS[1]) return 1"
@@ -89,29 +90,38 @@ class CorralSubject:
         return Latency(percentile(delays, 0.5), percentile(delays, 0.99), len(delays), achieved)
 
     async def ceiling(self, tasks: int, pipeline: int, seconds: float) -> float:
-        client = aioredis.Redis.from_url(self.url, max_connections=tasks)
+        """Trivial script calls over the connection a worker uses for its per-job scripts
+        (``engine.multiplex``): concurrent calls share one pipelined connection."""
+        client = aioredis.Redis.from_url(self.url)
+        wire = MultiplexedConnection.for_client(client)
+        assert wire is not None
         try:
             sha = await client.script_load(CEILING_SCRIPT)
             end = time.perf_counter() + seconds
             calls = 0
+            call: tuple[str, str, list[str], list[Any]] = (
+                sha,
+                CEILING_SCRIPT,
+                ["bench:ceiling"],
+                [],
+            )
+            batch = [call] * pipeline
 
             async def loop() -> None:
                 nonlocal calls
                 while time.perf_counter() < end:
                     if pipeline <= 1:
-                        await client.evalsha(sha, 1, "bench:ceiling")
+                        await wire.evalsha(sha, CEILING_SCRIPT, ["bench:ceiling"], [])
                         calls += 1
                         continue
-                    async with client.pipeline(transaction=False) as pipe:
-                        for _ in range(pipeline):
-                            pipe.evalsha(sha, 1, "bench:ceiling")
-                        await pipe.execute()
+                    await wire.evalsha_many(batch)
                     calls += pipeline
 
             start = time.perf_counter()
             await asyncio.gather(*(loop() for _ in range(tasks)))
             return calls / (time.perf_counter() - start)
         finally:
+            await wire.aclose()
             await client.aclose()
 
     async def close(self) -> None:

@@ -25,7 +25,9 @@ SCRIPTS_DIR = BENCH_DIR / "peers"
 HIREDIS = "3.5.0"
 SLOW_SHARE = 0.1
 """Share of the jobs a processing run uses for peers that take seconds per hundred jobs."""
-SAME_CLIENT = "same client library as Corral (redis-py): see Corral's row"
+SAME_CLIENT = (
+    "not measured: the peer's client is redis-py (a pooled connection per concurrent call)"
+)
 
 
 @dataclass(frozen=True, slots=True)
