@@ -38,6 +38,9 @@ from .worker_info import WorkerInfo, read_workers
 
 log = logging.getLogger("corral.queue")
 
+_PLAIN = (str, int, float, bool, type(None))
+"""Types of option values whose checked form ``Queue`` remembers."""
+
 DEFAULT_MAX_EVENTS = 10_000
 BATCH = 500  # jobs per script call in bulk operations: keeps each call well under a few ms
 
@@ -137,12 +140,10 @@ class Queue:
         """Checked options and their JSON; the same options (all of plain values, as most
         jobs of a bulk add have) are checked once."""
         key: tuple[Any, ...] | None = None
-        if "job_id" not in options:  # a custom id makes every job's options its own
-            try:
-                key = tuple(sorted(options.items()))
-                hash(key)
-            except TypeError:  # a dict or list among the values: no caching
-                key = None
+        # plain values only, keyed with their type (True == 1, but they are other options);
+        # a custom id makes every job's options its own
+        if "job_id" not in options and all(type(v) in _PLAIN for v in options.values()):
+            key = tuple(sorted((name, type(v).__name__, v) for name, v in options.items()))
         if key is not None and (known := self._known_options.get(key)) is not None:
             return known
         opts = JobOptions.build(**options)

@@ -503,3 +503,16 @@ async def test_obliterate(redis: aioredis.Redis, queue: Queue) -> None:
     assert await keys_left(redis, queue) == []
     assert await queue.get_counts() == {s.value: 0 for s in ALL_STATES}
     assert (await queue.add("fresh")).id == "1"  # a new queue starts over
+
+
+async def test_options_equal_in_python_but_not_the_same_stay_apart(
+    redis_url: str, queue_name: str
+) -> None:
+    """True == 1 in Python, but remove_on_fail=True removes and remove_on_fail=1 keeps one."""
+    async with Queue(queue_name, redis_url) as queue:
+        first = await queue.add("a", {}, remove_on_fail=True)
+        second = await queue.add("a", {}, remove_on_fail=1)
+        third = await queue.add("a", {}, remove_on_fail=True)
+        assert first.opts == third.opts != second.opts
+        stored = await queue.get_job(second.id)
+        assert stored is not None and stored.opts == second.opts
