@@ -42,9 +42,9 @@ class LockRenewer:
         self._concurrency = concurrency
         self._held = held
         self._on_lost = on_lost
-        self._started = int(time.time() * 1000)
+        self._started: int | None = None  # server clock of the first heartbeat
         self._restarts = restarts
-        self.last_beat_ms: int | None = None  # client clock of the last heartbeat written
+        self.last_beat_ms: int | None = None  # local clock of the last heartbeat written
 
     async def renew_once(self) -> None:
         """Extend every held lock; report the ones that were lost."""
@@ -58,7 +58,12 @@ class LockRenewer:
     async def beat(self, client: Redis, in_flight: int) -> None:
         """Write this worker's heartbeat hash (expires when the worker stops beating)."""
         key = self._keys.worker(self._worker_id)
-        now = int(time.time() * 1000)
+        # scored and stamped on the server's clock: a worker whose host clock is wrong must
+        # neither look dead nor sweep the live entries of other workers away
+        seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        if self._started is None:
+            self._started = now
         async with client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 key,
@@ -77,7 +82,7 @@ class LockRenewer:
             pipe.zadd(self._keys.workers, {self._worker_id: now + ttl})  # scored by expiry
             pipe.zremrangebyscore(self._keys.workers, "-inf", now - 60_000)
             await pipe.execute()
-        self.last_beat_ms = now
+        self.last_beat_ms = int(time.time() * 1000)
 
     async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
         """Renew and beat forever (until cancelled); transient errors retry sooner."""

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ async def running_worker(*args: Any, **kwargs: Any) -> AsyncIterator[Worker]:
 
 
 class WorkerProcess:
-    """``python -m corral worker TARGET`` as a child process, with the ledger env var set."""
+    """``python -m corral worker TARGET`` as a child process, with the ledger env var set (and
+    any ``env`` given, e.g. to skew its clock)."""
 
     def __init__(
         self,
@@ -48,8 +49,9 @@ class WorkerProcess:
         max_stalled_count: int = 1,
         shutdown_grace: float = 30.0,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         if ledger is not None:
             env["CORRAL_LEDGER"] = str(ledger)
         self.args = [
