@@ -51,8 +51,9 @@ async def test_r1_server_without_persistence_killed_and_restarted_empty(
     fresh_server: FaultServer, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
 ) -> None:
     """R1: the server dies mid-job and comes back empty. The worker stays up, logs the outage
-    once (not once per retry), drops the vanished job's result with a clear message instead of
-    crashing, and runs jobs added after the restart within 2 s + slack."""
+    once (not once per retry), says once that the dataset was reset, drops the vanished job's
+    result with a clear message instead of crashing, and runs jobs added after the restart
+    within 2 s + slack."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     async with Queue(queue_name, url) as queue:
         job = await queue.add("in-flight", {"sleep": 2.0})
@@ -75,6 +76,8 @@ async def test_r1_server_without_persistence_killed_and_restarted_empty(
         assert f"result of job {job.id} discarded" in log, log
         assert log.count("lock renewal failed") <= 1, log
         assert log.count("cannot record job") <= 1, log
+        assert log.count("Redis dataset was reset") == 1, log
+        assert f"without the data of queue {queue_name!r}" in log
         assert len([x for x in read_ledger(ledger) if x["kind"] == "start"]) == 2
         done = await queue.get_job(after.id)
         assert done is not None and done.returnvalue == {}  # its own result, not the old one's
