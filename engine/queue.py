@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
@@ -20,6 +21,7 @@ from .cancellation import CancelResult, validate_who
 from .connection import Connection, check_server, make_client
 from .dead_letters import ReplayResult, replay, replay_oldest
 from .deduplication import Deduplication
+from .durability import DEFAULT_DURABLE_TIMEOUT_MS, confirm, validate_durable, wait_for_fsync
 from .errors import InvalidJobOptions, JobNotFound, JobStateError
 from .flow_model import Dependencies, JobRef
 from .flows import read_dependencies, remove_flow_job
@@ -74,8 +76,12 @@ class Queue:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
         types: JobTypes | None = None,
+        durable: bool = False,
+        durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS,
     ) -> None:
         self.keys = QueueKeys(name, prefix)
+        # every add waits for the server's AOF fsync (WAITAOF) unless add(durable=False)
+        self.durable, self.durable_timeout_ms = validate_durable(durable, durable_timeout_ms)
         if types is not None and not isinstance(types, JobTypes):
             raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
         self.types = types if types is not None else JobTypes()
@@ -152,9 +158,14 @@ class Queue:
         Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
         remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}),
         timeout_ms (per attempt; 0 = none), dead_letter (a queue for it if it fails for good).
-        One round trip for a new job.
+        One round trip for a new job. ``durable=True`` (default: the queue's ``durable``) returns
+        only once the server has fsynced the add to its AOF, else raises
+        ``DurabilityNotConfirmed`` (the job is added all the same).
         """
+        durable = options.pop("durable", None)  # not a job option: how the add is confirmed
         prepared = self._prepare(name, data, options)
+        if self._durable(durable):
+            return (await self._add_durably([prepared]))[0]
         await self._check()
         if "deduplication" in prepared:
             reply = await commands.add_deduplicated_job(self.scripts, self.keys, **prepared)
@@ -162,8 +173,9 @@ class Queue:
         reply = await commands.add_job(self.scripts, self.keys, **prepared)
         return await self._added(commands.parse_add(reply), prepared)
 
-    async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
-        """Add many jobs in one round trip: items are (name, data) or (name, data, options)."""
+    async def add_bulk(self, jobs: Iterable[BulkItem], *, durable: bool | None = None) -> list[Job]:
+        """Add many jobs in one round trip: items are (name, data) or (name, data, options).
+        ``durable`` as for ``add``: one WAITAOF confirms the whole batch."""
         prepared: list[dict[str, Any]] = []
         for index, item in enumerate(jobs):
             if not isinstance(item, tuple) or len(item) not in (2, 3):
@@ -177,16 +189,43 @@ class Queue:
             prepared.append(self._prepare(item[0], item[1], options))
         if not prepared:
             return []
+        if self._durable(durable):
+            return await self._add_durably(prepared)
         await self._check()
         async with self.client.pipeline(transaction=False) as pipe:
-            for fields in prepared:
-                if "deduplication" in fields:
-                    await commands.add_deduplicated_job(
-                        self.scripts, self.keys, pipeline=pipe, **fields
-                    )
-                else:
-                    await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
+            await self._queue_adds(pipe, prepared)
             replies = await pipe.execute()
+        return await self._all_added(replies, prepared)
+
+    def _durable(self, durable: object) -> bool:
+        if durable is None:
+            return self.durable
+        return validate_durable(durable, self.durable_timeout_ms)[0]
+
+    async def _queue_adds(self, pipe: Pipeline, prepared: list[dict[str, Any]]) -> None:
+        for fields in prepared:
+            if "deduplication" in fields:
+                await commands.add_deduplicated_job(
+                    self.scripts, self.keys, pipeline=pipe, **fields
+                )
+            else:
+                await commands.add_job(self.scripts, self.keys, pipeline=pipe, **fields)
+
+    async def _add_durably(self, prepared: list[dict[str, Any]]) -> list[Job]:
+        """The adds and WAITAOF in one pipeline, so on one connection."""
+        await self._check()
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self._queue_adds(pipe, prepared)
+            wait_for_fsync(pipe, self.durable_timeout_ms)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies[:-1]:
+            if isinstance(reply, Exception):
+                raise reply
+        added = await self._all_added(replies[:-1], prepared)
+        confirm(replies[-1], self.durable_timeout_ms, added)
+        return added
+
+    async def _all_added(self, replies: list[Any], prepared: list[dict[str, Any]]) -> list[Job]:
         return [
             await self._added(
                 commands.parse_deduplicated_add(reply)
