@@ -44,7 +44,7 @@ def test_b6_bad_worker_options_are_refused_by_name(
         Worker(queue_name, _noop, redis_url, **{option: value})  # type: ignore[arg-type]
 
 
-CORRUPT: dict[str, dict[str, bytes]] = {
+CORRUPT: dict[str, dict[bytes, bytes]] = {
     "invalid-json": {b"name": b"x", b"data": b"{not json", b"opts": b"{}", b"timestamp": b"1"},
     "missing-fields": {b"data": b"{}"},
     "opts-not-an-object": {b"name": b"x", b"data": b"{}", b"opts": b"[1, 2]", b"timestamp": b"1"},
@@ -80,8 +80,8 @@ async def test_b4_corrupt_job_shapes_fail_as_corrupt(
                 await wait_until(settled, within=20)
                 assert worker.running
             assert await queue.get_job_state("bad") is JobState.FAILED
-            reason = await raw.hget(keys.job("bad"), "failed_reason")
-            assert reason is not None and reason.startswith(b"corrupt job data"), reason
+            reason: Any = await raw.hget(keys.job("bad"), "failed_reason")
+            assert isinstance(reason, bytes) and reason.startswith(b"corrupt job data"), reason
             done = await queue.get_job(after.id)
             assert done is not None and done.state is JobState.COMPLETED
             assert await queue.get_totals() == (2, 1)
