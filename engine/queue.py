@@ -18,11 +18,11 @@ from redis.asyncio.client import Pipeline
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
 from .cancellation import CancelResult, validate_who
-from .connection import Connection, check_server, make_client
+from .connection import Connection, make_client
 from .dead_letters import ReplayResult, replay, replay_oldest
 from .deduplication import Deduplication
 from .durability import DEFAULT_DURABLE_TIMEOUT_MS, confirm, validate_durable, wait_for_fsync
-from .errors import InvalidJobOptions, JobNotFound, JobStateError
+from .errors import InvalidJobOptions, JobNotFound, JobStateError, UnsafeServerConfig
 from .flow_model import Dependencies, JobRef
 from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
@@ -34,6 +34,7 @@ from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .server_watch import ServerWatch
 from .worker_info import WorkerInfo, read_workers
 
 log = logging.getLogger("corral.queue")
@@ -92,7 +93,17 @@ class Queue:
         self.max_events = max_events
         self.max_payload = max_payload
         self._allow_unsafe = allow_unsafe_eviction
-        self.client, self._owns_client = make_client(connection)
+        # re-checked after every new connection: an unsafe policy raises, a reset is logged
+        self._watch = ServerWatch(
+            self.keys,
+            f"queue {name!r}",
+            allow_unsafe_eviction=allow_unsafe_eviction,
+            log_refusals=False,
+        )
+        self.client, self._owns_client = make_client(
+            connection, redis_connect_func=self._watch.on_connect
+        )
+        self._watch.attach(self.client)
         self.scripts = ScriptRegistry(self.client)
         self._checked = False
         self._schedulers = SchedulerStore(
@@ -122,8 +133,14 @@ class Queue:
 
     async def _check(self) -> None:
         if not self._checked:
-            await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
+            await self._watch.start()
             self._checked = True
+        elif self._watch.stale:
+            await self._watch.recheck()
+            if self._watch.refusal is not None:
+                raise UnsafeServerConfig(self._watch.refusal)
+        else:
+            await self._watch.remember_queue()  # one HGET, and only until the queue exists
 
     # ---- adding ----------------------------------------------------------------------------
 

@@ -19,13 +19,21 @@ from .connection import ServerInfo, check_server
 from .errors import UnsafeServerConfig
 from .keys import QueueKeys
 
-log = logging.getLogger("corral.worker")
+log = logging.getLogger("corral.server")
 
 
 class ServerWatch:
     """What a long-running client knows about its server, and what changed since."""
 
-    def __init__(self, keys: QueueKeys, who: str, *, allow_unsafe_eviction: bool = False) -> None:
+    def __init__(
+        self,
+        keys: QueueKeys,
+        who: str,
+        *,
+        allow_unsafe_eviction: bool = False,
+        log_refusals: bool = True,
+    ) -> None:
+        self._log_refusals = log_refusals  # False where the caller raises the refusal instead
         self._client: Redis | None = None
         self._keys = keys
         self._who = who
@@ -80,13 +88,13 @@ class ServerWatch:
         try:
             info = await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
         except UnsafeServerConfig as exc:
-            if self.refusal is None:
+            if self.refusal is None and self._log_refusals:
                 log.error("%s: not taking jobs: %s", self._who, exc)
             self.refusal = str(exc)
             return
-        if self.refusal is not None:
+        if self.refusal is not None and self._log_refusals:
             log.warning("%s: the server's configuration is safe again; taking jobs", self._who)
-            self.refusal = None
+        self.refusal = None
         if info.run_id == self._run_id:
             return
         created = await self._meta_created()

@@ -4,6 +4,7 @@ worker processes, the execution ledger and the invariant checker."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import time
@@ -276,3 +277,22 @@ async def test_s4_sigterm_while_redis_is_unreachable(
         events = await stream_events(queue.client, queue_name, "stalled")
         assert [e["job_id"] for e in events] == [job.id]
         await assert_invariants(queue.client, queue_name, active=1)
+
+
+@pytest.mark.timeout(60)
+async def test_r1_producer_says_once_that_the_dataset_was_reset(
+    fresh_server: FaultServer, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R1, producer side: a Queue that added jobs, then writes to the server after it came
+    back empty, logs "Redis dataset was reset" once and adds as usual."""
+    caplog.set_level(logging.INFO, logger="corral.server")
+    async with Queue(queue_name, fresh_server.url) as queue:
+        await queue.add("a", {})
+        await queue.add("b", {})
+        fresh_server.kill()
+        fresh_server.restart()
+        for _ in range(3):
+            await queue.add("after", {})
+        assert await queue.get_counts("wait") == {"wait": 3}
+    resets = [r.getMessage() for r in caplog.records if "Redis dataset was reset" in r.getMessage()]
+    assert len(resets) == 1 and repr(queue_name) in resets[0], resets
