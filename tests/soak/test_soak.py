@@ -72,7 +72,23 @@ def _worker(url: str, ledger: Path) -> WorkerProcess:
     return WorkerProcess(
         LEDGER_JOB, QUEUE, url, ledger=ledger, concurrency=CONCURRENCY,
         lock_duration=5000, stalled_interval=2000,
+        log_file=ledger.with_name(f"worker-{time.monotonic_ns()}.log"),
     )  # fmt: skip
+
+
+def _log_lines(tmp_path: Path) -> dict[str, int]:
+    """Lines the workers logged, by level, and the lock-lost warnings among them."""
+    counts: dict[str, int] = {}
+    for path in tmp_path.glob("worker-*.log"):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            level = parts[2] if len(parts) > 2 else "?"
+            counts[level] = counts.get(level, 0) + 1
+            if "lost the lock" in line:
+                counts["lock_lost"] = counts.get("lock_lost", 0) + 1
+            if "Traceback" in line:
+                counts["tracebacks"] = counts.get("tracebacks", 0) + 1
+    return counts
 
 
 def _report(name: str, figures: dict[str, Any]) -> None:
@@ -157,6 +173,7 @@ async def _load(
         "xlen_max": max((v for _, v in sampler.xlen.points), default=0),
         "monitor": {k: v for k, v in monitor_figures(seen).items() if k != "stalled"},
         "stalled_events_seen_by_monitor": len(monitor_figures(seen)["stalled"]),
+        "worker_log_lines": _log_lines(tmp_path),
     }
     assert check.lost == set() and check.unexpected == set(), figures
     assert check.duplicated == set(), figures
@@ -296,6 +313,7 @@ async def test_l3_a_large_backlog_drained(
         "duplicated": len(check.duplicated),
         "completed_records": totals[0],
         "monitor": {k: v for k, v in monitor_figures(seen).items() if k != "stalled"},
+        "worker_log_lines": _log_lines(tmp_path),
     }
     _report("L3", figures)
     assert check.lost == set() and check.duplicated == set() and check.unexpected == set()

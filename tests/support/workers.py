@@ -50,6 +50,7 @@ class WorkerProcess:
         shutdown_grace: float = 30.0,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
     ) -> None:
         env = {**os.environ, **(env or {})}
         if ledger is not None:
@@ -61,14 +62,19 @@ class WorkerProcess:
             "--max-stalled-count", str(max_stalled_count), "--shutdown-grace", str(shutdown_grace),
             *extra_args,
         ]  # fmt: skip
+        # a long run logs more than a pipe holds: without a reader it would block the worker
+        self.log_file = log_file
+        sink = open(log_file, "a") if log_file is not None else subprocess.PIPE  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.args,
             cwd=TESTS_DIR,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
         )
+        if log_file is not None:
+            sink.close()  # type: ignore[union-attr]
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker process."""
@@ -85,6 +91,8 @@ class WorkerProcess:
 
     def output(self) -> str:
         """Everything it printed (after it exited)."""
+        if self.log_file is not None:
+            return self.log_file.read_text()
         assert self.proc.stdout is not None
         return self.proc.stdout.read()
 
