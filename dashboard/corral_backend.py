@@ -7,7 +7,6 @@ queues), so a read-only dashboard never writes; actions go through ``engine.Queu
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -48,8 +47,6 @@ LPOS_MAX = 100_000
 """List entries compared when looking for a job in wait/paused, so the search stays bounded."""
 EARLIER_JOBS = 5
 """Jobs before a scheduler's last one whose states the schedulers view shows."""
-CLOCK_SLACK_MS = 2_000  # worker and dashboard clocks may differ a little
-"""A worker whose last heartbeat is older than this is not counted as live."""
 
 _ROW_FIELDS = (
     F.NAME,
@@ -119,8 +116,9 @@ class CorralBackend:
 
     async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
         """One pipeline: LLEN/ZCARD per state, paused flag, totals and live workers per queue."""
-        # a worker's score in ``workers`` is when its heartbeat expires
-        live_since = int(time.time() * 1000) - CLOCK_SLACK_MS
+        # a worker's score in ``workers`` is when its heartbeat expires, on the server's clock
+        seconds, micros = await client.time()
+        live_since = int(seconds) * 1000 + int(micros) // 1000
         async with client.pipeline(transaction=False) as pipe:
             for queue in queues:
                 keys = self.keys(queue)

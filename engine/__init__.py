@@ -10,6 +10,7 @@ from .breaker import Breaker, BreakerState
 from .deduplication import Deduplication
 from .errors import (
     DelayedError,
+    DurabilityNotConfirmed,
     EngineError,
     HttpError,
     InvalidJobData,
@@ -50,6 +51,7 @@ __all__ = [
     "Deduplication",
     "DelayedError",
     "Dependencies",
+    "DurabilityNotConfirmed",
     "EngineError",
     "ErrorPolicy",
     "Event",

@@ -71,6 +71,10 @@ def make_client(connection: Connection, **overrides: Any) -> tuple[Redis, bool]:
         "health_check_interval": 30,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
+        # bytes that are not UTF-8 (a hash written by something else) decode to lone
+        # surrogates instead of failing the whole reply: the job that holds them is failed as
+        # corrupt (Job.from_hash) and the rest of the reply is read as usual
+        "encoding_errors": "surrogateescape",
     }
     options.update(overrides)
     # a blocking pool: with more concurrent calls than connections, a call waits for a free

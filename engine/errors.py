@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import IntEnum
 from http import HTTPStatus
+from typing import Any
 
 
 class EngineError(Exception):
@@ -56,6 +57,19 @@ class LockLost(EngineError):
 
 class UnsafeServerConfig(EngineError):
     """The Redis server is too old or configured so that it may silently drop jobs."""
+
+
+class DurabilityNotConfirmed(EngineError):
+    """An add with ``durable=True`` was stored, but the server did not confirm within the
+    timeout that it fsynced it to its append-only file (``WAITAOF``), or cannot (AOF off).
+
+    The jobs *were* added: ``jobs`` holds them, so the caller can decide to keep, re-check or
+    remove them. They survive a server crash only if the fsync happens after all.
+    """
+
+    def __init__(self, message: str, jobs: list[Any]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
 
 
 class ServerUnavailable(EngineError):

@@ -18,7 +18,6 @@ The events of the window are read in pages of ``EVENT_PAGE`` entries, at most
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +175,7 @@ async def read_health(client: Redis, keys: QueueKeys, window_ms: int) -> QueueHe
         pipe.lindex(keys.paused, -1)
         pipe.zrange(keys.prioritized, 0, 0)
         pipe.zrange(keys.active, 0, ACTIVE_CHECKED - 1)
-        pipe.zcount(keys.workers, int(time.time() * 1000), "+inf")  # scored by expiry
+        pipe.zcount(keys.workers, now, "+inf")  # scored by expiry (server clock)
         replies: list[Any] = await pipe.execute()
     failed_kept, wait, paused, prioritized, head_w, head_p, head_z, active, workers = replies
     heads = [h for h in (head_w, head_p, *head_z) if h]

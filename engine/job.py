@@ -109,6 +109,18 @@ def _json(fields: dict[str, str], key: str, default: Any = None) -> Any:
     return json.loads(raw)
 
 
+def _not_utf8(fields: dict[str, str]) -> str | None:
+    """The first field whose name or value held bytes that are not UTF-8 (decoded with
+    ``surrogateescape``, so they show as lone surrogates), or None."""
+    for name, value in fields.items():
+        for text in (name, value):
+            try:
+                str(text).encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
 def _run_at(timestamp_ms: int | None, delay: int | None) -> tuple[int, int]:
     """(run at, delay) for ``move_to_delayed``: exactly one of them, as an int >= 0."""
     if (timestamp_ms is None) == (delay is None):
@@ -289,6 +301,8 @@ class Job:
         context: JobContext | None = None,
     ) -> Job:
         """Build a job from its hash; raise ``CorruptJob`` (keeping the raw fields) if it is not."""
+        if (bad := _not_utf8(fields)) is not None:
+            raise CorruptJob(job_id, f"field {bad!r} is not valid UTF-8", fields)
         if F.NAME not in fields or F.DATA not in fields:
             raise CorruptJob(job_id, "missing 'name' or 'data'", fields)
         try:

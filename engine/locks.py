@@ -42,23 +42,39 @@ class LockRenewer:
         self._concurrency = concurrency
         self._held = held
         self._on_lost = on_lost
-        self._started = int(time.time() * 1000)
+        self._started: int | None = None  # server clock of the first heartbeat
         self._restarts = restarts
-        self.last_beat_ms: int | None = None  # client clock of the last heartbeat written
+        self._suspects: set[str] = set()  # locks missing at the last renewal
+        self.last_beat_ms: int | None = None  # local clock of the last heartbeat written
 
     async def renew_once(self) -> None:
-        """Extend every held lock; report the ones that were lost."""
+        """Extend every held lock; report the ones that were lost.
+
+        A job whose completion ran on the server while the renewal was on its way has no lock
+        any more, yet is still held here for a moment: a lock is reported lost only when it is
+        missing at two renewals in a row while the job is still held, so fast jobs do not
+        flood the log with false alarms (the result of a job whose lock is really gone is
+        fenced off by its completion script either way)."""
         held = list(self._held())
-        if held:
-            for job_id in await commands.extend_locks(
-                self._scripts, self._keys, self._lock_ms, held
-            ):
-                self._on_lost(job_id)
+        if not held:
+            self._suspects = set()
+            return
+        missing = await commands.extend_locks(self._scripts, self._keys, self._lock_ms, held)
+        still_held = {job_id for job_id, _ in self._held()}
+        missing_now = {job_id for job_id in missing if job_id in still_held}
+        for job_id in missing_now & self._suspects:
+            self._on_lost(job_id)
+        self._suspects = missing_now - self._suspects
 
     async def beat(self, client: Redis, in_flight: int) -> None:
         """Write this worker's heartbeat hash (expires when the worker stops beating)."""
         key = self._keys.worker(self._worker_id)
-        now = int(time.time() * 1000)
+        # scored and stamped on the server's clock: a worker whose host clock is wrong must
+        # neither look dead nor sweep the live entries of other workers away
+        seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        if self._started is None:
+            self._started = now
         async with client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 key,
@@ -77,7 +93,7 @@ class LockRenewer:
             pipe.zadd(self._keys.workers, {self._worker_id: now + ttl})  # scored by expiry
             pipe.zremrangebyscore(self._keys.workers, "-inf", now - 60_000)
             await pipe.execute()
-        self.last_beat_ms = now
+        self.last_beat_ms = int(time.time() * 1000)
 
     async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
         """Renew and beat forever (until cancelled); transient errors retry sooner."""

@@ -134,8 +134,10 @@ class MultiplexedConnection:
         *,
         unix: bool,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self._kwargs = kwargs
+        self._on_open = on_open
         self._unix = unix
         self._reply_timeout = reply_timeout
         self._protocol: _Protocol | None = None
@@ -145,9 +147,14 @@ class MultiplexedConnection:
 
     @classmethod
     def for_client(
-        cls, client: Redis, reply_timeout: float = DEFAULT_REPLY_TIMEOUT
+        cls,
+        client: Redis,
+        reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+        on_open: Callable[[], None] | None = None,
     ) -> MultiplexedConnection | None:
-        """A multiplexed connection like ``client``'s, or None for TLS (or unknown) clients."""
+        """A multiplexed connection like ``client``'s, or None for TLS (or unknown) clients;
+        ``on_open`` is called after each new connection's handshake (as the pool's
+        ``redis_connect_func`` is)."""
         pool = client.connection_pool
         kind = pool.connection_class
         if kind not in (Connection, UnixDomainSocketConnection):
@@ -156,6 +163,7 @@ class MultiplexedConnection:
             dict(pool.connection_kwargs),
             unix=kind is UnixDomainSocketConnection,
             reply_timeout=reply_timeout,
+            on_open=on_open,
         )
 
     async def execute(self, *args: str | int | float | bytes) -> Any:
@@ -283,6 +291,8 @@ class MultiplexedConnection:
                 return self._protocol
             protocol = await self._open()
             self._protocol = protocol
+            if self._on_open is not None:
+                self._on_open()
             return protocol
 
     async def _open(self) -> _Protocol:

@@ -18,10 +18,11 @@ from redis.asyncio.client import Pipeline
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
 from .cancellation import CancelResult, validate_who
-from .connection import Connection, check_server, make_client
+from .connection import Connection, make_client
 from .dead_letters import ReplayResult, replay, replay_oldest
 from .deduplication import Deduplication
-from .errors import InvalidJobOptions, JobNotFound, JobStateError
+from .durability import DEFAULT_DURABLE_TIMEOUT_MS, confirm, validate_durable, wait_for_fsync
+from .errors import InvalidJobOptions, JobNotFound, JobStateError, UnsafeServerConfig
 from .flow_model import Dependencies, JobRef
 from .flows import read_dependencies, remove_flow_job
 from .job import ALL_STATES, LIST_STATES, NEWEST_FIRST_STATES, CorruptJob, Job, JobState
@@ -34,6 +35,7 @@ from .rate_limit import manual_limit_ms, rate_limit_ttl
 from .schedulers import JobScheduler, SchedulerStore
 from .scripts import ScriptBatch, ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .server_watch import ServerWatch
 from .worker_info import WorkerInfo, read_workers
 
 log = logging.getLogger("corral.queue")
@@ -79,8 +81,12 @@ class Queue:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         allow_unsafe_eviction: bool = False,
         types: JobTypes | None = None,
+        durable: bool = False,
+        durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS,
     ) -> None:
         self.keys = QueueKeys(name, prefix)
+        # every add waits for the server's AOF fsync (WAITAOF) unless add(durable=False)
+        self.durable, self.durable_timeout_ms = validate_durable(durable, durable_timeout_ms)
         if types is not None and not isinstance(types, JobTypes):
             raise InvalidJobOptions(f"types={types!r} is invalid: expected a JobTypes")
         self.types = types if types is not None else JobTypes()
@@ -91,10 +97,20 @@ class Queue:
         self.max_events = max_events
         self.max_payload = max_payload
         self._allow_unsafe = allow_unsafe_eviction
-        self.client, self._owns_client = make_client(connection)
+        # re-checked after every new connection: an unsafe policy raises, a reset is logged
+        self._watch = ServerWatch(
+            self.keys,
+            f"queue {name!r}",
+            allow_unsafe_eviction=allow_unsafe_eviction,
+            log_refusals=False,
+        )
+        self.client, self._owns_client = make_client(
+            connection, redis_connect_func=self._watch.on_connect
+        )
+        self._watch.attach(self.client)
         self.scripts = ScriptRegistry(self.client)
         # adds go over one pipelined connection (many concurrent adds share its writes)
-        self._wire = MultiplexedConnection.for_client(self.client)
+        self._wire = MultiplexedConnection.for_client(self.client, on_open=self._watch.connected)
         self._adding = ScriptRegistry(self.client, self._wire) if self._wire else self.scripts
         self._checked = False
         self._known_options: dict[tuple[Any, ...], tuple[JobOptions, str]] = {}
@@ -126,8 +142,14 @@ class Queue:
 
     async def _check(self) -> None:
         if not self._checked:
-            await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
+            await self._watch.start()
             self._checked = True
+        elif self._watch.stale:
+            await self._watch.recheck()
+            if self._watch.refusal is not None:
+                raise UnsafeServerConfig(self._watch.refusal)
+        else:
+            await self._watch.remember_queue()  # one HGET, and only until the queue exists
 
     # ---- adding ----------------------------------------------------------------------------
 
@@ -180,9 +202,14 @@ class Queue:
         Options: attempts, backoff, delay (ms), priority (1 = first), lifo, job_id,
         remove_on_complete, remove_on_fail (True, False, a count, or {"count", "age" (s)}),
         timeout_ms (per attempt; 0 = none), dead_letter (a queue for it if it fails for good).
-        One round trip for a new job.
+        One round trip for a new job. ``durable=True`` (default: the queue's ``durable``) returns
+        only once the server has fsynced the add to its AOF, else raises
+        ``DurabilityNotConfirmed`` (the job is added all the same).
         """
+        durable = options.pop("durable", None)  # not a job option: how the add is confirmed
         prepared = self._prepare(name, data, options)
+        if self._durable(durable):
+            return (await self._add_durably([prepared]))[0]
         await self._check()
         if "deduplication" in prepared:
             reply = await commands.add_deduplicated_job(self._adding, self.keys, **prepared)
@@ -190,8 +217,9 @@ class Queue:
         reply = await commands.add_job(self._adding, self.keys, **prepared)
         return await self._added(commands.parse_add(reply), prepared)
 
-    async def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
-        """Add many jobs in one round trip: items are (name, data) or (name, data, options)."""
+    async def add_bulk(self, jobs: Iterable[BulkItem], *, durable: bool | None = None) -> list[Job]:
+        """Add many jobs in one round trip: items are (name, data) or (name, data, options).
+        ``durable`` as for ``add``: one WAITAOF confirms the whole batch."""
         prepared: list[dict[str, Any]] = []
         for index, item in enumerate(jobs):
             if not isinstance(item, tuple) or len(item) not in (2, 3):
@@ -205,8 +233,34 @@ class Queue:
             prepared.append(self._prepare(item[0], item[1], options))
         if not prepared:
             return []
+        if self._durable(durable):
+            return await self._add_durably(prepared)
         await self._check()
         replies = await self._add_all(prepared)
+        return await self._all_added(replies, prepared)
+
+    def _durable(self, durable: object) -> bool:
+        if durable is None:
+            return self.durable
+        return validate_durable(durable, self.durable_timeout_ms)[0]
+
+    async def _add_durably(self, prepared: list[dict[str, Any]]) -> list[Job]:
+        """The adds and WAITAOF in one pipeline, so on one connection (WAITAOF confirms the
+        writes of its own connection only)."""
+        await self._check()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for fields in prepared:
+                await self._add_one(pipe, fields)
+            wait_for_fsync(pipe, self.durable_timeout_ms)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies[:-1]:
+            if isinstance(reply, Exception):
+                raise reply
+        added = await self._all_added(replies[:-1], prepared)
+        confirm(replies[-1], self.durable_timeout_ms, added)
+        return added
+
+    async def _all_added(self, replies: list[Any], prepared: list[dict[str, Any]]) -> list[Job]:
         return [
             await self._added(
                 commands.parse_deduplicated_add(reply)

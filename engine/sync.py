@@ -80,9 +80,9 @@ class SyncQueue:
         """See ``Queue.add``."""
         return self._run(self._queue.add(name, data, **options))
 
-    def add_bulk(self, jobs: Iterable[BulkItem]) -> list[Job]:
+    def add_bulk(self, jobs: Iterable[BulkItem], *, durable: bool | None = None) -> list[Job]:
         """See ``Queue.add_bulk``."""
-        return self._run(self._queue.add_bulk(list(jobs)))
+        return self._run(self._queue.add_bulk(list(jobs), durable=durable))
 
     def get_counts(self, *states: str | JobState) -> dict[str, int]:
         """See ``Queue.get_counts``."""

@@ -22,7 +22,7 @@ from . import commands, guards, stats
 from . import sandbox as sandboxing
 from .cancellation import CancelWatcher
 from .completions import CompletionBatcher
-from .connection import TRANSIENT_ERRORS, Connection, check_server, make_client
+from .connection import TRANSIENT_ERRORS, Connection, make_client
 from .dead_letters import record_failure
 from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
 from .flow_model import Dependencies
@@ -47,6 +47,7 @@ from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .schedulers import SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
+from .server_watch import ServerWatch
 from .stopping import AttemptStop
 from .threads import DaemonThreadExecutor
 
@@ -55,6 +56,7 @@ log = logging.getLogger("corral.worker")
 MAX_LOG_LINES = 1000
 _NOT_MOVED = "DelayedError raised without job.move_to_delayed()"
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
+REFUSED_RECHECK = 2.0  # seconds between checks of a server found unsafe on a reconnect
 
 
 @dataclass(slots=True)
@@ -174,7 +176,13 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_base = uuid.uuid4().hex
         self._leases = 0
-        self.client, self._owns_client = make_client(connection)
+        # every new connection marks the watch stale: the fetch loop checks the server again
+        self._watch = ServerWatch(
+            self.keys, f"worker {self.id}", allow_unsafe_eviction=allow_unsafe_eviction
+        )
+        hook = self._watch.on_connect
+        self.client, self._owns_client = make_client(connection, redis_connect_func=hook)
+        self._watch.attach(self.client)
         self._blocking, _ = make_client(
             connection
             if isinstance(connection, str) or connection is None
@@ -182,10 +190,11 @@ class Worker:
             socket_timeout=self.block_timeout + 10,
             retry=None,
             health_check_interval=0,
+            redis_connect_func=hook,
         )
         self.scripts = ScriptRegistry(self.client)
         # the scripts of every job (take, complete, fail) share one pipelined connection
-        self._wire = MultiplexedConnection.for_client(self.client)
+        self._wire = MultiplexedConnection.for_client(self.client, on_open=self._watch.connected)
         self._hot = ScriptRegistry(self.client, self._wire) if self._wire else self.scripts
         self._schedulers = SchedulerStore(self.client, self.scripts, self.keys)
         self._executor = DaemonThreadExecutor(thread_name_prefix=f"corral-{name}")
@@ -295,6 +304,8 @@ class Worker:
     def _allowed(self, count: int) -> int:
         """How many of ``count`` jobs the guards let the worker take now (none once over
         ``max_memory``, which recycles it; at most what is left of ``max_jobs``)."""
+        if self._watch.refusal is not None:
+            return 0
         count = self._budget.allow(count)
         if count and self._memory is not None and (reason := self._memory.check()):
             self.recycle(reason)
@@ -343,7 +354,7 @@ class Worker:
         backoff = _Backoff()
         while not self._closing.is_set():
             try:
-                await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
+                await self._watch.start()
                 return
             except TRANSIENT_ERRORS as exc:
                 delay = backoff.next()
@@ -356,6 +367,11 @@ class Worker:
         next_delay = -1
         while not self._closing.is_set():
             try:
+                if self._watch.stale or backoff.failing or self._watch.refusal is not None:
+                    await self._watch.recheck()  # reconnected: still safe? still the same data?
+                if self._watch.refusal is not None:
+                    await self._sleep_unless_closing(REFUSED_RECHECK)
+                    continue
                 free = self.concurrency + self._prefetch.extra - len(self._running)
                 if free <= 0:
                     self._slot_free.clear()
@@ -601,6 +617,7 @@ class Worker:
                     self.stalled_interval,
                     self.metrics_window,
                 )
+                await self._watch.remember_queue()
                 if recovered or failed:
                     log.warning(
                         "queue %s: %d stalled job(s) moved back to wait, %d failed for stalling "

@@ -80,11 +80,12 @@ async def test_killed_worker_jobs_are_recovered_and_complete_exactly_once(
         await wait_until(all_done, within=30)
         completed = set(await queue.get_job_ids("completed", 0, -1))
         assert await queue.get_totals() == (40, 0)
-        result = check_ledger(ledger, added, completed)
+        stalled = await _stalled_events(redis, queue_name)
+        result = check_ledger(ledger, added, completed, recovered=stalled)
         assert result.lost == set() and result.unexpected == set()
+        assert result.duplicated == set()  # a job finished twice only after it was recovered
         rerun = {j for j, n in result.starts.items() if n > 1}
         assert rerun <= held
-        stalled = await _stalled_events(redis, queue_name)
         assert sorted(stalled) == sorted(set(stalled))  # one stalled event per job
         assert set(stalled) <= held
         for job_id in stalled:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.invariants import assert_invariants
-from support.ledger import read_ledger
+from support.ledger import check_ledger, read_ledger
 from support.proxy import FaultProxy
 from support.server import FaultServer
 from support.streams import stream_events
@@ -247,10 +247,14 @@ async def test_n5_reset_storm(
         assert resets >= 20
         await wait_until(lambda: _completed(queue, 150), within=60)
         assert await queue.get_totals() == (150, 0)
-        stalled = {e["job_id"] for e in await stream_events(queue.client, queue_name, "stalled")}
+        recoveries = [e["job_id"] for e in await stream_events(queue.client, queue_name, "stalled")]
+        stalled = set(recoveries)
         starts = _starts(ledger)
         assert set(starts) == {j.id for j in jobs}
         assert {j for j, n in starts.items() if n > 1} <= stalled
+        ids, done = {j.id for j in jobs}, set(await queue.get_job_ids("completed", 0, -1))
+        check = check_ledger(ledger, ids, done, recovered=recoveries)
+        assert not check.lost and not check.duplicated and not check.unexpected
         log_a = await _stop(a)
         assert len(log_a.splitlines()) < 100, log_a
         await assert_invariants(queue.client, queue_name, completed=150)

@@ -4,6 +4,7 @@ worker processes, the execution ledger and the invariant checker."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import time
@@ -51,8 +52,9 @@ async def test_r1_server_without_persistence_killed_and_restarted_empty(
     fresh_server: FaultServer, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
 ) -> None:
     """R1: the server dies mid-job and comes back empty. The worker stays up, logs the outage
-    once (not once per retry), drops the vanished job's result with a clear message instead of
-    crashing, and runs jobs added after the restart within 2 s + slack."""
+    once (not once per retry), says once that the dataset was reset, drops the vanished job's
+    result with a clear message instead of crashing, and runs jobs added after the restart
+    within 2 s + slack."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     async with Queue(queue_name, url) as queue:
         job = await queue.add("in-flight", {"sleep": 2.0})
@@ -75,6 +77,8 @@ async def test_r1_server_without_persistence_killed_and_restarted_empty(
         assert f"result of job {job.id} discarded" in log, log
         assert log.count("lock renewal failed") <= 1, log
         assert log.count("cannot record job") <= 1, log
+        assert log.count("Redis dataset was reset") == 1, log
+        assert f"without the data of queue {queue_name!r}" in log
         assert len([x for x in read_ledger(ledger) if x["kind"] == "start"]) == 2
         done = await queue.get_job(after.id)
         assert done is not None and done.returnvalue == {}  # its own result, not the old one's
@@ -273,3 +277,22 @@ async def test_s4_sigterm_while_redis_is_unreachable(
         events = await stream_events(queue.client, queue_name, "stalled")
         assert [e["job_id"] for e in events] == [job.id]
         await assert_invariants(queue.client, queue_name, active=1)
+
+
+@pytest.mark.timeout(60)
+async def test_r1_producer_says_once_that_the_dataset_was_reset(
+    fresh_server: FaultServer, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R1, producer side: a Queue that added jobs, then writes to the server after it came
+    back empty, logs "Redis dataset was reset" once and adds as usual."""
+    caplog.set_level(logging.INFO, logger="corral.server")
+    async with Queue(queue_name, fresh_server.url) as queue:
+        await queue.add("a", {})
+        await queue.add("b", {})
+        fresh_server.kill()
+        fresh_server.restart()
+        for _ in range(3):
+            await queue.add("after", {})
+        assert await queue.get_counts("wait") == {"wait": 3}
+    resets = [r.getMessage() for r in caplog.records if "Redis dataset was reset" in r.getMessage()]
+    assert len(resets) == 1 and repr(queue_name) in resets[0], resets

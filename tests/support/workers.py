@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ async def running_worker(*args: Any, **kwargs: Any) -> AsyncIterator[Worker]:
 
 
 class WorkerProcess:
-    """``python -m corral worker TARGET`` as a child process, with the ledger env var set."""
+    """``python -m corral worker TARGET`` as a child process, with the ledger env var set (and
+    any ``env`` given, e.g. to skew its clock)."""
 
     def __init__(
         self,
@@ -48,8 +49,10 @@ class WorkerProcess:
         max_stalled_count: int = 1,
         shutdown_grace: float = 30.0,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
     ) -> None:
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         if ledger is not None:
             env["CORRAL_LEDGER"] = str(ledger)
         self.args = [
@@ -59,14 +62,19 @@ class WorkerProcess:
             "--max-stalled-count", str(max_stalled_count), "--shutdown-grace", str(shutdown_grace),
             *extra_args,
         ]  # fmt: skip
+        # a long run logs more than a pipe holds: without a reader it would block the worker
+        self.log_file = log_file
+        sink = open(log_file, "a") if log_file is not None else subprocess.PIPE  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.args,
             cwd=TESTS_DIR,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
         )
+        if log_file is not None:
+            sink.close()  # type: ignore[union-attr]
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the worker process."""
@@ -83,6 +91,8 @@ class WorkerProcess:
 
     def output(self) -> str:
         """Everything it printed (after it exited)."""
+        if self.log_file is not None:
+            return self.log_file.read_text()
         assert self.proc.stdout is not None
         return self.proc.stdout.read()
 

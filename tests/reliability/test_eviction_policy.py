@@ -1,0 +1,78 @@
+"""R5: a server that may evict keys is refused, by the producer and by the worker, at start and
+on every reconnect of a running worker, for each evicting ``maxmemory-policy``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from support.server import FaultServer
+from support.workers import wait_until
+
+from engine import Job, Queue, Worker
+from engine.errors import UnsafeServerConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+POLICIES = ["allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-ttl", "allkeys-random"]
+
+
+async def _noop(job: Job) -> Any:
+    return job.data
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_r5_producer_and_worker_refuse_an_evicting_server_at_start(
+    fresh_server: FaultServer, queue_name: str, policy: str
+) -> None:
+    """The first add and a worker's start both fail with the policy named and the fix; nothing
+    is written."""
+    fresh_server.config_set("maxmemory-policy", policy)
+    async with Queue(queue_name, fresh_server.url) as queue:
+        with pytest.raises(UnsafeServerConfig, match=f"'{policy}'.*noeviction"):
+            await queue.add("j", {})
+        worker = Worker(queue_name, _noop, fresh_server.url, block_timeout=0.5)
+        with pytest.raises(UnsafeServerConfig, match=f"'{policy}'"):
+            await asyncio.wait_for(worker.run(), 20)
+        assert await queue.client.dbsize() == 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_r5_running_worker_rechecks_the_policy_on_reconnect(
+    fresh_server: FaultServer, queue_name: str, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The policy turns unsafe while a worker runs and its connections drop: once reconnected
+    the worker takes no job and says why, once; when the policy is safe again it goes on."""
+    caplog.set_level(logging.INFO, logger="corral.worker")
+    url = fresh_server.url
+    worker = Worker(queue_name, _noop, url, block_timeout=0.5, stalled_interval=200)
+    task = asyncio.create_task(worker.run())
+    try:
+        async with Queue(queue_name, url, allow_unsafe_eviction=True) as queue:
+            await queue.add("before", {})
+            await wait_until(lambda: _completed(queue, 1), within=20)
+            fresh_server.config_set("maxmemory-policy", policy)
+            fresh_server.drop_clients()
+            await queue.add("while-unsafe", {})
+            await wait_until(lambda: _logged(caplog, "not taking jobs"), within=20)
+            await asyncio.sleep(1.5)
+            assert (await queue.get_totals())[0] == 1  # refused: the job waits
+            assert await queue.get_counts("wait") == {"wait": 1}
+            fresh_server.config_set("maxmemory-policy", "noeviction")
+            await wait_until(lambda: _completed(queue, 2), within=20)
+    finally:
+        await worker.close()
+        await asyncio.wait_for(task, 30)
+    refusals = [r.getMessage() for r in caplog.records if "not taking jobs" in r.getMessage()]
+    assert len(refusals) == 1 and f"'{policy}'" in refusals[0], refusals
+    assert any("safe again" in r.getMessage() for r in caplog.records)
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
+
+
+async def _completed(queue: Queue, n: int) -> bool:
+    return (await queue.get_totals())[0] >= n
