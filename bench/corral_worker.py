@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
-    loops.run(serve(args.url, args.queue, args.concurrency))  # the loop `corral worker` runs on
+    loops.run(serve(args.url, args.queue, args.concurrency))  # `corral worker`'s default loop
     return 0
 
 

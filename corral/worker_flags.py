@@ -27,9 +27,9 @@ def configure_worker_extras(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loop",
         choices=LOOPS,
-        default="uvloop",
-        help="the event loop: uvloop (default; asyncio's own where uvloop is not installed) "
-        "or asyncio",
+        default="asyncio",
+        help="the event loop: asyncio (default) or uvloop (faster; asyncio's own where it is not "
+        "installed; a connection reset can stop the worker, see engine/loops.py)",
     )
     guards = parser.add_argument_group("guards, supervision and health")
     guards.add_argument(

@@ -202,7 +202,7 @@ def run_worker(args: argparse.Namespace) -> int:
                 await health.close()
 
     try:
-        return loops.run(main(), getattr(args, "loop", "uvloop"))
+        return loops.run(main(), getattr(args, "loop", "asyncio"))
     except EngineError as exc:
         print(f"corral worker: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,12 +11,12 @@ from support.workers import WorkerProcess, wait_until
 from engine import Job, Queue, Worker, loops
 
 
-def test_uvloop_is_the_default_and_asyncio_on_request() -> None:
+def test_asyncio_is_the_default_and_uvloop_on_request() -> None:
     async def kind() -> str:
         return type(asyncio.get_running_loop()).__module__
 
-    assert loops.run(kind()).startswith("uvloop")
-    assert loops.run(kind(), "asyncio").startswith("asyncio")
+    assert loops.run(kind()).startswith("asyncio")
+    assert loops.run(kind(), "uvloop").startswith("uvloop")
     with pytest.raises(ValueError, match="loop='trio' is invalid"):
         loops.run(kind(), "trio")
 
@@ -43,7 +43,7 @@ def test_queue_and_worker_run_on_uvloop(redis_url: str, queue_name: str) -> None
             assert done is not None
             return [done.returnvalue, (await queue.get_counts("completed"))["completed"]]
 
-    assert loops.run(main()) == [2000, 301]
+    assert loops.run(main(), "uvloop") == [2000, 301]
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
