@@ -131,22 +131,24 @@ async def _load(
 
             sampler = Sampler(queue, pids)
             sampling = asyncio.create_task(sampler.run())
+            stop_faults = asyncio.Event()
             faults = asyncio.create_task(
-                _faults(url, ledger, workers, procs, killed, kill_every, client_kill_every, server)
-            )
+                _faults(
+                    url, ledger, workers, procs, killed, kill_every, client_kill_every, server,
+                    stop_faults,
+                )
+            )  # fmt: skip
             start_done = (await queue.get_totals())[0]
             started = time.monotonic()
             await produce(queue, rate, seconds, added, KEEP)
             elapsed = time.monotonic() - started
             done_in_window = (await queue.get_totals())[0] - start_done
-            faults.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await faults
+            stop_faults.set()
+            await faults
             await wait_until(lambda: _drained(queue, len(added)), within=300, interval=0.5)
             drained_after = time.monotonic() - started - elapsed
-            sampling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampling
+            sampler.stop()
+            await sampling
         totals = await queue.get_totals()
         finished = {str(x["job_id"]) for x in read_ledger(ledger) if x["kind"] == "finish"}
         in_flight_at_kills = _in_flight_at_kills(ledger, killed)
@@ -201,6 +203,7 @@ async def _faults(
     kill_every: float | None,
     client_kill_every: float | None,
     server: FaultServer | None,
+    stop: asyncio.Event,
 ) -> None:
     """L2: SIGKILL one worker (never worker 0, whose memory is the long-lived sample) every
     ``kill_every`` s and start a fresh one; CLIENT KILL every ``client_kill_every`` s."""
@@ -210,7 +213,7 @@ async def _faults(
     next_kill = kill_every or float("inf")
     next_client = client_kill_every or float("inf")
     victim = 1
-    while True:
+    while not stop.is_set():
         await asyncio.sleep(0.2)
         t = time.monotonic() - start
         if t >= next_kill and kill_every is not None:
@@ -289,9 +292,8 @@ async def test_l3_a_large_backlog_drained(
             await wait_until(lambda: _drained(queue, backlog), within=3600, interval=0.5)
             drain_s = time.monotonic() - drain_start
             await sampler.sample()
-            sampling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampling
+            sampler.stop()
+            await sampling
         for worker in workers:
             worker.signal(signal.SIGTERM)
         finished = {str(x["job_id"]) for x in read_ledger(ledger) if x["kind"] == "finish"}

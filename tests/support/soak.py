@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -89,6 +90,7 @@ class Sampler:
         self.used_memory = Series()
         self.xlen = Series()
         self.completed = Series()
+        self._stop = asyncio.Event()
 
     async def sample(self) -> None:
         t = time.monotonic() - self.started
@@ -101,10 +103,16 @@ class Sampler:
         self.completed.add(t, (await self.queue.get_totals())[0])
 
     async def run(self) -> None:
-        """Sample until cancelled."""
-        while True:
+        """Sample until ``stop()``."""
+        while not self._stop.is_set():
             await self.sample()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    def stop(self) -> None:
+        """End ``run()`` after the sample in progress (a flag, not a cancellation: redis-py
+        may swallow a cancellation that lands inside a command, and the loop would go on)."""
+        self._stop.set()
 
 
 async def produce(
