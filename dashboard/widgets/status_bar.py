@@ -32,6 +32,7 @@ class StatusBar(Static):
         self.read_only = read_only
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
+        self._shown: Text | None = None
 
     def on_mount(self) -> None:
         """Tick the clock."""
@@ -66,4 +67,7 @@ class StatusBar(Static):
         return text
 
     def _redraw(self) -> None:
-        self.update(self.render_line_text())
+        text = self.render_line_text()
+        if text != self._shown:  # most snapshots change nothing here; the clock ticks once a second
+            self._shown = text
+            self.update(text, layout=False)  # one line, always: its size never changes

@@ -11,8 +11,16 @@ from textual_plotext import PlotextPlot
 COLORS = {"completed": "green", "failed": "red"}
 
 
+Series = tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]]
+
+
 class ThroughputChart(PlotextPlot):
-    """It owns its plot object (no global plotext state)."""
+    """It owns its plot object (no global plotext state).
+
+    Drawing is the costly part, so it draws only when the data changed: the per-second series
+    gains a point once a second and the hour once a minute, whatever the snapshot rate."""
+
+    _plotted: Series | None = None
 
     def show(
         self,
@@ -23,6 +31,10 @@ class ThroughputChart(PlotextPlot):
     ) -> None:
         """Plot the hour (one point per minute) and the minute (one point per second), both
         oldest first."""
+        data = (tuple(completed), tuple(failed), tuple(hour_completed), tuple(hour_failed))
+        if data == self._plotted:
+            return
+        self._plotted = data
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
