@@ -100,6 +100,11 @@ class Backend(Protocol):
         """One stream entry as an ``Event``."""
         ...
 
+    def tally_events(self, queue: str, counts: Mapping[str, int]) -> None:
+        """How many entries of each event name were just read from the queue's stream (every
+        entry is counted here once, also those never parsed into an ``Event``)."""
+        ...
+
     def keyspace_pattern(self, db: int) -> str:
         """PSUBSCRIBE pattern matching keyspace notifications of every queue's keys."""
         ...

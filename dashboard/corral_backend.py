@@ -580,6 +580,9 @@ class CorralBackend:
             fields=rest,
         )
 
+    def tally_events(self, queue: str, counts: Mapping[str, int]) -> None:
+        """Nothing to do: throughput comes from the engine's own ``counters`` hash."""
+
     def keyspace_pattern(self, db: int) -> str:
         """``__keyspace@<db>__:<prefix>:{*}:meta``: a queue created, paused or resumed.
 

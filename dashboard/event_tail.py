@@ -3,21 +3,45 @@
 Each round first asks XINFO STREAM of every stream in the same pipeline. A stream met for the
 first time starts at its last entry. A stream holds fewer entries after the last id seen than were
 added since (``entries-added``) when trimming removed some before they were read: that is a gap.
+
+A busy engine writes thousands of entries a second, so the XREAD reply is taken as the server
+sent it (no per-entry dicts): of each stream only the newest ``keep`` entries and the ``notable``
+ones (a stalled job, a breaker change) become ``Event``s; the backend is told how many entries of
+each kind it read (``tally_events``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.client import CaseInsensitiveDict
 
 from dashboard.backend import Backend
 from dashboard.model import Event
 
-BATCH = 500
+BATCH = 2_000
 """Entries read per stream and round, so one round's cost stays bounded."""
+NOTABLE = frozenset({"stalled", "breaker"})
+"""Events kept however many others came after them in the same round."""
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _event_name(fields: Sequence[str]) -> str:
+    """The ``event`` field of a flat ``[field, value, ...]`` list (both engines write it first)."""
+    if fields and fields[0] == "event":
+        return fields[1]
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == "event":
+            return fields[index + 1]
+    return "?"
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
@@ -27,18 +51,31 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class TailRound:
-    """What one round read: the events, and the queues whose streams had a gap."""
+    """What one round read: the events kept (in stream order), the queues whose streams had a
+    gap, and how many entries it read in all."""
 
     events: tuple[Event, ...]
     gaps: tuple[str, ...]
+    read: int = 0
 
 
 class EventTail:
     """Remembers the last id read per queue stream, across reconnects."""
 
-    def __init__(self, backend: Backend, block_ms: int = 1_000) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        block_ms: int = 1_000,
+        *,
+        keep: int | None = None,
+        notable: Iterable[str] = NOTABLE,
+    ) -> None:
         self.backend = backend
         self.block_ms = block_ms
+        self.keep = keep
+        """Newest entries of each stream and round made into ``Event``s (None: all of them)."""
+        self.notable = frozenset(notable)
+        self._callbacks: tuple[Any, Any] | None = None
         self.last_ids: dict[str, str] = {}
         self._added: dict[str, int] = {}
         """``entries-added`` of each stream as of its last id seen."""
@@ -53,7 +90,7 @@ class EventTail:
         """One round: XINFO every stream, then XREAD BLOCK the ones already followed."""
         following = [q for q in queues if q in self.last_ids]
         streams: dict[Any, Any] = {self.backend.events_key(q): self.last_ids[q] for q in following}
-        async with client.pipeline(transaction=False) as pipe:
+        async with self._pipeline(client) as pipe:
             for queue in queues:
                 pipe.xinfo_stream(self.backend.events_key(queue))
             if streams:
@@ -73,12 +110,21 @@ class EventTail:
                 # continue after the gap: what is left is read next, counted from here on
                 self._added[queue] = int(info.get("entries-added") or 0) - int(info["length"])
         events: list[Event] = []
+        read = 0
         if streams:
             reply = replies[len(queues)]
             if isinstance(reply, Exception):
                 raise reply
-            events = self._parse(reply or [])
-        return TailRound(tuple(events), tuple(gaps))
+            read = self._parse(reply or [], events)
+        return TailRound(tuple(events), tuple(gaps), read)
+
+    def _pipeline(self, client: Redis) -> Pipeline:
+        """A pipeline of ``client`` that leaves XREAD replies as the server sent them."""
+        if self._callbacks is None or self._callbacks[0] is not client.response_callbacks:
+            callbacks: Any = CaseInsensitiveDict(cast(Any, client.response_callbacks))
+            callbacks["XREAD"] = _raw
+            self._callbacks = (client.response_callbacks, callbacks)
+        return Pipeline(client.connection_pool, self._callbacks[1], False, None)
 
     def _was_reset(self, queue: str, info: dict[str, Any]) -> bool:
         """The stream was deleted and created again (or the server lost its data)."""
@@ -99,15 +145,28 @@ class EventTail:
             return True
         return int(info["length"]) < int(added) - self._added.get(queue, 0)
 
-    def _parse(self, reply: list[Any]) -> list[Event]:
+    def _parse(self, reply: Any, events: list[Event]) -> int:
+        """Append the kept entries of a raw XREAD reply to ``events``; return how many it held."""
         by_key = {self.backend.events_key(q): q for q in self.last_ids}
-        events: list[Event] = []
-        for key, entries in reply:
+        streams = reply.items() if isinstance(reply, dict) else reply  # RESP3 sends a map
+        read = 0
+        for key, entries in streams:
             queue = by_key.get(str(key))
-            if queue is None:
+            if queue is None or not entries:
                 continue
-            for entry_id, fields in entries:
-                events.append(self.backend.parse_event(queue, str(entry_id), fields or {}))
-                self.last_ids[queue] = str(entry_id)
-                self._added[queue] = self._added.get(queue, 0) + 1
-        return events
+            names = [_event_name(fields or ()) for _, fields in entries]
+            self.backend.tally_events(queue, Counter(names))
+            first_kept = 0 if self.keep is None else max(0, len(entries) - self.keep)
+            kept: Sequence[int] = range(first_kept, len(entries))
+            if first_kept and not self.notable.isdisjoint(names[:first_kept]):
+                older = (i for i in range(first_kept) if names[i] in self.notable)
+                kept = [*older, *kept]
+            for index in kept:
+                entry_id, fields = entries[index]
+                pairs = iter(fields or ())
+                fields_map = dict(zip(pairs, pairs, strict=False))
+                events.append(self.backend.parse_event(queue, str(entry_id), fields_map))
+            self.last_ids[queue] = str(entries[-1][0])
+            self._added[queue] = self._added.get(queue, 0) + len(entries)
+            read += len(entries)
+        return read

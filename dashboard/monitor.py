@@ -41,6 +41,9 @@ HISTORY_MINUTES = 60
 RECENT_MINUTES = 2
 """Minutes re-read on each history refresh: the current one, and the one before it."""
 MINUTE_MS = 60_000
+BUSY_ROUND_S = 0.05
+"""Shortest time between two stream reads while entries keep coming: a busy stream is then read
+in a few large rounds a second instead of many small ones (a quiet one is still read at once)."""
 
 
 class _Relisten(Exception):
@@ -79,7 +82,7 @@ class QueueMonitor:
         self.breaches: tuple[Breach, ...] = ()
         self.breaches_read = False
         self.health_note: str | None = None
-        self.tail = EventTail(backend, block_ms)
+        self.tail = EventTail(backend, block_ms, keep=RECENT_EVENTS)
         self.throughput = Throughput()
         self.mode = Mode.DISCONNECTED
         self.as_of: float | None = None
@@ -399,6 +402,7 @@ class QueueMonitor:
             if not self.queues:
                 await asyncio.sleep(self.poll_interval)
                 continue
+            started = time.monotonic()
             round_ = await self.tail.read(client, list(self.queues))
             for queue in round_.gaps:
                 self.gaps.add(queue)
@@ -410,10 +414,11 @@ class QueueMonitor:
                     self._stalled.append((time.monotonic(), event))
                 elif event.event == "breaker":
                     self._breaker_events.append(event)
-            if round_.events:
+            if round_.read:
                 # the recount publishes: a snapshot now would show the old counts and hold the
                 # new ones back for a whole min_gap
                 self._dirty.set()
+                await asyncio.sleep(max(0.0, started + BUSY_ROUND_S - time.monotonic()))
 
     async def _keyspace_loop(self, client: Redis, counts: Redis) -> None:
         db = int(counts.connection_pool.connection_kwargs.get("db", 0))

@@ -261,15 +261,8 @@ class BullMQBackend:
         return self.keys(queue).events
 
     def parse_event(self, queue: str, entry_id: str, fields: Mapping[str, str]) -> Event:
-        """An entry's ``event`` and ``jobId``, the other fields kept as pairs.
-
-        Counts ``completed`` and ``failed`` (final failures only, in BullMQ) per queue: these
-        counters are the totals ``read_counts`` reports, so throughput comes from the stream.
-        """
+        """An entry's ``event`` and ``jobId``, the other fields kept as pairs."""
         name = fields.get("event", "?")
-        if name in ("completed", "failed"):
-            totals = self._finished.setdefault(queue, [0, 0])
-            totals[0 if name == "completed" else 1] += 1
         rest = tuple((k, v) for k, v in fields.items() if k not in ("event", "jobId"))
         return Event(
             queue=queue,
@@ -278,6 +271,15 @@ class BullMQBackend:
             job_id=fields.get("jobId", ""),
             fields=rest,
         )
+
+    def tally_events(self, queue: str, counts: Mapping[str, int]) -> None:
+        """Counts ``completed`` and ``failed`` (final failures only, in BullMQ) per queue: these
+        counters are the totals ``read_counts`` reports, so throughput comes from the stream."""
+        completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+        if completed or failed:
+            totals = self._finished.setdefault(queue, [0, 0])
+            totals[0] += completed
+            totals[1] += failed
 
     def keyspace_pattern(self, db: int) -> str:
         """``__keyspace@<db>__:<prefix>:*``."""

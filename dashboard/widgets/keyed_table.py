@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -12,6 +13,9 @@ class KeyedTable(DataTable[Text]):
     """Rows keyed by an id (a queue name, a job id), so the cursor can follow its row."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = ()
+
+    _shown: dict[str, tuple[Text, ...]] | None = None
+    """The rows on screen by key, in order, as ``show_rows`` last put them there."""
 
     def on_mount(self) -> None:
         """Columns and row cursor."""
@@ -27,3 +31,26 @@ class KeyedTable(DataTable[Text]):
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
         return str(key.value) if key.value is not None else None
+
+    def show_rows(self, rows: Sequence[tuple[str, Sequence[Text]]]) -> None:
+        """Show ``(key, cells)`` rows, keeping the cursor on its row's key.
+
+        With the same keys in the same order only the cells that changed are replaced, so a
+        live table that is redrawn many times a second does not rebuild its rows (which would
+        also lay the whole screen out again)."""
+        new = {key: tuple(cells) for key, cells in rows}
+        old = self._shown
+        self._shown = new
+        if old is not None and list(old) == list(new) and self.row_count == len(new):
+            for key, cells in new.items():
+                for column, before, after in zip(self.COLUMNS, old[key], cells, strict=True):
+                    if after != before or after.style != before.style:
+                        wider = after.cell_len > before.cell_len
+                        self.update_cell(key, column, after, update_width=wider)
+            return
+        selected = self.selected_key
+        self.clear()
+        for key, cells in new.items():
+            self.add_row(*cells, key=key)
+        if selected in new:
+            self.move_cursor(row=list(new).index(selected))

@@ -21,14 +21,8 @@ class QueueTable(KeyedTable):
         return self.selected_key
 
     def show(self, snapshot: DashboardSnapshot) -> None:
-        """Replace the rows with the snapshot's queues, keeping the cursor's queue."""
-        selected = self.selected_queue
-        self.clear()
-        for queue in snapshot.queues:
-            self.add_row(*self._cells(queue), key=queue.name)
-        names = [q.name for q in snapshot.queues]
-        if selected in names:
-            self.move_cursor(row=names.index(selected))
+        """Show the snapshot's queues (only the cells that changed), keeping the cursor's queue."""
+        self.show_rows([(queue.name, self._cells(queue)) for queue in snapshot.queues])
 
     @staticmethod
     def _cells(queue: QueueSnapshot) -> list[Text]:

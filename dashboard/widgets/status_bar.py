@@ -35,6 +35,7 @@ class StatusBar(Static):
 
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
+        self._shown: Text | None = None
 
     def on_mount(self) -> None:
         """Tick the clock."""
@@ -77,4 +78,10 @@ class StatusBar(Static):
         return text
 
     def _redraw(self) -> None:
-        self.update(self.render_line_text())
+        text = self.render_line_text()
+        if text != self._shown:  # most snapshots change nothing here; the clock ticks once a second
+            two_lines = "\n" in text.plain
+            lines_changed = self._shown is None or two_lines != ("\n" in self._shown.plain)
+            self._shown = text
+            # one line, or two while an error shows: a new layout only when that changes
+            self.update(text, layout=lines_changed)

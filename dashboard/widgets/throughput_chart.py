@@ -11,8 +11,16 @@ from textual_plotext import PlotextPlot
 COLORS = {"completed": "green", "failed": "red"}
 
 
+Series = tuple[str, tuple[float, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...]]
+
+
 class ThroughputChart(PlotextPlot):
-    """It owns its plot object (no global plotext state)."""
+    """It owns its plot object (no global plotext state).
+
+    Drawing is the costly part, so it draws only when the data changed: the per-second series
+    gains a point once a second and the hour once a minute, whatever the snapshot rate."""
+
+    _plotted: Series | None = None
 
     def show(
         self,
@@ -24,6 +32,10 @@ class ThroughputChart(PlotextPlot):
     ) -> None:
         """Plot the hour (one point per minute) and the minute (one point per second), both
         oldest first; ``scope`` (a queue's name, already made inert) prefixes the titles."""
+        data = (scope, tuple(completed), tuple(failed), tuple(hour_completed), tuple(hour_failed))
+        if data == self._plotted:
+            return
+        self._plotted = data
         prefix = f"{scope}: " if scope else ""
         plt = self.plt
         plt.clear_data()
