@@ -208,6 +208,10 @@ class MultiplexedConnection:
                 raise reply
         return replies
 
+    async def ensure_connected(self) -> None:
+        """Connect now if not connected (``on_open`` runs for a new connection)."""
+        await self._connected()
+
     async def _connected(self) -> _Protocol:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:

@@ -5,6 +5,7 @@ The producer API and the admin API the dashboard uses; every change runs one Lua
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -14,6 +15,8 @@ from typing import Any, Self
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
@@ -141,6 +144,11 @@ class Queue:
             await self.client.aclose()
 
     async def _check(self) -> None:
+        if self._wire is not None:
+            # open the adds' connection first: a new one marks the watch, and the check below
+            # then looks at the server before the add (did it come back empty?)
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self._wire.ensure_connected()
         if not self._checked:
             await self._watch.start()
             self._checked = True
