@@ -505,6 +505,7 @@ class Worker:
             return
         opts = job.opts if job is not None else {}
         parent = commands.parent_queue(taken.fields)
+        keep = retention_from_opts(opts, "remove_on_complete")
         backoff = _Backoff()
         while True:
             try:
@@ -515,7 +516,7 @@ class Worker:
                             taken.id,
                             running.token,
                             outcome.returnvalue,
-                            retention_from_opts(opts, "remove_on_complete"),
+                            keep,
                         )
                     )
                     break
@@ -528,7 +529,7 @@ class Worker:
                         taken.id,
                         running.token,
                         outcome.returnvalue,
-                        retention_from_opts(opts, "remove_on_complete"),
+                        keep,
                         lease,
                         self.metrics_window,
                         parent,
