@@ -152,12 +152,19 @@ class Queue:
         if not self._checked:
             await self._watch.start()
             self._checked = True
-        elif self._watch.stale:
-            await self._watch.recheck()
+        elif self._watch.stale or self._watch.refusal is not None:
+            await self._watch.recheck()  # a refused server is asked again until it is safe
             if self._watch.refusal is not None:
                 raise UnsafeServerConfig(self._watch.refusal)
         else:
             await self._watch.remember_queue()  # one HGET, and only until the queue exists
+
+    async def _check_after_write(self) -> None:
+        """A write that had to reconnect (its connection died unnoticed, as in a server restart)
+        checks the server at once, so the first add after a reset already reports it. An unsafe
+        server found here is refused from the next call on."""
+        if self._watch.stale:
+            await self._watch.recheck()
 
     # ---- adding ----------------------------------------------------------------------------
 
@@ -221,9 +228,11 @@ class Queue:
         await self._check()
         if "deduplication" in prepared:
             reply = await commands.add_deduplicated_job(self._adding, self.keys, **prepared)
-            return await self._added(commands.parse_deduplicated_add(reply), prepared)
-        reply = await commands.add_job(self._adding, self.keys, **prepared)
-        return await self._added(commands.parse_add(reply), prepared)
+            added = commands.parse_deduplicated_add(reply)
+        else:
+            added = commands.parse_add(await commands.add_job(self._adding, self.keys, **prepared))
+        await self._check_after_write()
+        return await self._added(added, prepared)
 
     async def add_bulk(self, jobs: Iterable[BulkItem], *, durable: bool | None = None) -> list[Job]:
         """Add many jobs in one round trip: items are (name, data) or (name, data, options).
@@ -245,6 +254,7 @@ class Queue:
             return await self._add_durably(prepared)
         await self._check()
         replies = await self._add_all(prepared)
+        await self._check_after_write()
         return await self._all_added(replies, prepared)
 
     def _durable(self, durable: object) -> bool:

@@ -70,6 +70,29 @@ async def test_r5_running_worker_rechecks_the_policy_on_reconnect(
     assert any("safe again" in r.getMessage() for r in caplog.records)
 
 
+async def test_r5_running_producer_refuses_after_a_reconnect_until_the_policy_is_safe(
+    fresh_server: FaultServer, queue_name: str
+) -> None:
+    """A producer whose connections drop while the policy turned unsafe refuses every add from
+    then on (not only the first), and adds again once the policy is safe."""
+    async with Queue(queue_name, fresh_server.url) as queue:
+        await queue.add("before", {})
+        fresh_server.config_set("maxmemory-policy", "allkeys-lru")
+        fresh_server.drop_clients()
+        refused = 0
+        for _ in range(3):
+            try:
+                await queue.add("while-unsafe", {})
+            except UnsafeServerConfig:
+                refused += 1
+        # at most the add that found the dead connection gets through; the rest are refused
+        assert refused >= 2
+        assert await queue.get_counts("wait") == {"wait": 4 - refused}
+        fresh_server.config_set("maxmemory-policy", "noeviction")
+        await queue.add("safe-again", {})
+        assert await queue.get_counts("wait") == {"wait": 5 - refused}
+
+
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in r.getMessage() for r in caplog.records)
 
