@@ -244,10 +244,15 @@ class DashboardApp(ConfirmedActions):
             return
         if selection.capped:
             head = f"Retry the {count:,} newest of {selection.total:,} failed jobs of queue "
+        elif count == 1:
+            head = "Retry the one failed job of queue "
         else:
-            head = f"Retry these {count:,} failed job{'s' if count != 1 else ''} of queue "
+            head = f"Retry these {count:,} failed jobs of queue "
         body = Text.assemble(head, display_text(queue, limit=60), "?")
-        body.append("\nOnly these, if still failed; new failures are left alone.")
+        body.append(
+            f"\nOnly {'this one' if count == 1 else 'these'}, if still failed; "
+            "new failures are left alone."
+        )
         if selection.capped:
             body.append(f"\nAt most {BULK_LIMIT:,} at a time: press R again for the rest.")
         scope = ActionScope("retry all", queue, f"{count} failed jobs (of {selection.total})")

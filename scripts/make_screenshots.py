@@ -5,10 +5,10 @@ processes), runs the dashboard headless while jobs complete, fail, retry and wai
 kills the reports worker twice: once early and restarted, so its jobs are detected as stalled,
 and once more near the end, so the stalled view shows active jobs that lost their lock. It also
 adds two job schedulers and a flow (a report waiting for a thumbnail and an email) to the demo's
-queues. Each screen (overview, a queue's failed tab, a failed job, the stalled view, the workers,
-the schedulers, a flow, help) is saved as SVG at every size, then converted to PNG with the
-first converter found: the ``cairosvg`` package, ``rsvg-convert`` (Debian: ``librsvg2-bin``)
-or headless Chromium.
+queues. Each screen (overview, a queue's failed tab, the retry-all confirmation, a failed job,
+the stalled view, the workers, the schedulers, the dead letters, a flow, help) is saved as SVG
+at every size, then converted to PNG with the first converter found: the ``cairosvg`` package,
+``rsvg-convert`` (Debian: ``librsvg2-bin``) or headless Chromium.
 
 With ``--bullmq`` it shoots queues that the real BullMQ runs in Node instead (6.7, and 5.81 for
 one legacy queue; npm-installed into the ignored ``tests/.node/``): the overview, a queue's failed
@@ -41,12 +41,14 @@ from rich.cells import cell_len, get_character_cell_size
 from textual.pilot import Pilot
 
 from corral.demo import WORKERS, Workload
-from corral.demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
+from corral.demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS, WEBHOOKS_DEAD
 from dashboard.app import DashboardApp
 from dashboard.bullmq.backend import BullMQBackend
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import QueueSnapshot
 from dashboard.sanitize import mask_url
+from dashboard.screens.confirm import ConfirmScreen
+from dashboard.screens.dead_letters import DeadLettersScreen
 from dashboard.screens.flow import FlowScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
@@ -191,8 +193,10 @@ class Shooter:
 
 
 def _failed_queue(app: DashboardApp) -> str:
-    """The webhooks queue if it has failed jobs, else the queue with the most."""
-    queues: tuple[QueueSnapshot, ...] = app.snapshot.queues if app.snapshot else ()
+    """The webhooks queue if it has failed jobs, else the queue with the most (a dead-letter
+    queue's jobs are dead letters, shot on their own screen)."""
+    snapshot = app.snapshot.queues if app.snapshot else ()
+    queues: list[QueueSnapshot] = [q for q in snapshot if not q.dead_letter]
     webhooks = next((q for q in queues if q.name == WEBHOOKS), None)
     if webhooks is not None and webhooks.counts.failed:
         return WEBHOOKS
@@ -251,6 +255,12 @@ async def drive(
         )
         await shooter.shoot("queue-failed")
 
+        await pilot.press("R")  # retry all failed: the confirmation, cancelled
+        await until(pilot, "the retry-all question", lambda: isinstance(app.screen, ConfirmScreen))
+        await shooter.shoot("retry-all-confirm")
+        await pilot.press("escape")
+        await until(pilot, f"queue {failed} again", lambda: app.screen is queue_screen)
+
         await pilot.press("enter")
         await until(pilot, "a job", lambda: isinstance(app.screen, JobScreen))
         job_screen = app.screen
@@ -286,6 +296,16 @@ async def drive(
         assert isinstance(schedulers, SchedulersScreen)
         await until(pilot, "the schedulers", lambda: schedulers.page is not None)
         await shooter.shoot("schedulers")
+
+        await pilot.press("escape")
+        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
+        await select_queue(pilot, app, WEBHOOKS_DEAD)
+        await pilot.press("D")
+        await until(pilot, "the dead letters", lambda: isinstance(app.screen, DeadLettersScreen))
+        dead = app.screen
+        assert isinstance(dead, DeadLettersScreen)
+        await until(pilot, "a dead letter", lambda: dead.page is not None and dead.page.total > 0)
+        await shooter.shoot("dead-letters")
 
         await pilot.press("escape")
         await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
