@@ -5,6 +5,7 @@ The producer API and the admin API the dashboard uses; every change runs one Lua
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -40,6 +41,9 @@ from .scripts import ScriptBatch, ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 from .server_watch import ServerWatch
 from .worker_info import WorkerInfo, read_workers
+
+BULK_PIECE = 200
+"""Adds per piece of a big ``add_bulk`` over the pipelined connection."""
 
 log = logging.getLogger("corral.queue")
 
@@ -253,9 +257,36 @@ class Queue:
         if self._durable(durable):
             return await self._add_durably(prepared)
         await self._check()
-        replies = await self._add_all(prepared)
+        if self._adding.batch() is None or len(prepared) <= BULK_PIECE:
+            replies = await self._add_all(prepared)
+            await self._check_after_write()
+            return await self._all_added(replies, prepared)
+        return await self._add_in_pieces(prepared)
+
+    async def _add_in_pieces(self, prepared: list[dict[str, Any]]) -> list[Job]:
+        """A big batch over the pipelined connection, in pieces that overlap: the server runs
+        one piece while the next is packed and the one before is turned into jobs. Every piece
+        is sent whatever happens to the others (as in one pipeline); the first error is raised
+        once all have answered."""
+        pieces = [prepared[i : i + BULK_PIECE] for i in range(0, len(prepared), BULK_PIECE)]
+        sent: list[asyncio.Task[list[Any]]] = []
+        for piece in pieces:
+            sent.append(asyncio.ensure_future(self._add_all(piece)))
+            await asyncio.sleep(0)  # let it write before the next piece is packed
+        jobs: list[Job] = []
+        error: BaseException | None = None
+        for piece, replies in zip(pieces, sent, strict=True):
+            try:
+                answered = await replies
+            except Exception as exc:  # the other pieces are still awaited
+                error = error or exc
+                continue
+            if error is None:  # built while the server runs the pieces after it
+                jobs += await self._all_added(answered, piece)
         await self._check_after_write()
-        return await self._all_added(replies, prepared)
+        if error is not None:
+            raise error
+        return jobs
 
     def _durable(self, durable: object) -> bool:
         if durable is None:

@@ -19,7 +19,7 @@ from engine.errors import InvalidJobOptions, JobNotFound, JobStateError
 from engine.job import ALL_STATES, JobState
 from engine.keys import QueueKeys
 from engine.options import Retention
-from engine.queue import Queue
+from engine.queue import BULK_PIECE, Queue
 
 
 @pytest.fixture
@@ -149,6 +149,39 @@ async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Qu
     scripted = sum(calls(after, c) - calls(before, c) for c in ("evalsha", "eval"))
     assert scripted == 5
     assert await queue.add_bulk([]) == []
+
+
+async def test_a_big_add_bulk_sent_in_pieces_keeps_order_ids_and_duplicates(
+    queue: Queue,
+) -> None:
+    """More items than one piece (``BULK_PIECE``): the jobs come back in the order given, a
+    custom id repeated in a later piece returns the job the earlier piece added."""
+    count = BULK_PIECE * 3 + 7
+    items: list[tuple[str, Any, dict[str, Any]]] = [("n", i, {}) for i in range(count)]
+    items[BULK_PIECE + 5] = ("dup", "later", {"job_id": "same"})
+    items[3] = ("dup", "first", {"job_id": "same"})
+    jobs = await queue.add_bulk(items)
+    assert len(jobs) == count
+    assert [j.data for j in jobs[:3]] == [0, 1, 2]
+    assert jobs[3].id == jobs[BULK_PIECE + 5].id == "same"
+    assert jobs[BULK_PIECE + 5].data == "first"
+    numbered = [j for j in jobs if j.id != "same"]
+    assert [int(j.id) for j in numbered] == list(range(1, count - 1))
+    assert await queue.get_counts("wait") == {"wait": count - 1}
+
+
+async def test_a_big_add_bulk_that_the_server_refuses_raises_and_leaks_no_task(
+    redis: aioredis.Redis, queue: Queue
+) -> None:
+    """Every piece fails on a key of the wrong type: the server's error is raised, once every
+    piece has answered (no piece left running unobserved)."""
+    await queue.add("first", {})
+    await redis.delete(queue.keys.wait)
+    await redis.set(queue.keys.wait, "not a list")
+    with pytest.raises(aioredis.ResponseError, match="WRONGTYPE"):
+        await queue.add_bulk([("n", i) for i in range(BULK_PIECE * 2 + 1)])
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in pending if "_add_all" in repr(t.get_coro())]
 
 
 async def test_add_bulk_rejects_bad_items_before_writing(
