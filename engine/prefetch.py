@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FAST_JOB_MS = 2.0  # jobs this short are dominated by the round trip that records them
-PREFETCH = 4  # extra jobs held by a worker of low concurrency
+PREFETCH = 6  # extra jobs held by a worker of low concurrency
 BUSY_ENOUGH = 8  # from this concurrency on, concurrent jobs keep the round trips overlapped
 _WEIGHT = 0.05  # of the newest run in the moving average
 
@@ -39,3 +39,10 @@ class Prefetch:
         if not self.enabled or self.average_ms is None or self.average_ms >= FAST_JOB_MS:
             return 0
         return PREFETCH if self.concurrency < BUSY_ENOUGH else 0
+
+
+def completion_batch(concurrency: int) -> int:
+    """The most completions one call records: half of what the worker may hold, so that with
+    two calls in flight one batch is recorded while the jobs of the other run."""
+    held = concurrency + (PREFETCH if concurrency < BUSY_ENOUGH else 0)
+    return -(-held // 2)

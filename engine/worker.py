@@ -41,7 +41,7 @@ from .options import (
     validate_timeout,
 )
 from .policies import ErrorPolicy
-from .prefetch import Prefetch
+from .prefetch import Prefetch, completion_batch
 from .processing import Outcome, Processor, failure, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
 from .schedulers import SchedulerStore
@@ -226,7 +226,7 @@ class Worker:
             lambda done: self._lease(self._allowed(0 if self._closing.is_set() else done)),
             self._start,
             self.metrics_window,
-            max_batch=-(-self.concurrency // 2),
+            max_batch=completion_batch(self.concurrency),
         )
         self._cancels = CancelWatcher(
             self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
