@@ -35,10 +35,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.cells import cell_len, get_character_cell_size
 from textual.pilot import Pilot
+from textual.screen import Screen
 
 from corral.demo import WORKERS, Workload
 from corral.demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS, WEBHOOKS_DEAD
@@ -72,6 +73,9 @@ WAIT_S = 15.0
 """How long to wait for the dashboard to show something before giving up."""
 PNG_SCALE = 2.0
 """PNG pixels per SVG unit, so text stays sharp on high-density screens."""
+
+
+ViewT = TypeVar("ViewT", bound=Screen[None])
 
 
 class ScreenshotError(RuntimeError):
@@ -191,6 +195,28 @@ class Shooter:
         await self.pilot.resize_terminal(*self.sizes[0])
         await self.pilot.pause(0.2)
 
+    async def view(
+        self,
+        queue: str | None,
+        key: str,
+        kind: type[ViewT],
+        name: str,
+        ready: Callable[[ViewT], bool],
+    ) -> None:
+        """From the overview: select ``queue`` (if any), press ``key``, wait for a ``kind``
+        screen that is ``ready``, shoot it as ``name``, and go back."""
+        pilot, app = self.pilot, self.app
+        await until(pilot, "the overview", lambda: isinstance(app.screen, OverviewScreen))
+        if queue is not None:
+            await select_queue(pilot, app, queue)
+        await pilot.press(key)
+        await until(pilot, f"the {name} view", lambda: isinstance(app.screen, kind))
+        view = app.screen
+        assert isinstance(view, kind)
+        await until(pilot, f"the {name} loaded", lambda: ready(view))
+        await self.shoot(name)
+        await pilot.press("escape")
+
 
 def _failed_queue(app: DashboardApp) -> str:
     """The webhooks queue if it has failed jobs, else the queue with the most (a dead-letter
@@ -269,45 +295,18 @@ async def drive(
         await shooter.shoot("job")
 
         await pilot.press("escape", "escape")
-        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
-        await select_queue(pilot, app, REPORTS)
-        await pilot.press("s")
-        await until(pilot, "the stalled view", lambda: isinstance(app.screen, StalledScreen))
-        stalled = app.screen
-        assert isinstance(stalled, StalledScreen)
-        await until(pilot, "the active reports", lambda: stalled.loaded)
-        await shooter.shoot("stalled")
-
-        await pilot.press("escape")
-        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
-        await pilot.press("w")
-        await until(pilot, "the workers view", lambda: isinstance(app.screen, WorkersScreen))
-        workers = app.screen
-        assert isinstance(workers, WorkersScreen)
-        await until(pilot, "the live workers", lambda: bool(workers.live))
-        await shooter.shoot("workers")
-
-        await pilot.press("escape")
-        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
-        await select_queue(pilot, app, EMAILS)
-        await pilot.press("S")
-        await until(pilot, "the schedulers view", lambda: isinstance(app.screen, SchedulersScreen))
-        schedulers = app.screen
-        assert isinstance(schedulers, SchedulersScreen)
-        await until(pilot, "the schedulers", lambda: schedulers.page is not None)
-        await shooter.shoot("schedulers")
-
-        await pilot.press("escape")
-        await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
-        await select_queue(pilot, app, WEBHOOKS_DEAD)
-        await pilot.press("D")
-        await until(pilot, "the dead letters", lambda: isinstance(app.screen, DeadLettersScreen))
-        dead = app.screen
-        assert isinstance(dead, DeadLettersScreen)
-        await until(pilot, "a dead letter", lambda: dead.page is not None and dead.page.total > 0)
-        await shooter.shoot("dead-letters")
-
-        await pilot.press("escape")
+        await shooter.view(REPORTS, "s", StalledScreen, "stalled", lambda v: v.loaded)
+        await shooter.view(None, "w", WorkersScreen, "workers", lambda v: bool(v.live))
+        await shooter.view(
+            EMAILS, "S", SchedulersScreen, "schedulers", lambda v: v.page is not None
+        )
+        await shooter.view(
+            WEBHOOKS_DEAD,
+            "D",
+            DeadLettersScreen,
+            "dead-letters",
+            lambda v: v.page is not None and v.page.total > 0,
+        )
         await until(pilot, "the overview again", lambda: isinstance(app.screen, OverviewScreen))
         app.open_job(THUMBNAILS, thumbnail)
         await until(pilot, "the thumbnail job", lambda: isinstance(app.screen, JobScreen))
