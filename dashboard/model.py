@@ -278,20 +278,24 @@ class JobLinks:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRow:
-    """One live worker of a queue, from its heartbeat record (ms on the worker's own clock)."""
+    """One live worker of a queue, from its heartbeat record (ms on the worker's own clock), or
+    from its connection in ``CLIENT LIST`` (BullMQ: None for what that layout does not record)."""
 
     queue: str
     id: str
     host: str
-    pid: int
-    concurrency: int
-    in_flight: int
+    pid: int | None
+    concurrency: int | None
+    in_flight: int | None
     started_ms: int
     last_beat_ms: int
-    expires_ms: int
+    """The last heartbeat; for a BullMQ worker, its connection's last command."""
+    expires_ms: int | None
     """When the heartbeat runs out unless the worker beats again."""
-    restarts: int = 0
+    restarts: int | None = 0
     """Times its supervisor restarted it (recycled by a guard, or after a crash)."""
+    name: str | None = None
+    """The name the worker was given, where the layout keeps one (BullMQ's ``name`` option)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,10 @@
 Every read is a bounded, read-only command (LLEN/ZCARD, LRANGE/ZRANGE of one page, HMGET, LPOS
 with MAXLEN, SRANDMEMBER/HRANDFIELD samples, SCAN, XREAD, CLIENT LIST), pipelined: no Lua and no
 write, so it is safe beside running Node workers and under a read-only ACL user. BullMQ's own
-``getCounts``/``getRanges`` scripts are not used: they may RPOP legacy markers, a write.
+``getCounts``/``getRanges`` scripts are not used: they may RPOP legacy markers, a write; nor is
+Node's ``getJobSchedulers``, which deletes the schedulers it cannot read. Workers, schedulers,
+flows and the per-minute history are read in ``workers.py``, ``schedulers.py``, ``flows.py`` and
+``history.py``.
 
 Actions go to ``BullMQActor`` (``acting.py``): BullMQ's own scripts through the official
 ``bullmq`` package, after a fresh read of the queue's layout; nothing of that package is touched
@@ -21,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from dashboard.backend import ActionRefused, FeatureUnavailable, QueueReading
+from dashboard.bullmq import flows, history, schedulers
 from dashboard.bullmq.acting import BullMQActor, BullMQRefusal
 from dashboard.bullmq.job_reads import read_active_jobs, read_job_detail
 from dashboard.bullmq.jobs import ROW_FIELDS, job_row
@@ -32,8 +36,8 @@ from dashboard.bullmq.keys import (
     validate_bull_prefix,
 )
 from dashboard.bullmq.layout import QueueLayout, detect_layout
-from dashboard.bullmq.replies import as_int, as_text
-from dashboard.bullmq.workers import count_workers
+from dashboard.bullmq.replies import as_int, as_text, server_ms
+from dashboard.bullmq.workers import count_workers, worker_rows
 from dashboard.model import (
     STATE_ORDER,
     ActiveJob,
@@ -60,11 +64,16 @@ NEW_QUEUE_SUFFIXES = (":meta", ":id", ":events")
 
 
 class BullMQViewUnavailable(FeatureUnavailable):
-    """A view this version cannot show for BullMQ queues yet (flows, workers, schedulers,
-    per-minute history): the dashboard reports it instead of showing made-up data."""
+    """A view this version cannot show for BullMQ queues (the alert thresholds check): the
+    dashboard reports it instead of showing made-up data."""
 
     def __init__(self, what: str) -> None:
         super().__init__(f"the {what} is not available for BullMQ queues in this version")
+
+
+class WorkersUnreadable(FeatureUnavailable):
+    """The server refused ``CLIENT LIST`` (an ACL, or a managed service): BullMQ keeps no other
+    record of its workers."""
 
 
 class BullMQBackend:
@@ -154,11 +163,7 @@ class BullMQBackend:
                 failed_total=failed,
                 workers=None if workers is None else workers[queue],
             )
-        if isinstance(server_time, Exception):  # TIME is not in ACL's @read: the local clock
-            now_ms = int(time.time() * 1000)
-        else:
-            seconds, micros = server_time
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
+        now_ms = server_ms(server_time)  # TIME is not in ACL's @read: then the local clock
         for queue, age in (await self._wait_ages(client, heads, now_ms)).items():
             readings[queue] = replace(readings[queue], oldest_wait_ms=age)
         return readings
@@ -313,39 +318,48 @@ class BullMQBackend:
         key = self.keys(queue).state(state)
         return int(await client.zcount(key, "-inf", now_ms - older_than_ms))
 
-    # -- views not read for BullMQ yet ---------------------------------------------------------
+    # -- flows, workers, schedulers, metrics ---------------------------------------------------
 
     async def read_job_links(
         self, client: Redis, queue: str, job_id: str, max_children: int
     ) -> JobLinks | None:
-        """Not available yet."""
-        raise BullMQViewUnavailable("parent/children list")
+        """The job's parent (``parent``/``parentKey``) and first children, with their states."""
+        return await flows.read_job_links(client, self.prefix, queue, job_id, max_children)
 
     async def read_flow_path(self, client: Redis, queue: str, job_id: str) -> list[tuple[str, str]]:
-        """Not available yet."""
-        raise BullMQViewUnavailable("flow view")
+        """Parent links followed up to the flow's root (one HMGET each)."""
+        return await flows.read_flow_path(client, self.prefix, queue, job_id)
 
     async def read_workers(self, client: Redis, queues: Sequence[str]) -> list[WorkerRow]:
-        """Not available yet."""
-        raise BullMQViewUnavailable("workers view")
+        """The worker connections in ``CLIENT LIST`` (what Node's ``getWorkers`` returns), with
+        their age and idle time counted back from this machine's clock, which the workers view
+        measures against."""
+        try:
+            clients = await client.client_list()
+        except ResponseError as exc:
+            raise WorkersUnreadable(
+                "workers unknown: the server refused CLIENT LIST, and BullMQ records its "
+                f"workers nowhere else ({exc})"
+            ) from exc
+        return worker_rows(clients, self.prefix, queues, int(time.time() * 1000))
 
     async def read_schedulers(
         self, client: Redis, queue: str, start: int, count: int
     ) -> SchedulerPage:
-        """Not available yet."""
-        raise BullMQViewUnavailable("schedulers view")
+        """Job schedulers and legacy repeatable jobs, soonest next run first."""
+        return await schedulers.read_schedulers(client, self.keys(queue), start, count)
 
     async def read_breaches(
         self, client: Redis, queues: Sequence[str], limits: Thresholds
     ) -> list[Breach]:
-        """Not available yet: ``corral check`` measures Corral queues only."""
+        """Not available: ``corral check`` measures Corral queues only."""
         raise BullMQViewUnavailable("alert thresholds check")
 
     async def read_minute_history(
         self, client: Redis, queues: Sequence[str], minutes: int
     ) -> MinuteHistory:
-        """Not available yet: the chart shows the live rates only."""
-        raise BullMQViewUnavailable("per-minute history")
+        """Jobs per minute from BullMQ's metrics (zero where workers record none)."""
+        return await history.read_minute_history(client, self.prefix, queues, minutes)
 
     # -- actions: BullMQ's own scripts, through the bullmq package ---------------------------
 

@@ -3,9 +3,11 @@ active jobs with their locks: bounded, read-only commands in one pipeline each."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from dashboard.bullmq.jobs import Family, JobExtras, job_detail
 from dashboard.bullmq.keys import LIST_STATES, BullKeys
@@ -29,6 +31,21 @@ FIND_ORDER = (
     "waiting-children",
 )
 """Where a job is looked for, in the order BullMQ's ``getState`` does."""
+
+
+def read_place(pipe: Pipeline, keys: BullKeys, job_id: str) -> None:
+    """Queue the ``len(FIND_ORDER)`` reads that find which state holds a job (lists searched
+    among their first ``LPOS_MAX`` entries)."""
+    for state in FIND_ORDER:
+        if state in LIST_STATES:
+            pipe.lpos(keys.state(state), job_id, maxlen=LPOS_MAX)
+        else:
+            pipe.zscore(keys.state(state), job_id)
+
+
+def place_of(replies: Sequence[Any]) -> str | None:
+    """The first state of ``FIND_ORDER`` that holds the job, from ``read_place``'s replies."""
+    return next((s for s, p in zip(FIND_ORDER, replies, strict=True) if p is not None), None)
 
 
 async def read_active_jobs(
@@ -63,11 +80,7 @@ async def read_job_detail(client: Redis, keys: BullKeys, job_id: str) -> JobDeta
     """The job hash with its state, logs, due time and flow links, in one pipeline."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.job(job_id))
-        for state in FIND_ORDER:
-            if state in LIST_STATES:
-                pipe.lpos(keys.state(state), job_id, maxlen=LPOS_MAX)
-            else:
-                pipe.zscore(keys.state(state), job_id)
+        read_place(pipe, keys, job_id)
         pipe.lrange(keys.logs(job_id), -LOG_LINES, -1)
         pipe.llen(keys.logs(job_id))
         pipe.scard(keys.dependencies(job_id))
@@ -88,7 +101,7 @@ async def read_job_detail(client: Redis, keys: BullKeys, job_id: str) -> JobDeta
         return None
     fields = {as_text(k): as_text(v) for k, v in raw_fields.items()}
     place = dict(zip(FIND_ORDER, places, strict=True))
-    found = next((s for s in FIND_ORDER if place[s] is not None), None)
+    found = place_of(places)
     logs, log_count, pending, pending_ids, done, done_pairs, ignored = rest[:7]
     ignored_pairs, unsuccessful, unsuccessful_ids = rest[7:]
     delayed_score = place["delayed"]
@@ -115,12 +128,8 @@ async def read_job_state(client: Redis, keys: BullKeys, job_id: str) -> str | No
     None when its hash is gone, "unknown" when it is in no state structure."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.exists(keys.job(job_id))
-        for state in FIND_ORDER:
-            if state in LIST_STATES:
-                pipe.lpos(keys.state(state), job_id, maxlen=LPOS_MAX)
-            else:
-                pipe.zscore(keys.state(state), job_id)
+        read_place(pipe, keys, job_id)
         exists, *places = await pipe.execute()
     if not exists:
         return None
-    return next((s for s, p in zip(FIND_ORDER, places, strict=True) if p is not None), "unknown")
+    return place_of(places) or "unknown"

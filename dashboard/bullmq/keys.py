@@ -103,6 +103,15 @@ class BullKeys:
         """SET of active ids marked at the last stall sweep."""
         return self.base + "stalled"
 
+    @property
+    def repeat(self) -> str:
+        """ZSET of job scheduler ids (and legacy repeat keys) scored by their next run (ms)."""
+        return self.base + "repeat"
+
+    def scheduler(self, scheduler_id: str) -> str:
+        """HASH of one job scheduler: ``name``, ``every``/``pattern``, ``tz``, ``ic``..."""
+        return f"{self.base}repeat:{scheduler_id}"
+
     def metrics(self, kind: str) -> str:
         """HASH ``count``, ``prevTS``, ``prevCount`` of ``completed`` or ``failed`` jobs."""
         return f"{self.base}metrics:{kind}"

@@ -3,6 +3,7 @@ integers that may be missing or not numbers at all (BullMQ data written by anyth
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -30,3 +31,12 @@ def as_pairs(reply: Any) -> tuple[tuple[str, str], ...]:
     if isinstance(reply[0], list | tuple):
         return tuple((as_text(k), as_text(v)) for k, v in reply)
     return tuple((as_text(k), as_text(v)) for k, v in zip(reply[::2], reply[1::2], strict=True))
+
+
+def server_ms(reply: Any) -> int:
+    """A TIME reply in ms; this machine's clock where TIME was refused (it is not in ACL's
+    ``@read``), so the reply is the exception a pipeline returned instead."""
+    if isinstance(reply, BaseException):
+        return int(time.time() * 1000)
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000

@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Static
 
+from dashboard.backend import FeatureUnavailable
 from dashboard.keymap import WORKERS_KEYS, bindings
 from dashboard.model import DashboardSnapshot, QueueSnapshot, WorkerRow
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
-from dashboard.widgets.workers_table import WorkersTable, unattended, waiting
+from dashboard.widgets.workers_table import WorkersTable, describe, unattended, waiting
 
 REFRESH_S = 1.0
 """Heartbeats are re-read at most this often (snapshots can come ten times a second)."""
@@ -33,11 +34,14 @@ class WorkersScreen(DashScreen):
         self._read_at = -1e9
 
     def compose(self) -> ComposeResult:
-        """Status bar, title, the line of unattended queues, the table, footer."""
+        """Status bar, title, the line of unattended queues, the table, what the table cannot
+        show of the highlighted worker (its name, the fields its layout does not record),
+        footer."""
         yield self.status_bar()
         yield Static("", id="queue-title")
         yield Static("", id="unattended")
         yield WorkersTable(id="workers")
+        yield Static("", id="worker-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -72,11 +76,24 @@ class WorkersScreen(DashScreen):
     async def load(self) -> None:
         """Read the live workers of the queues in scope and render them."""
         self._read_at = time.monotonic()
-        workers = await self.dash.backend.read_workers(self.dash.reader, self._names())
+        try:
+            workers = await self.dash.backend.read_workers(self.dash.reader, self._names())
+        except FeatureUnavailable as exc:  # e.g. CLIENT LIST refused: said, not left blank
+            self.query_one("#unattended", Static).update(display_text(str(exc), style="yellow"))
+            return
         self.live = workers
         flagged = unattended(self._scope(self.dash.snapshot))
         self.query_one(WorkersTable).show(workers, flagged, int(time.time() * 1000))
         self.query_one("#unattended", Static).update(_summary(workers, flagged))
+        self._describe()
+
+    @on(DataTable.RowHighlighted)
+    def _describe(self) -> None:
+        worker = self.query_one(WorkersTable).selected
+        detail = None if worker is None else describe(worker, int(time.time() * 1000))
+        line = self.query_one("#worker-detail", Static)
+        line.update(detail or "")
+        line.display = detail is not None
 
     def action_toggle_all(self) -> None:
         """Every queue, or only the one the screen was opened on."""
@@ -102,10 +119,14 @@ class WorkersScreen(DashScreen):
 
 def _summary(workers: list[WorkerRow], flagged: list[QueueSnapshot]) -> Text:
     hosts = len({w.host for w in workers})
+    in_flight = [w.in_flight for w in workers if w.in_flight is not None]
+    busy = f"{sum(in_flight)} jobs" if len(in_flight) == len(workers) else "jobs"
     text = Text(
         f"{len(workers)} live worker{'s' * (len(workers) != 1)} on {hosts} "
-        f"host{'s' * (hosts != 1)}, {sum(w.in_flight for w in workers)} jobs in flight"
+        f"host{'s' * (hosts != 1)}, {busy} in flight"
     )
+    if len(in_flight) < len(workers):
+        text.append(": n/a", style="dim")
     if flagged:
         text.append("  ⚠ work and no worker: ", style="bold red")
         names = ", ".join(f"{q.name} ({waiting(q)})" for q in flagged)

@@ -1,6 +1,6 @@
 """Live workers, one row each (host, pid, concurrency, jobs in flight, up for, restarts by its
-supervisor, last beat), and a red row for each queue that has jobs waiting and no live worker
-to take them."""
+supervisor, last beat; "n/a" where the queue's layout records none of it), and a red row for
+each queue that has jobs waiting and no live worker to take them."""
 
 from __future__ import annotations
 
@@ -24,14 +24,50 @@ def unattended(queues: Sequence[QueueSnapshot]) -> list[QueueSnapshot]:
     return [q for q in queues if waiting(q) and not q.paused and not q.workers]
 
 
+def known(value: int | None) -> Text:
+    """The number, or a dim "n/a" when the layout does not record it."""
+    return Text("n/a", style="dim") if value is None else Text(str(value))
+
+
 def beat_text(worker: WorkerRow, now_ms: int) -> Text:
     """Age of the last heartbeat; yellow once two beats were missed, red once it expired."""
     age = max(now_ms - worker.last_beat_ms, 0)
-    ttl = max(worker.expires_ms - worker.last_beat_ms, 1)
-    style = "bold red" if age >= ttl else "yellow" if age > ttl / 2 else ""
+    style = ""
+    if worker.expires_ms is not None:
+        ttl = max(worker.expires_ms - worker.last_beat_ms, 1)
+        style = "bold red" if age >= ttl else "yellow" if age > ttl / 2 else ""
     if age < 10_000:
         return Text(f"{age / 1000:.1f}s", style=style)
     return Text(short_duration(age), style=style)
+
+
+def describe(worker: WorkerRow, now_ms: int) -> Text | None:
+    """The highlighted worker's name and id, and what its layout does not record; None when
+    the row already shows all there is (a worker with a heartbeat record)."""
+    missing = [
+        label
+        for label, value in (
+            ("pid", worker.pid),
+            ("concurrency", worker.concurrency),
+            ("jobs in flight", worker.in_flight),
+            ("restarts", worker.restarts),
+        )
+        if value is None
+    ]
+    if worker.name is None and not missing:
+        return None
+    text = Text("worker ", style="bold")
+    if worker.name is not None:
+        text.append_text(display_text(worker.name, limit=30, style="bold"))
+        text.append("  ")
+    text.append("id ")
+    text.append_text(display_text(worker.id, limit=40))
+    text.append(f"  up {short_duration(max(now_ms - worker.started_ms, 0))}  last seen ")
+    text.append_text(beat_text(worker, now_ms))
+    text.append(" ago")
+    if missing:
+        text.append(f"  not recorded: {', '.join(missing)}", style="dim")
+    return text
 
 
 class WorkersTable(KeyedTable):
@@ -39,12 +75,22 @@ class WorkersTable(KeyedTable):
 
     COLUMNS = ("queue", "host", "pid", "conc", "busy", "up", "rst", "beat")
 
+    shown: dict[str, WorkerRow] | None = None
+    """The workers on screen by row key."""
+
+    @property
+    def selected(self) -> WorkerRow | None:
+        """The worker under the cursor (None on a queue flagged for having none)."""
+        key = self.selected_key
+        return None if key is None or self.shown is None else self.shown.get(key)
+
     def show(
         self, workers: Sequence[WorkerRow], flagged: Sequence[QueueSnapshot], now_ms: int
     ) -> None:
         """Replace the rows, keeping the cursor on the same index."""
         row = self.cursor_row
         self.clear()
+        self.shown = {f"{w.queue}\0{w.id}": w for w in workers}
         for queue in flagged:
             self.add_row(
                 display_text(queue.name, limit=16, style="bold red", say_how_much=False),
@@ -58,15 +104,23 @@ class WorkersTable(KeyedTable):
                 key=f"flag\0{queue.name}",
             )
         for worker in workers:
-            busy = worker.in_flight >= worker.concurrency > 0
+            busy = (worker.in_flight or 0) >= (worker.concurrency or 0) > 0
+            in_flight = known(worker.in_flight)
+            if busy:
+                in_flight.stylize("bold")
+            restarts = known(worker.restarts)
+            if worker.restarts is not None:
+                restarts = Text(
+                    compact(worker.restarts), style="yellow" if worker.restarts else "dim"
+                )
             self.add_row(
                 display_text(worker.queue, limit=16, say_how_much=False),
                 display_text(worker.host, limit=16, say_how_much=False),
-                Text(str(worker.pid)),
-                Text(str(worker.concurrency)),
-                Text(str(worker.in_flight), style="bold" if busy else ""),
+                known(worker.pid),
+                known(worker.concurrency),
+                in_flight,
                 Text(short_duration(max(now_ms - worker.started_ms, 0))),
-                Text(compact(worker.restarts), style="yellow" if worker.restarts else "dim"),
+                restarts,
                 beat_text(worker, now_ms),
                 key=f"{worker.queue}\0{worker.id}",
             )

@@ -1,10 +1,12 @@
 """The dashboard app at 80x24 on queues run by Node BullMQ: it lists them with Node's own counts,
-pages them and opens their jobs, and with the BullMQ backend it never sends a write command (the
-server's own command counters before and after prove it)."""
+pages them and opens their jobs, and with the BullMQ backend it never sends a command that
+writes, runs a script, publishes or administers the server (the server's own command counters
+before and after, checked against each command's ACL categories, prove it)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ from support.workers import wait_until
 from textual.pilot import Pilot
 
 from dashboard.app import DashboardApp
-from dashboard.bullmq.backend import BullMQBackend
+from dashboard.bullmq.backend import BullMQBackend, WorkersUnreadable
 from dashboard.event_tail import EventTail
 from dashboard.model import STATE_ORDER
+from dashboard.screens.flow import FlowScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
+from dashboard.screens.workers import WorkersScreen
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,9 +47,10 @@ def visible_text(app: DashboardApp) -> str:
     return "\n".join(strip.text for strip in strips[: app.size.height])
 
 
-async def make_workload(node: NodeDriver, queue: str) -> None:
-    """Waiting, prioritized, delayed, completed, failed, active and waiting-children jobs."""
-    await node.call("worker", queue=queue, concurrency=1, workerName="app-test")
+async def make_workload(node: NodeDriver, queue: str, metrics: int | None = None) -> None:
+    """Waiting, prioritized, delayed, completed, failed, active and waiting-children jobs (the
+    worker records per-minute metrics of ``metrics`` points if asked)."""
+    await node.call("worker", queue=queue, concurrency=1, workerName="app-test", metrics=metrics)
     await node.call("add", queue=queue, name="ok", opts={"deduplication": {"id": "dd"}})
     await node.call("add", queue=queue, name="bad", data={"mode": "fail"})
 
@@ -119,16 +125,30 @@ def _calls(stats: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def _writes(client: aioredis.Redis, commands: list[str]) -> list[str]:
-    """The commands of ``commands`` the server flags as writes."""
-    writes = []
+FORBIDDEN_CATEGORIES = frozenset({"@write", "@scripting", "@admin", "@pubsub", "@dangerous"})
+"""What a read-only dashboard must not send: writes, Lua (EVAL, EVALSHA, FCALL, SCRIPT), PUBLISH,
+and server administration (CONFIG SET...), whatever the command's own ``write`` flag says."""
+ALLOWED_READS = {
+    "client|list": "finding BullMQ's workers, as Node's getWorkers does",
+    "config|get": "reading whether keyspace notifications are on",
+    "psubscribe": "receiving keyspace notifications (PUBLISH stays forbidden)",
+    "punsubscribe": "leaving them",
+    "info": "this test's own commandstats reads",
+}
+"""Reads in the categories above that the dashboard (or this test) may send, and why."""
+
+
+async def _forbidden(client: aioredis.Redis, commands: list[str]) -> list[str]:
+    """The commands of ``commands`` in a forbidden ACL category and not an allowed read."""
+    found = []
     for command in commands:
         reply = await client.execute_command("COMMAND", "INFO", command)  # type: ignore[no-untyped-call]
-        flags = reply[command]["flags"]  # redis-py parses the reply into a dict by name
-        assert "readonly" in flags or "write" in flags or "admin" in flags or flags, command
-        if "write" in flags:
-            writes.append(command)
-    return writes
+        info = reply.get(command)  # redis-py parses the reply into a dict by name
+        assert info is not None, f"the server does not know {command}"
+        categories = set(info["acl_categories"])
+        if categories & FORBIDDEN_CATEGORIES and command not in ALLOWED_READS:
+            found.append(command)
+    return found
 
 
 async def test_read_only_sends_no_write_command(
@@ -137,7 +157,13 @@ async def test_read_only_sends_no_write_command(
     url = fresh_server.url
     node = await NodeDriver(bullmq6_modules, url).start()
     try:
-        await make_workload(node, queue_name)
+        await make_workload(node, queue_name, metrics=60)
+        await node.call(
+            "upsertScheduler", queue=queue_name, id="nightly", repeat={"pattern": "0 3 * * *"}
+        )
+        flow = await node.call(
+            "flow", queue=queue_name, childQueue=f"{queue_name}-kids", children=2
+        )
     finally:
         await node.close()  # every Node client gone: from here on only the dashboard talks
     holder = await HoldingWorker(
@@ -162,6 +188,13 @@ async def test_read_only_sends_no_write_command(
             for row in page.rows:
                 assert await backend.read_job(client, queue_name, row.id) is not None
         await backend.read_active(client, queue_name, 0, 20)
+        await backend.read_workers(client, queues)
+        assert (await backend.read_schedulers(client, queue_name, 0, 20)).total == 1
+        kids = f"{queue_name}-kids"
+        assert await backend.read_job_links(client, queue_name, flow["parent"], 20) is not None
+        assert len(await backend.read_flow_path(client, kids, flow["children"][0])) == 2
+        history = await backend.read_minute_history(client, queues, 60)
+        assert sum(done for done, _ in history.counts[queue_name]) >= 1
         tail = EventTail(backend, block_ms=50)
         await tail.read(client, queues)
         await tail.read(client, queues)
@@ -180,15 +213,36 @@ async def test_read_only_sends_no_write_command(
             for key in "12345678":
                 await pilot.press(key, "r", "d", "P", "c")
                 await pilot.pause(0.2)
-            await pilot.press("enter")
+            await pilot.press("t")  # the flow of the waiting parent on tab 8
+            await until(pilot, lambda: isinstance(app.screen, FlowScreen) and app.screen.loaded)
+            await pilot.press("escape", "w")
+            await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+            workers = app.screen
+            assert isinstance(workers, WorkersScreen)
+            await until(pilot, lambda: workers.live is not None)
+            await pilot.press("escape", "S")
+            await until(pilot, lambda: isinstance(app.screen, SchedulersScreen))
+            schedulers = app.screen
+            assert isinstance(schedulers, SchedulersScreen)
+            await until(pilot, lambda: schedulers.page is not None)
+            await pilot.press("escape", "enter")
+            await until(pilot, lambda: isinstance(app.screen, JobScreen))
+            job = app.screen
+            assert isinstance(job, JobScreen)
+            await until(pilot, lambda: job.links is not None)
+            assert app.snapshot is not None and sum(app.snapshot.hour_completed) >= 1
             await pilot.pause(0.5)
         after = _calls(await client.info("commandstats"))
         # nothing of the bullmq package was constructed (its Queue may write to meta)
         assert backend.actor._queues == {} and app_backend.actor._queues == {}
         used = sorted(name for name, calls in after.items() if calls > before.get(name, 0))
         assert {"llen", "zcard", "lrange", "hmget", "xread", "client|list"} <= set(used)
-        assert await _writes(client, used) == []
-        assert await _writes(client, ["hset", "xadd", "hget"]) == ["hset", "xadd"]  # the check
+        assert await _forbidden(client, used) == []
+        # the check itself: writes, scripts, publishing and administration all count
+        refused = ["hset", "xadd", "eval", "evalsha", "fcall", "script|load", "publish"]
+        refused += ["config|set", "flushall"]
+        fine = ["hget", "hmget", "zrange", "lrange", "time", "client|list", "config|get"]
+        assert await _forbidden(client, refused + fine) == refused
         print("commands the dashboard sent:", " ".join(used))
     finally:
         await client.aclose()
@@ -236,3 +290,18 @@ async def test_a_read_only_acl_user_is_enough(
         job_screen = app.screen
         assert isinstance(job_screen, JobScreen)
         await until(pilot, lambda: job_screen.detail is not None)
+        await until(pilot, lambda: job_screen.links is not None)  # its flow links read too
+        await pilot.press("escape", "w")  # the workers: CLIENT LIST refused, said so
+        await until(pilot, lambda: "CLIENT LIST" in visible_text(app))
+        assert "workers unknown: the server refused" in visible_text(app)
+    reader = aioredis.Redis.from_url(reader_url, decode_responses=True)
+    try:  # TIME is refused too: the schedulers and the history go by this machine's clock
+        backend = BullMQBackend()
+        with pytest.raises(WorkersUnreadable, match="CLIENT LIST"):
+            await backend.read_workers(reader, [queue_name])
+        page = await backend.read_schedulers(reader, queue_name, 0, 10)
+        assert page.total == 0 and abs(page.now_ms - time.time() * 1000) < 5_000
+        history = await backend.read_minute_history(reader, [queue_name], 60)
+        assert history.counts[queue_name] == ((0, 0),) * 60  # its worker recorded no metrics
+    finally:
+        await reader.aclose()

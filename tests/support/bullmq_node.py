@@ -1,6 +1,7 @@
 """The real BullMQ in Node for the BullMQ backend's tests: npm-installed once into the ignored
 ``tests/.node/bullmq<major>/`` (under a file lock, so parallel runs do not clash) and driven
-through ``tests/bullmq_queues/node/*.js`` over stdin/stdout."""
+through ``tests/bullmq_queues/node/*.js`` over stdin/stdout; and the workloads (a flow, jobs
+finished at given minutes) that several tests have Node run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +197,94 @@ class HoldingWorker:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+# -- workloads the views' tests share ----------------------------------------------------------
+
+MINUTE_MS = 60_000
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleFlow:
+    """report (queue ``q``) <- fetch (``a``, completed), optional (``a``, failed, ignored by its
+    parent), stuck (``a``, failed: the parent waits for it), render (``b``, no worker) <- chart
+    (``b``); and doomed (``q``) <- fatal (``a``, failed with failParentOnFailure)."""
+
+    q: str
+    a: str
+    b: str
+    report: str
+    fetch: str
+    optional: str
+    stuck: str
+    render: str
+    chart: str
+    doomed: str
+    fatal: str
+
+
+def _child(name: str, queue: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "queueName": queue, **extra}
+
+
+async def sample_flow(node: NodeDriver, q: str, a: str, b: str) -> SampleFlow:
+    """Add the flows with a FlowProducer, run queue ``a`` with a worker until its four jobs
+    have finished, then stop that worker."""
+    failing = {"mode": "fail"}
+    report = _child(
+        "report",
+        q,
+        children=[
+            _child("fetch", a, data={"n": 1}),
+            _child("optional", a, data=failing, opts={"ignoreDependencyOnFailure": True}),
+            _child("stuck", a, data=failing),
+            _child("render", b, children=[_child("chart", b)]),
+        ],
+    )
+    doomed = _child(
+        "doomed", q, children=[_child("fatal", a, data=failing, opts={"failParentOnFailure": True})]
+    )
+    tree = await node.call("tree", tree=report)
+    other = await node.call("tree", tree=doomed)
+    fetch, optional, stuck, render = (child["id"] for child in tree["children"])
+    flow = SampleFlow(
+        q, a, b, tree["id"], fetch, optional, stuck, render,
+        tree["children"][3]["children"][0]["id"], other["id"], other["children"][0]["id"],
+    )  # fmt: skip
+    handle = await node.call("worker", queue=a)
+    wanted = {fetch: "completed", optional: "failed", stuck: "failed", flow.fatal: "failed"}
+
+    async def finished() -> bool:
+        return all([await node.call("state", queue=a, id=i) == s for i, s in wanted.items()])
+
+    await _until(finished)
+    await node.call("closeWorker", handle=handle)
+    return flow
+
+
+async def finish_at(node: NodeDriver, queue: str, at_ms: int, completed: int, failed: int) -> None:
+    """Set Node's clock to ``at_ms`` and let the worker already running on ``queue`` complete
+    and fail that many new jobs (its metrics then book them in that minute)."""
+    await node.call("clock", at=at_ms)
+    before: dict[str, int] = await node.call("counts", queue=queue)
+    for i in range(completed):
+        await node.call("add", queue=queue, name="ok", data={"i": i})
+    for i in range(failed):
+        await node.call("add", queue=queue, name="bad", data={"mode": "fail", "i": i})
+
+    async def finished() -> bool:
+        counts = await node.call("counts", queue=queue)
+        return bool(
+            counts["completed"] == before["completed"] + completed
+            and counts["failed"] == before["failed"] + failed
+        )
+
+    await _until(finished)

@@ -7,6 +7,8 @@
 // Workers started here run a processor chosen by the job's data: {mode: "fail"} throws,
 // {mode: "flaky"} throws while a `failing` request has turned failing on (off at start),
 // {mode: "hold"} runs until a `release` request, anything else completes with {done: data}.
+// A `clock` request sets this process's Date.now() (what BullMQ stamps finishes and metrics
+// with) to a given time, running on from there; `clock` with no time turns it back.
 // Only loopback servers are accepted.
 'use strict';
 
@@ -27,6 +29,10 @@ if (url.hostname !== '127.0.0.1') {
   throw new Error(`refusing non-loopback server ${url.hostname}`);
 }
 const prefix = args.prefix || 'bull';
+
+const realNow = Date.now;
+let clockOffset = 0;
+Date.now = () => realNow() + clockOffset;
 
 function connection() {
   return {
@@ -110,6 +116,41 @@ const ops = {
     });
     return { parent: tree.job.id, children: tree.children.map(c => c.job.id) };
   },
+  async tree({ tree }) {
+    // a FlowProducer flow as given ({name, queueName, data, opts, children}); ids alike
+    flowProducer = flowProducer || new FlowProducer({ connection: connection(), prefix });
+    const ids = node => ({ id: node.job.id, children: (node.children || []).map(ids) });
+    return ids(await flowProducer.add(tree));
+  },
+  async dependencies({ queue: name, id }) {
+    const job = await queue(name).getJob(id);
+    if (!job) return null;
+    return {
+      ...(await job.getDependencies()),
+      values: await job.getChildrenValues(),
+      ignoredFailures: await job.getIgnoredChildrenFailures(),
+      counts: await job.getDependenciesCount(),
+      parentKey: job.parentKey === undefined ? null : job.parentKey,
+      parent: job.parent === undefined ? null : job.parent,
+    };
+  },
+  async upsertScheduler({ queue: name, id, repeat, template }) {
+    const job = await queue(name).upsertJobScheduler(id, repeat, template);
+    return job ? job.id : null;
+  },
+  async schedulers({ queue: name }) {
+    return queue(name).getJobSchedulers(0, -1, true);
+  },
+  async repeatables({ queue: name }) {
+    return queue(name).getRepeatableJobs(0, -1, true); // BullMQ 5 only
+  },
+  async getWorkers({ queue: name }) {
+    return queue(name).getWorkers();
+  },
+  async clock({ at }) {
+    clockOffset = at === undefined || at === null ? 0 : at - realNow();
+    return Date.now();
+  },
   async counts({ queue: name }) {
     return queue(name).getJobCounts();
   },
@@ -139,7 +180,7 @@ const ops = {
   },
   async metrics({ queue: name, kind }) {
     const metrics = await queue(name).getMetrics(kind);
-    return { count: metrics.meta.count, data: metrics.data };
+    return { count: metrics.meta.count, data: metrics.data, meta: metrics.meta };
   },
   async logs({ queue: name, id }) {
     return queue(name).getJobLogs(id);
