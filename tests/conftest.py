@@ -22,7 +22,10 @@ from support.server import (
     external_redis_url,
 )
 
-pytest_plugins = ["support.bullmq_fixtures"]  # the real BullMQ in Node, for tests/bullmq_queues
+pytest_plugins = [
+    "support.bullmq_fixtures",  # the real BullMQ in Node, for tests/bullmq_queues
+    "support.invariant_plugin",  # the invariant check after each reliability/engine scenario
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

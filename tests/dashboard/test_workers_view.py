@@ -14,6 +14,7 @@ from dashboard.app import DashboardApp
 from dashboard.corral_backend import CorralBackend
 from dashboard.screens.queue import QueueScreen
 from dashboard.screens.workers import WorkersScreen
+from dashboard.widgets.workers_table import WorkersTable
 from engine import Queue
 
 pytestmark = pytest.mark.timeout(90)
@@ -94,6 +95,47 @@ async def test_workers_of_a_queue_and_of_all_queues(
         assert "1 live worker on 1 host" in text
 
 
+async def test_busy_and_beat_of_a_worker_running_long_jobs(
+    redis_url: str, queue_name: str, procs: list[WorkerProcess]
+) -> None:
+    """A worker (concurrency 3) holding two 60-s jobs shows 2 in flight, and its last beat
+    stays fresh (well under half the heartbeat's TTL, unstyled) while the jobs run."""
+    procs.append(
+        WorkerProcess(
+            "support.jobs:ledger_job", queue_name, redis_url, concurrency=3, lock_duration=1_000
+        )
+    )
+    async with Queue(queue_name, redis_url) as queue:
+        await queue.add_bulk([("long", {"sleep": 60}) for _ in range(2)])
+
+        async def two_in_flight() -> bool:
+            return [w.in_flight for w in await queue.get_workers()] == [2]
+
+        await wait_until(two_in_flight, within=30)
+        (worker,) = await queue.get_workers()
+        half_ttl_s = (worker.expires - worker.last_beat) / 2000  # yellow from there on
+        app = DashboardApp(redis_url, CorralBackend(), queues=[queue_name], poll_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and len(app.snapshot.queues) == 1)
+            await pilot.press("w")
+            await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+            screen = _workers_screen(app)
+            await until(pilot, lambda: screen.live is not None and len(screen.live) == 1)
+            beats = []
+            for _ in range(2):  # two reads over more than one beat interval, jobs still running
+                await pilot.pause(1.5)
+                text = visible_text(app)
+                (row,) = [r for r in map(str.split, text.splitlines()) if r[:1] == [queue_name]]
+                assert row[2:5] == [str(worker.pid), "3", "2"]  # pid, conc, busy (in flight)
+                assert row[-1].endswith("s") and not row[-1].endswith("ms"), row
+                beats.append(float(row[-1][:-1]))
+                beat_cell = screen.query_one(WorkersTable).get_row_at(0)[-1]
+                assert beat_cell.style == "", "a fresh beat is not flagged yellow or red"
+            assert all(0 <= beat < half_ttl_s for beat in beats), beats
+            assert await queue.get_counts("active") == {"active": 2}
+            assert [w.in_flight for w in await queue.get_workers()] == [2]
+
+
 async def test_restarts_of_a_supervised_worker(
     redis_url: str, queue_name: str, procs: list[WorkerProcess]
 ) -> None:
@@ -117,7 +159,7 @@ async def test_restarts_of_a_supervised_worker(
             await pilot.press("w")
             await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
             screen = _workers_screen(app)
-            await until(pilot, lambda: any(w.restarts >= 2 for w in screen.live or []))
+            await until(pilot, lambda: any((w.restarts or 0) >= 2 for w in screen.live or []))
             await pilot.pause(0.1)
             text = visible_text(app)
             assert " rst " in text

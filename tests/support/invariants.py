@@ -11,7 +11,15 @@ still run; the rules are then checked in Python:
 - every job hash was fully written (name, data, opts, timestamp), finished jobs carry their
   ``finished_on`` (and failed ones their reason): nothing half-written;
 - the events stream is within its cap (``max_events`` plus one stream node of ``~`` trimming);
-- the finished zsets hold no more jobs than the monotonic counters say ever finished.
+- the finished zsets hold no more jobs than the monotonic counters say ever finished;
+- flows: each parent's pending-children set (``job:<id>:dependencies``) holds exactly its
+  children that still count as pending: those not finished, and those that failed for good
+  without a failure policy (they keep the parent waiting). So every pending child exists,
+  points back at the parent and has not completed (nor failed under a policy); every
+  unfinished child of a live parent is pending on it; an unfinished child's parent exists; and
+  no parent sits in ``waiting-children`` with no pending child (it would wait forever).
+  One exception, which the engine allows: a child with ``remove_dependency_on_failure`` that
+  failed is forgotten by its parent, and stays forgotten if it is retried.
 """
 
 from __future__ import annotations
@@ -33,11 +41,14 @@ STATE_NAMES = (
 )  # fmt: skip
 LIST_STATES = ("wait", "paused")
 REQUIRED_FIELDS = ("name", "data", "opts", "timestamp")
+FINISHED = frozenset({"completed", "failed"})
 
 _SNAPSHOT = """#!lua flags=no-writes
 -- KEYS 1-8 the state structures (wait, paused: lists; the rest zsets), 9 stalled,
 --      10 events, 11 meta, 12 counters
 -- ARGV 1 job key prefix
+-- Flow keys (a parent's dependencies, children in other queues) are reached from what the
+-- SCAN finds, not declared: fine on one server, which is all the tests run.
 local out = {}
 for i = 1, 8 do
   if i <= 2 then
@@ -50,7 +61,15 @@ out[9] = redis.call('SMEMBERS', KEYS[9])
 out[10] = redis.call('XLEN', KEYS[10])
 out[11] = redis.call('HGET', KEYS[11], 'max_events') or ''
 out[12] = redis.call('HGETALL', KEYS[12])
-local job_keys, incomplete, unfinished = {}, {}, {}
+-- flows: a child's key names its queue, so its state is read from that queue's zsets
+local function finished(child_key)
+  local base, id = string.match(child_key, '^(.*):job:([^:]+)$')
+  if not base then return 0, 0 end
+  local done = redis.call('ZSCORE', base .. ':completed', id) and 1 or 0
+  local failed = redis.call('ZSCORE', base .. ':failed', id) and 1 or 0
+  return done, failed
+end
+local job_keys, incomplete, unfinished, pending, children = {}, {}, {}, {}, {}
 local cursor = '0'
 repeat
   local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1] .. '*', 'COUNT', 1000)
@@ -58,9 +77,10 @@ repeat
   for _, key in ipairs(reply[2]) do
     job_keys[#job_keys + 1] = key
     local rest = string.sub(key, #ARGV[1] + 1)
-    if not string.find(rest, ':', 1, true) then
+    local colon = string.find(rest, ':', 1, true)
+    if not colon then
       local f = redis.call('HMGET', key, 'name', 'data', 'opts', 'timestamp',
-                           'finished_on', 'failed_reason')
+                           'finished_on', 'failed_reason', 'parent', 'parent_policy')
       if not (f[1] and f[2] and f[3] and f[4]) then incomplete[#incomplete + 1] = rest end
       if redis.call('ZSCORE', KEYS[6], rest) and not f[5] then
         unfinished[#unfinished + 1] = rest
@@ -68,12 +88,26 @@ repeat
       if redis.call('ZSCORE', KEYS[7], rest) and not (f[5] and f[6]) then
         unfinished[#unfinished + 1] = rest
       end
+      if f[7] then
+        children[#children + 1] = {rest, f[7], f[8] or '', redis.call('EXISTS', f[7]),
+                                   redis.call('SISMEMBER', f[7] .. ':dependencies', key)}
+      end
+    elseif string.sub(rest, colon + 1) == 'dependencies' then
+      for _, child in ipairs(redis.call('SMEMBERS', key)) do
+        local c = redis.call('HMGET', child, 'parent', 'parent_policy')
+        local done, failed = finished(child)
+        pending[#pending + 1] = {string.sub(rest, 1, colon - 1), child,
+                                 redis.call('EXISTS', child), c[1] or '', c[2] or '',
+                                 done, failed}
+      end
     end
   end
 until cursor == '0'
 out[13] = job_keys
 out[14] = incomplete
 out[15] = unfinished
+out[16] = pending
+out[17] = children
 return out
 """
 
@@ -149,6 +183,10 @@ async def check_invariants(
     broken("job key left without its job hash", {k for k, job_id in extras if job_id not in hashes})
     broken(f"job hash missing one of {REQUIRED_FIELDS}", set(incomplete))
     broken("finished without finished_on (or failed without a reason)", set(unfinished))
+    state_of = {job_id: states[0] for job_id, states in where.items()}
+    flows = _flow_violations(keys, state_of, members, reply[15], reply[16])
+    for rule, concerned in flows.items():
+        broken(rule, concerned)
     slack = await _node_entries(client)
     if events_length > max_events + slack:
         problems.append(f"events stream holds {events_length} > cap {max_events} + {slack}")
@@ -160,6 +198,74 @@ async def check_invariants(
             )
     counts = {name: len(ids) for name, ids in members.items()}
     return InvariantReport(keys.queue, counts, problems, events_length)
+
+
+def _flow_violations(
+    keys: QueueKeys,
+    state_of: dict[str, str],
+    members: dict[str, list[str]],
+    pending_rows: list[Any],
+    child_rows: list[Any],
+) -> dict[str, set[str]]:
+    """Broken flow rules -> the jobs they concern (``parent <- child`` for a pending entry).
+
+    ``pending_rows``: one per entry of a dependencies set of a parent of this queue (parent
+    id, child key, child exists, the child's ``parent`` field, its policy, completed, failed).
+    ``child_rows``: one per job of this queue that has a parent (id, parent key, policy,
+    parent exists, pending on it)."""
+    found: dict[str, set[str]] = {}
+    has_pending: set[str] = set()
+    for raw in pending_rows:
+        row = [str(x) for x in raw]
+        has_pending.add(row[0])
+        rule = _pending_rule(keys, row)
+        if rule:
+            found.setdefault(rule, set()).add(f"{row[0]} <- {row[1]}")
+    for raw in child_rows:
+        row = [str(x) for x in raw]
+        state = state_of.get(row[0])
+        rule = _child_rule(state, row) if state is not None else None
+        if rule:
+            found.setdefault(rule, set()).add(row[0])
+    stuck = set(members["waiting-children"]) - has_pending
+    if stuck:
+        found["waiting for children with no pending child"] = stuck
+    return found
+
+
+def _pending_rule(keys: QueueKeys, row: list[str]) -> str | None:
+    """What is wrong with one entry of a parent's dependencies set, if anything. A child of
+    this queue is judged from its own side (``_child_rule``), where its state is known."""
+    parent_id, child_key, exists, points_to, policy, done, failed = row
+    if exists == "0":
+        return "pending child of a parent does not exist"
+    if points_to != keys.job(parent_id):
+        return "pending child of a parent points to another parent (or none)"
+    if child_key.startswith(keys.job_prefix):
+        return None
+    if done == "1":
+        return "child completed but still pending on its parent"
+    if failed == "1" and policy:
+        return "child failed under a failure policy but still pending on its parent"
+    return None
+
+
+def _child_rule(state: str, row: list[str]) -> str | None:
+    """What is wrong with a child of a flow in ``state``, seen from its side, if anything."""
+    _child_id, _parent_key, policy, parent_exists, in_pending = row
+    if parent_exists == "0":
+        unfinished = state not in FINISHED
+        return "unfinished child of a flow whose parent does not exist" if unfinished else None
+    # pending: not finished, or failed for good with no policy (it keeps the parent waiting)
+    should_pend = state not in FINISHED or (state == "failed" and not policy)
+    if in_pending == "1" and not should_pend:
+        return f"child {state} but still pending on its parent"
+    if in_pending == "0" and should_pend:
+        if state == "failed":
+            return "child failed with no failure policy but not pending on its parent"
+        if policy != "remove":  # a parent forgets such a child at its failure, also if retried
+            return "unfinished child of a flow not pending on its parent"
+    return None
 
 
 def _classify(
