@@ -1,16 +1,23 @@
 """The BullMQ backend live, against Node BullMQ: discovery under custom and hash-tag prefixes,
 the events stream tailed with gap detection, throughput from it, and a SIGKILLed worker's jobs
-shown stalled until BullMQ's own stall sweep recovers them."""
+shown stalled until BullMQ's own stall sweep recovers them. First, without the network: how the
+fixtures that install BullMQ with npm skip, or fail under ``CORRAL_REQUIRE_NODE=1``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import socket
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from support.bullmq_node import HoldingWorker, NodeDriver
+from support.bullmq_fixtures import REQUIRE_NODE, bullmq_or_skip, unavailable
+from support.bullmq_node import PACKAGES, HoldingWorker, NodeDriver
 from support.workers import wait_until
 
 from dashboard.bullmq.backend import BullMQBackend
@@ -19,6 +26,99 @@ from dashboard.model import DashboardSnapshot
 from dashboard.monitor import QueueMonitor
 
 pytestmark = pytest.mark.timeout(120)
+
+
+# -- installing BullMQ: skip or fail, never hang ------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_registry() -> Iterator[str]:
+    """A loopback port that takes connections and never answers (no accept, no reply)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+@pytest.fixture
+def npm_here() -> None:
+    """These tests run npm itself: without it they skip (or fail) as the Node tests do."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        unavailable("node and npm are needed to check how npm's failures are reported")
+
+
+@pytest.mark.usefixtures("npm_here")
+def test_an_unreachable_registry_skips_with_npms_error_or_fails_when_node_is_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = f"http://127.0.0.1:{_closed_port()}/"
+    cache = tmp_path / "cache"  # empty: --prefer-offline finds nothing there
+    monkeypatch.delenv(REQUIRE_NODE, raising=False)
+    started = time.monotonic()
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        bullmq_or_skip("6", root=tmp_path, registry=registry, cache=cache)
+    reason = str(skipped.value)
+    assert reason.startswith("npm could not install bullmq@6.7.0: "), reason
+    assert "ECONNREFUSED" in reason and f"{registry}bullmq" in reason
+    assert "\n" not in reason and "    at " not in reason  # npm's last lines, not its stack
+    monkeypatch.setenv(REQUIRE_NODE, "1")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        bullmq_or_skip("5", root=tmp_path, registry=registry, cache=cache)
+    assert str(failed.value).startswith("npm could not install bullmq@5.81.5: ")
+    assert str(failed.value).endswith(f"({REQUIRE_NODE}=1 makes this a failure)")
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.usefixtures("npm_here")
+def test_npm_that_gets_no_answer_is_stopped_at_its_timeout(
+    tmp_path: Path, silent_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REQUIRE_NODE, raising=False)
+    started = time.monotonic()
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        bullmq_or_skip(
+            "6", root=tmp_path, registry=silent_registry, cache=tmp_path / "cache", timeout=2
+        )
+    assert str(skipped.value).startswith("npm could not install bullmq@6.7.0: no result within 2 s")
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("missing", ["node", "npm"])
+def test_without_node_or_npm_the_tests_skip_or_fail_when_node_is_required(
+    missing: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bin"
+    path.mkdir()
+    node = shutil.which("node")
+    if missing == "npm" and node is not None:
+        (path / "node").symlink_to(node)  # node alone
+    monkeypatch.setenv("PATH", str(path))
+    monkeypatch.delenv(REQUIRE_NODE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"{missing} is not installed"):
+        bullmq_or_skip("6", root=tmp_path)
+    monkeypatch.setenv(REQUIRE_NODE, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"is not installed.*makes this a failure"):
+        bullmq_or_skip("6", root=tmp_path)
+
+
+@pytest.mark.usefixtures("npm_here")
+def test_an_installed_bullmq_is_reused_without_npm(tmp_path: Path) -> None:
+    for name, version in PACKAGES["6"].items():
+        package = tmp_path / "bullmq6" / "node_modules" / name
+        package.mkdir(parents=True)
+        (package / "package.json").write_text(json.dumps({"name": name, "version": version}))
+    closed = f"http://127.0.0.1:{_closed_port()}/"  # npm would fail, were it run
+    found = bullmq_or_skip("6", root=tmp_path, registry=closed)
+    assert found == tmp_path / "bullmq6" / "node_modules"
+
+
+# -- the backend live, against Node BullMQ -----------------------------------------------------
 
 
 async def test_discovery_under_custom_and_hash_tag_prefixes(
