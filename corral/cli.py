@@ -378,7 +378,9 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         "--redis",
         default=None,
         metavar="URL",
-        help="use this server (default: start a private one on 127.0.0.1)",
+        help=f"use this server (default: ${REDIS_URL_ENV}, else a private one started on "
+        f"127.0.0.1; a server merely running on {DEFAULT_REDIS_URL} is not used). A URL "
+        f"with a password is better given in ${REDIS_URL_ENV}: ps shows command lines",
     )
     parser.add_argument(
         "--no-dash",

@@ -1,9 +1,12 @@
 """``corral demo``: a realistic workload on a private server, watched in the dashboard.
 
-It starts the embedded server (unless one is configured), the producers and one real
+It starts the embedded server (unless one is configured with ``--redis`` or ``REDIS_URL``: a
+server that merely answers on the default address is never used, so the demo's fake jobs cannot
+land in, nor its workers take jobs from, a real queue), the producers and one real
 ``corral worker`` process per queue, kills the reports worker now and then so its long jobs
 really stall and get recovered, and opens the dashboard. Leaving the dashboard (or Ctrl-C)
-stops every process it started.
+stops every process it started. Child processes get the server URL in their environment
+(``REDIS_URL``), never on their command line, where ``ps`` would show its password.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from engine.connection import DEFAULT_URL
+from dashboard.sanitize import mask_url
 from engine.keys import DEFAULT_PREFIX
-from engine.server import EmbeddedServer, die_with_parent, find_running_server
+from engine.server import EmbeddedServer, die_with_parent
 
+from .cli import REDIS_URL_ENV
 from .demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
 
 
@@ -56,29 +61,37 @@ class Workload:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     kills: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a process starts, so none starts once ``stop()`` began (the killer thread
+    restarts a worker while the main thread may be stopping everything)."""
+    _stopped: bool = False
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=self.log,
-            stderr=self.log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the dashboard is ours to handle, not theirs
-            preexec_fn=die_with_parent,  # and if the demo is killed, they go with it
-        )
+        with self._lock:
+            if self._stopped:
+                return
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, *args],
+                stdout=self.log,
+                stderr=self.log,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, REDIS_URL_ENV: self.url},  # not in argv: ps shows argv
+                start_new_session=True,  # Ctrl-C in the dashboard is ours to handle, not theirs
+                preexec_fn=die_with_parent,  # and if the demo is killed, they go with it
+            )
 
     def _spawn_worker(self, worker: DemoWorker) -> None:
         self._spawn(
             f"worker:{worker.queue}",
             ["-m", "corral", "worker", worker.target, "--queue", worker.queue,
-             "--redis", self.url, "--concurrency", str(worker.concurrency),
+             "--concurrency", str(worker.concurrency),
              "--lock-duration", str(LOCK_MS), "--stalled-interval", str(STALLED_MS),
              "--max-stalled-count", "2", "--shutdown-grace", "3"],
         )  # fmt: skip
 
     def start(self) -> None:
         """Start the producers, the workers and the worker killer."""
-        self._spawn("producer", ["-m", "corral.demo_producer", self.url])
+        self._spawn("producer", ["-m", "corral.demo_producer"])
         for worker in WORKERS:
             self._spawn_worker(worker)
         threading.Thread(target=self._kill_now_and_then, name="demo-killer", daemon=True).start()
@@ -98,12 +111,15 @@ class Workload:
 
     def stop(self) -> None:
         """Stop everything: SIGTERM, then SIGKILL what is still running after a few seconds."""
-        self.stopping.set()
-        for proc in self.procs.values():
+        with self._lock:
+            self.stopping.set()
+            self._stopped = True
+            procs = list(self.procs.values())
+        for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -112,13 +128,12 @@ class Workload:
 
 
 def _server_url(args: argparse.Namespace) -> tuple[str, EmbeddedServer | None]:
-    """The configured server (``--redis``, ``REDIS_URL``, or one answering on the default
-    address); else a private embedded one, which the caller must close."""
-    configured = args.redis or os.environ.get("REDIS_URL")
+    """The server configured explicitly (``--redis``, else ``REDIS_URL``); else a private
+    embedded one, which the caller must close. Whatever answers on the default address is not
+    asked: it may hold real queues."""
+    configured = args.redis or os.environ.get(REDIS_URL_ENV)
     if configured:
         return configured, None
-    if find_running_server(DEFAULT_URL):
-        return DEFAULT_URL, None
     server = EmbeddedServer(notify_keyspace_events="KA").start()  # live view, not polling
     return server.url, server
 
@@ -130,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         workload.start()
         if args.no_dash:
-            print(url, flush=True)
+            print(mask_url(url), flush=True)  # a configured password is never printed
             print("demo workload running; Ctrl-C stops it", file=sys.stderr)
             _wait(args.duration)
             return 0
@@ -143,9 +158,23 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        workload.stop()
-        if server is not None:
-            server.close()
+        with _no_interrupts():  # a second Ctrl-C must not leave processes behind
+            workload.stop()
+            if server is not None:
+                server.close()
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ignore SIGINT inside the block (only the main thread can; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait(duration: float | None) -> None:

@@ -1,5 +1,6 @@
 """The producers of ``corral demo``: a steady stream of emails, bursts of webhooks, reports
-with priorities, and delayed thumbnails. Run as ``python -m corral.demo_producer URL``."""
+with priorities, and delayed thumbnails. Run as ``REDIS_URL=... python -m corral.demo_producer``
+(the URL comes from the environment, so a password in it never shows in ``ps``)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,16 @@ async def produce(url: str) -> None:
             await queue.close()
 
 
-if __name__ == "__main__":
+def main() -> int:
+    """Produce into the server named by ``REDIS_URL`` until interrupted."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        print("corral.demo_producer: set REDIS_URL to the server's URL", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(produce(sys.argv[1]))
+        asyncio.run(produce(url))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,12 +10,13 @@ import asyncio
 import getpass
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
 
-from dashboard.backend import ActionRefused, Backend
-from dashboard.bulk import BULK_BATCH, BulkRun, Selection, retry_outcome
+from dashboard.backend import ActionRefused, Backend, PromotesJobIds
+from dashboard.bulk import BULK_BATCH, BulkRun, Selection, selection_outcome, stopped_note
+from dashboard.model import ReplayOutcome
 from dashboard.notifications import CONFIG_KEY
 from dashboard.replay_text import replay_message
 
@@ -54,11 +55,14 @@ class JobActions:
             return _refused("retried", job_id, exc)
         return f"retried job {job_id!r}: back in wait"
 
-    async def retry_selected(self, selection: Selection, run: BulkRun) -> str:
-        """Retry exactly the selected jobs still in their state, batch by batch, until done or
-        ``run`` is stopped; says how many were retried and why the others were not."""
-        client = self._writer("retry all")
-        not_retried: dict[str, str | None] = {}
+    async def _in_batches(
+        self,
+        selection: Selection,
+        run: BulkRun,
+        act: Callable[[Sequence[str]], Awaitable[None]],
+    ) -> int:
+        """``act`` on the selected ids a batch at a time until done or ``run`` is stopped (a
+        short pause between batches); how many ids were attempted."""
         attempted = 0
         for start in range(0, len(selection.ids), self.batch_size):
             if run.stop_requested:
@@ -66,13 +70,50 @@ class JobActions:
             if start:
                 await asyncio.sleep(self.batch_pause)
             chunk = selection.ids[start : start + self.batch_size]
-            missed = await self.backend.retry_job_ids(
-                client, selection.queue, chunk, selection.state
-            )
-            not_retried.update(missed)
+            await act(chunk)
             attempted += len(chunk)
             run.advance(len(chunk))
-        return retry_outcome(selection, attempted, not_retried)
+        return attempted
+
+    async def retry_selected(self, selection: Selection, run: BulkRun) -> str:
+        """Retry exactly the selected jobs still in their state, batch by batch, until done or
+        ``run`` is stopped; says how many were retried and why the others were not."""
+        client = self._writer("retry all")
+        missed: dict[str, str | None] = {}
+
+        async def retry(chunk: Sequence[str]) -> None:
+            queue, state = selection.queue, selection.state
+            missed.update(await self.backend.retry_job_ids(client, queue, chunk, state))
+
+        attempted = await self._in_batches(selection, run, retry)
+        return selection_outcome("retried", selection, attempted, missed)
+
+    async def promote_selected(self, selection: Selection, run: BulkRun) -> str:
+        """Promote exactly the selected delayed jobs that are still delayed, batch by batch,
+        until done or ``run`` is stopped; says how many were promoted and why not the others."""
+        client = self._writer("promote all")
+        missed: dict[str, str | None] = {}
+
+        async def promote(chunk: Sequence[str]) -> None:
+            missed.update(await self._promote_ids(client, selection.queue, chunk))
+
+        attempted = await self._in_batches(selection, run, promote)
+        return selection_outcome("promoted", selection, attempted, missed)
+
+    async def _promote_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """Promote these jobs if still delayed (a backend without a batch call: one by one);
+        the ones not promoted, with the state each is in now (None: gone)."""
+        if isinstance(self.backend, PromotesJobIds):
+            return await self.backend.promote_job_ids(client, queue, job_ids)
+        missed: dict[str, str | None] = {}
+        for job_id in job_ids:
+            try:
+                await self.backend.promote_job(client, queue, job_id)
+            except ActionRefused as exc:
+                missed[job_id] = exc.state
+        return missed
 
     async def replay(self, queue: str, ids: Sequence[str]) -> str:
         """Send these dead letters of a dead-letter queue back to their origin queues."""
@@ -80,11 +121,22 @@ class JobActions:
         outcome = await self.backend.replay_dead_letters(client, queue, ids, None)
         return replay_message(queue, outcome)
 
-    async def replay_oldest(self, queue: str, count: int) -> str:
-        """Send the oldest ``count`` dead letters back (all those there when confirmed)."""
+    async def replay_selected(self, selection: Selection, run: BulkRun) -> str:
+        """Replay exactly the selected dead letters (those still here), batch by batch, until
+        done or ``run`` is stopped; says where they went and which stayed, and why."""
         client = self._writer("replay all")
-        outcome = await self.backend.replay_dead_letters(client, queue, None, count)
-        return replay_message(queue, outcome)
+        replayed: list[tuple[str, str, str]] = []
+        skipped: list[tuple[str, str]] = []
+
+        async def replay(chunk: Sequence[str]) -> None:
+            outcome = await self.backend.replay_dead_letters(client, selection.queue, chunk, None)
+            replayed.extend(outcome.replayed)
+            skipped.extend(outcome.skipped)
+
+        attempted = await self._in_batches(selection, run, replay)
+        outcome = ReplayOutcome(replayed=tuple(replayed), skipped=tuple(skipped))
+        left = len(selection.ids) - attempted
+        return replay_message(selection.queue, outcome) + stopped_note(left)
 
     async def discard(self, queue: str, job_id: str) -> str:
         """Remove one job that no worker holds."""

@@ -19,7 +19,16 @@ from textual.worker import Worker, WorkerState
 from dashboard.actions import JobActions
 from dashboard.audit import ActionScope, AuditLog
 from dashboard.backend import Backend
-from dashboard.bulk import BULK_LIMIT, select_jobs
+from dashboard.bulk import BULK_LIMIT, BulkRun, Selection, select_jobs
+from dashboard.bulk_asks import (
+    PROMOTE_ALL,
+    REPLAY_ALL,
+    RETRY_ALL,
+    BulkKind,
+    nothing_to_do,
+    question,
+    scope,
+)
 from dashboard.confirmed import ConfirmedActions
 from dashboard.durations import age_error, describe_age, parse_age
 from dashboard.keymap import APP_KEYS, bindings
@@ -30,7 +39,7 @@ from dashboard.notices import Announcer
 from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags_to_enable
 from dashboard.palette import KeyCommands
 from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
-from dashboard.replay import confirm_replay_all, confirm_replay_ids, is_dead_letter_queue
+from dashboard.replay import confirm_replay_ids, is_dead_letter_queue
 from dashboard.sanitize import display_text, mask_url, notice_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.help import HelpScreen
@@ -219,52 +228,53 @@ class DashboardApp(ConfirmedActions):
         scope = ActionScope(kind, queue, f"job {job_id!r}" + (f" ({state})" if state else ""))
         self._ask(f"{label} job", body, label, lambda: call(queue, job_id), scope=scope)
 
-    def _count(self, queue: str, state: str) -> int:
-        snapshot = self.snapshot.queue(queue) if self.snapshot else None
-        return snapshot.counts.get(state) if snapshot else 0
-
     def confirm_retry_all(self, queue: str) -> None:
         """Read the failed ids (bounded), ask (typed), then retry exactly those, in batches
         (on a dead-letter queue: replay them to their origin queues)."""
+        kind = REPLAY_ALL if is_dead_letter_queue(self, queue) else RETRY_ALL
+        self.confirm_bulk(kind, queue)
+
+    def confirm_replay_all(self, queue: str) -> None:
+        """Read the dead letters' ids (bounded), ask (typed), then replay exactly those."""
+        self.confirm_bulk(REPLAY_ALL, queue)
+
+    def confirm_promote_all(self, queue: str) -> None:
+        """Read the delayed ids (bounded), ask (typed), then promote exactly those still
+        delayed, in batches."""
+        self.confirm_bulk(PROMOTE_ALL, queue)
+
+    def confirm_bulk(self, kind: BulkKind, queue: str) -> None:
+        """A bulk action over the jobs of its state as they are now; refused when read-only."""
         if self.read_only:
             self.notify("read-only mode: actions are off", severity="warning")
             return
-        if is_dead_letter_queue(self, queue):
-            confirm_replay_all(self, queue, self._count(queue, "failed"))
-            return
-        self.select_then_confirm_retry(queue)
+        self.select_then_confirm(kind, queue)
 
-    @work(exclusive=True, group="select", exit_on_error=False)  # R pressed twice: one read
-    async def select_then_confirm_retry(self, queue: str) -> None:
-        """The failed jobs as they are now are the scope the operator confirms."""
-        selection = await select_jobs(self.backend, self.reader, queue, "failed", BULK_LIMIT)
-        count = len(selection.ids)
-        if count == 0:
-            self.notify("no failed jobs to retry", markup=False)
+    @work(exclusive=True, group="select", exit_on_error=False)  # pressed twice: one read
+    async def select_then_confirm(self, kind: BulkKind, queue: str) -> None:
+        """The jobs of the kind's state as they are now are the scope the operator confirms."""
+        selection = await select_jobs(self.backend, self.reader, queue, kind.state, BULK_LIMIT)
+        if not selection.ids:
+            self.notify(nothing_to_do(kind), markup=False)
             return
-        if selection.capped:
-            head = f"Retry the {count:,} newest of {selection.total:,} failed jobs of queue "
-        elif count == 1:
-            head = "Retry the one failed job of queue "
-        else:
-            head = f"Retry these {count:,} failed jobs of queue "
-        body = Text.assemble(head, display_text(queue, limit=60), "?")
-        body.append(
-            f"\nOnly {'this one' if count == 1 else 'these'}, if still failed; "
-            "new failures are left alone."
-        )
-        if selection.capped:
-            body.append(f"\nAt most {BULK_LIMIT:,} at a time: press R again for the rest.")
-        scope = ActionScope("retry all", queue, f"{count} failed jobs (of {selection.total})")
+        act = self._bulk_action(kind)
         self._ask_bulk(
-            "Retry all failed",
-            body,
-            "Retry all",
+            kind.title,
+            question(kind, queue, selection, BULK_LIMIT),
+            kind.label,
             queue,
-            scope,
-            count,
-            lambda run: self.actions.retry_selected(selection, run),
+            scope(kind, queue, selection),
+            len(selection.ids),
+            lambda run: act(selection, run),
         )
+
+    def _bulk_action(self, kind: BulkKind) -> Callable[[Selection, BulkRun], Awaitable[str]]:
+        actions = {
+            RETRY_ALL: self.actions.retry_selected,
+            PROMOTE_ALL: self.actions.promote_selected,
+            REPLAY_ALL: self.actions.replay_selected,
+        }
+        return actions[kind]
 
     def confirm_enable_notifications(self) -> None:
         """Ask, then run the exact CONFIG SET that turns keyspace notifications on."""
@@ -288,20 +298,6 @@ class DashboardApp(ConfirmedActions):
 
         scope = ActionScope("config set", "", f"{CONFIG_KEY} {flags} (was {current!r})")
         self._ask("Turn on live updates", body, "Run CONFIG SET", run, scope=scope)
-
-    def confirm_promote_all(self, queue: str) -> None:
-        """Ask (typed), then run every delayed job of the queue now."""
-        delayed = self._count(queue, "delayed")
-        body = Text.assemble(
-            f"Promote all {delayed} delayed jobs of queue ", display_text(queue, limit=60), "?"
-        )
-        self._ask(
-            "Promote all delayed",
-            body,
-            "Promote all",
-            lambda: self.actions.promote_all(queue),
-            queue,
-        )
 
     def confirm_change_priority(self, queue: str, job_id: str) -> None:
         """Ask for the new priority, then confirm and set it."""
@@ -351,7 +347,10 @@ class DashboardApp(ConfirmedActions):
             if answer is not None:
                 self.count_then_confirm_clean(queue, state, parse_age(answer))
 
-        label = f"Clean {state} jobs of {queue} finished longer ago than (30s, 15m, 2h, 7d, 0):"
+        label = (
+            f"Clean {state} jobs of {notice_text(queue, limit=40)} finished longer ago than "
+            "(30s, 15m, 2h, 7d, 0):"
+        )
         self.push_screen(PromptScreen(label, value="1h", check=age_error), aged)
 
     @work(group="actions", exit_on_error=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from redis.asyncio import Redis
 
@@ -242,4 +242,17 @@ class Backend(Protocol):
         """Completed and failed jobs per minute of each queue over the last ``minutes``
         minutes, the current one included (server clock); minutes with nothing recorded, or
         whose record expired, count 0. Bounded: one small read per queue, kind and minute."""
+        ...
+
+
+@runtime_checkable
+class PromotesJobIds(Protocol):
+    """A backend that promotes a batch of given delayed jobs in one call (``promote all`` uses
+    it when there; others are asked one job at a time with ``promote_job``)."""
+
+    async def promote_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """Promote exactly these jobs, each only if still delayed (atomically per job); the
+        ones not promoted, each with the state it is in now (None: gone)."""
         ...

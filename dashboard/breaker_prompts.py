@@ -17,7 +17,7 @@ def confirm_breaker(app: DashboardApp, queue: str, remove: bool) -> None:
     """Ask, naming the breaker's state now, then close or remove it."""
     snapshot = app.snapshot.queue(queue) if app.snapshot is not None else None
     state = snapshot.breaker if snapshot is not None else None
-    now = Text(f" (it is {state}")
+    now = Text.assemble(" (it is ", display_text(state or "", limit=20))
     if state is None:
         now = Text(" (it is not holding the queue now: closed, or none")
     elif snapshot is not None and snapshot.breaker_reason:

@@ -2,7 +2,7 @@
 
 ``select_jobs`` reads the ids of one state page by page when the confirmation opens (at most
 ``BULK_LIMIT``); ``BulkRun`` carries a run's progress and its stop flag, checked between batches
-of ``BULK_BATCH``; ``retry_outcome`` says what happened, job by job category.
+of ``BULK_BATCH``; ``selection_outcome`` says what happened, job by job category.
 """
 
 from __future__ import annotations
@@ -75,20 +75,23 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def retry_outcome(
-    selection: Selection, attempted: int, not_retried: Mapping[str, str | None]
+def selection_outcome(
+    done: str, selection: Selection, attempted: int, missed: Mapping[str, str | None]
 ) -> str:
-    """E.g. "retried 8 failed jobs of 'q'; 2 not retried: 1 now completed, 1 gone"."""
-    retried = attempted - len(not_retried)
-    text = f"retried {_plural(retried, selection.state + ' job')} of {selection.queue!r}"
-    if not_retried:
+    """E.g. "retried 8 failed jobs of 'q'; 2 not retried: 1 now completed, 1 no longer
+    exists" (``done`` is the verb: "retried", "promoted"); ``missed`` maps the jobs that were
+    not in the state seen any more to the state they are in now (None: gone)."""
+    acted = attempted - len(missed)
+    text = f"{done} {_plural(acted, selection.state + ' job')} of {selection.queue!r}"
+    if missed:
         why = Counter(
-            f"now {state}" if state is not None else "no longer exists"
-            for state in not_retried.values()
+            f"now {state}" if state is not None else "no longer exists" for state in missed.values()
         )
         reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(why.items()))
-        text += f"; {len(not_retried):,} not retried: {reasons}"
-    left = len(selection.ids) - attempted
-    if left:
-        text += f"; stopped: {left:,} not attempted"
-    return text
+        text += f"; {len(missed):,} not {done}: {reasons}"
+    return text + stopped_note(len(selection.ids) - attempted)
+
+
+def stopped_note(left: int) -> str:
+    """``"; stopped: 12 not attempted"`` when a run was stopped before its end, else ``""``."""
+    return f"; stopped: {left:,} not attempted" if left > 0 else ""

@@ -65,6 +65,9 @@ class ConfirmedActions(App[None]):
         job: Callable[[BulkRun], Awaitable[str]],
     ) -> None:
         """A typed confirmation, then the action in batches behind a progress modal."""
+        if self.read_only:
+            self.notify("read-only mode: actions are off", severity="warning")
+            return
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:

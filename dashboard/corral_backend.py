@@ -510,6 +510,25 @@ class CorralBackend:
         async with _engine_queue(client, self.prefix, queue) as q:
             await q.promote_job(job_id)
 
+    async def promote_job_ids(
+        self, client: Redis, queue: str, job_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """``Queue.promote_job`` of each job on one engine queue: one script call per job,
+        which moves it only if it is still delayed; the others with their state now."""
+        missed: dict[str, str | None] = {}
+        engine_queue = Queue(queue, client, prefix=self.prefix)
+        try:
+            for job_id in job_ids:
+                try:
+                    await engine_queue.promote_job(job_id)
+                except JobStateError as exc:
+                    missed[job_id] = exc.state
+                except JobNotFound:
+                    missed[job_id] = None
+        finally:
+            await engine_queue.close()
+        return missed
+
     async def promote_all(self, client: Redis, queue: str, count: int) -> int:
         """Promote up to ``count`` delayed jobs, earliest first (``Queue.promote_jobs``)."""
         async with _engine_queue(client, self.prefix, queue) as q:

@@ -41,6 +41,9 @@ HISTORY_MINUTES = 60
 RECENT_MINUTES = 2
 """Minutes re-read on each history refresh: the current one, and the one before it."""
 MINUTE_MS = 60_000
+GAP_ALERT_S = 10.0
+"""A trimmed-events alert stays at least this long (so it is seen), and then until the queue's
+counts have been read again after the gap (the counts are exact again: resynced)."""
 BUSY_ROUND_S = 0.05
 """Shortest time between two stream reads while entries keep coming: a busy stream is then read
 in a few large rounds a second instead of many small ones (a quiet one is still read at once)."""
@@ -67,6 +70,7 @@ class QueueMonitor:
         history_interval: float = 10.0,
         thresholds: Thresholds | None = None,
         health_interval: float = 5.0,
+        gap_alert_s: float = GAP_ALERT_S,
     ) -> None:
         self.backend = backend
         self.url = url
@@ -91,7 +95,9 @@ class QueueMonitor:
         self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
         self.readings: dict[str, QueueReading] = {}
-        self.gaps: set[str] = set()
+        self.gap_alert_s = gap_alert_s
+        self.gaps: dict[str, float] = {}
+        """Queues whose events were trimmed before they were read, and when (monotonic s)."""
         self.events: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._stalled: deque[tuple[float, Event]] = deque(maxlen=RECENT_EVENTS)
         self._breaker_events: deque[Event] = deque(maxlen=BREAKER_EVENTS)
@@ -325,7 +331,11 @@ class QueueMonitor:
             self._discover_every = max(self.discover_interval, 20 * (self._discovered_at - now))
             gone = [q for q in self.tail.last_ids if q not in self.queues]
             self.tail.forget(gone)
+            for queue in [q for q in self.gaps if q not in self.queues]:
+                del self.gaps[queue]
+        started = time.monotonic()
         self.readings = await self.backend.read_counts(client, self.queues)
+        self._clear_gaps(started)
         self._counted_at = time.monotonic()
         self.as_of = time.time()
         self.throughput.observe(
@@ -333,6 +343,13 @@ class QueueMonitor:
             {q: (r.completed_total, r.failed_total) for q, r in self.readings.items()},
         )
         self._publish()
+
+    def _clear_gaps(self, counted_from: float) -> None:
+        """Drop the alert of each gap these counts (read from ``counted_from``) resynced, once
+        it was up for ``gap_alert_s``."""
+        for queue, found in list(self.gaps.items()):
+            if found < counted_from and counted_from - found >= self.gap_alert_s:
+                del self.gaps[queue]
 
     async def _counts_loop(self, client: Redis) -> None:
         while True:
@@ -405,7 +422,7 @@ class QueueMonitor:
             started = time.monotonic()
             round_ = await self.tail.read(client, list(self.queues))
             for queue in round_.gaps:
-                self.gaps.add(queue)
+                self.gaps[queue] = time.monotonic()
             if round_.gaps:
                 self._dirty.set()
             for event in round_.events:

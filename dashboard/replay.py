@@ -1,8 +1,9 @@
-"""Asking before dead letters are replayed: one, the marked ones, or all, with the exact scope.
+"""Asking before dead letters are replayed: one, or the marked ones, with the exact scope.
 
-A dead-letter queue's failed jobs are dead letters; ``r`` on one (in any view) and ``R`` (all)
-replay them to the queues they came from, with fresh attempts, instead of retrying them inside
-the dead-letter queue. More than one needs the dead-letter queue's name typed.
+A dead-letter queue's failed jobs are dead letters; ``r`` on one (in any view) replays it to the
+queue it came from, with fresh attempts, instead of retrying it inside the dead-letter queue.
+More than one needs the dead-letter queue's name typed. ``R`` (all of them) is a bulk action
+over the exact ids seen (``dashboard.bulk_asks``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.text import Text
 
 from dashboard.model import JobRow
 from dashboard.replay_text import origins, plural
-from dashboard.sanitize import display_text
+from dashboard.sanitize import display_text, notice_text
 
 if TYPE_CHECKING:
     from dashboard.app import DashboardApp
@@ -63,33 +64,14 @@ def confirm_replay(app: DashboardApp, queue: str, rows: Sequence[JobRow]) -> Non
     app._ask("Replay dead letters", body, "Replay", lambda: app.actions.replay(queue, ids), queue)
 
 
-def confirm_replay_all(app: DashboardApp, queue: str, total: int) -> None:
-    """Ask (typed), then replay the ``total`` dead letters the queue holds now, oldest first."""
-    if total <= 0:
-        app.notify("no dead letters to replay")
-        return
-    body = Text.assemble(
-        f"Replay all {plural(total, 'dead letter')} of queue ",
-        display_text(queue, limit=40),
-        f" (the {total} there now, oldest first) to their origin queues, with fresh "
-        "attempts, in bounded batches?",
-    )
-    app._ask(
-        "Replay all dead letters",
-        body,
-        "Replay all",
-        lambda: app.actions.replay_oldest(queue, total),
-        queue,
-    )
-
-
 async def confirm_replay_ids(app: DashboardApp, queue: str, ids: Sequence[str]) -> None:
     """Read where each dead letter came from (for the confirmation), then ask."""
     rows = []
     for dl_id in ids:
         detail = await app.read_job(queue, dl_id)
         if detail is None:
-            app.notify(f"dead letter {dl_id!r} no longer exists", severity="warning")
+            gone = notice_text(f"dead letter {dl_id!r} no longer exists")
+            app.notify(gone, severity="warning", markup=False)
             continue
         raw = dict(detail.raw)
         rows.append(

@@ -1,15 +1,19 @@
 """The one way Redis-sourced values reach the screen: redacted, truncated, inert ``Text``.
 
 ``display_text`` never interprets markup, and makes control characters, ANSI escapes, bidi
-controls and zero-width characters visible instead of passing them to the terminal.
-``mask_url`` hides the password of a connection URL.
+controls and zero-width characters visible instead of passing them to the terminal. It shows a
+bounded window of a value (``offset``, ``limit``), so a 10 MB value costs what its window costs.
+Credential shapes in free text are found from cheap anchors (``://``, ``bearer``, key names), so
+redaction stays linear in the text it reads. ``mask_url`` hides the password of a connection URL.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +25,13 @@ DEFAULT_LIMIT = 2_000
 _SLACK = 256
 """Extra characters redacted beyond the cut, so a secret is never cut in half and leaked."""
 
+_BACK = 16_384
+"""Characters read before a window that starts inside a value, so a secret that began before it
+(a PEM block, a long token after its key name) is still masked where the window shows it."""
+
+JSON_PARSE_LIMIT = 1_000_000
+"""A JSON field longer than this is shown as stored text (in windows), not parsed."""
+
 ESCAPE_STYLE = "reverse"
 TRUNCATED_STYLE = "dim italic"
 MASK = "••••"
@@ -31,30 +42,68 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
-_STRING_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
+_KEY_ANCHORS = ("pass", "pwd", "secret", "token", "api", "auth", "session", "signature", "cookie",
+                "private", "credential", "dsn")  # fmt: skip
+"""Where a key name of ``_KEY_NAME`` can start (lower case)."""
+_KEY_NAME = (
+    r"(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|authorization"
+    r"|(?<![a-z])auth(?![a-z])|session(?:[_-]?(?:id|key|token))?|signature|cookie"
+    r"|private[_-]?key|credential|dsn)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A credential shape in free text. It is looked for only where one of ``anchors`` (lower
+    case) occurs, as ``pattern`` matched right there; its ``secret`` group is shown as ``mask``.
+    Matching only at anchors keeps the cost linear in the text, whatever the text."""
+
+    anchors: tuple[str, ...]
+    pattern: re.Pattern[str]
+    mask: str
+
+
+_SHAPES: tuple[_Shape, ...] = (
     # scheme://user:password@host -> scheme://user:***@host
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@\"']*:)[^\s@/\"']+@"), r"\1***@"),
-    (re.compile(r"(\bBearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE), r"\1***"),
-    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), r"\1****************"),
-    (
-        re.compile(
-            r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-        ),
-        r"-----BEGIN \1PRIVATE KEY----- *** \2",
+    _Shape(
+        ("://",),
+        re.compile(r"(?<=[a-zA-Z0-9+.\-])://[^\s:/@\"']*:(?P<secret>[^\s@/\"']+)@"),
+        "***",
     ),
-    # "password": "x", password=x, token: x (also inside JSON text that was not parsed); the
-    # name's prefix is bounded so a long run of word characters costs linear time, not quadratic
-    (
+    _Shape(
+        ("bearer",),
+        re.compile(r"(?<!\w)bearer\s+(?P<secret>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE),
+        "***",
+    ),
+    _Shape(
+        ("akia", "asia"),
+        re.compile(r"(?<!\w)(?:AKIA|ASIA)(?P<secret>[0-9A-Z]{16})\b"),
+        "*" * 16,
+    ),
+    _Shape(
+        ("-----begin ",),
         re.compile(
-            r"""(["']?(?:[\w\-]{0,40}?)(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|authorization"""
-            r"""|(?<![a-z])auth(?![a-z])|session(?:[_-]?(?:id|key|token))?|signature|cookie"""
-            r"""|private[_-]?key|credential|dsn)["']?\s*[:=]\s*)(?!["']?••••)"""
-            r"""("[^"]*"|'[^']*'|[^\s,;&}"']+)""",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?P<secret>.*?)"
+            r"(?=-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+        " *** ",
+    ),
+    # "password": "x", password=x, token: x (also inside JSON text that was not parsed); a value
+    # masked by key already ("••••") is left as it is
+    _Shape(
+        _KEY_ANCHORS,
+        re.compile(
+            _KEY_NAME
+            + r"""["']?\s*[:=]\s*(?!["']?••••)"""
+            + r"""(?P<secret>"[^"]*"|'[^']*'|[^\s,;&}"']+)""",
             re.IGNORECASE,
         ),
-        r"\1***",
+        "***",
     ),
 )
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 _FORMAT = (
     r"\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
@@ -76,11 +125,74 @@ def _visible(char: str) -> str:
     return f"<U+{code:04X}>"
 
 
+def _lowered(text: str) -> str:
+    """``text`` in ASCII lower case, the same length (so positions in it are positions in
+    ``text``; ``str.lower`` may change the length of non-ASCII text)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def _find_all(haystack: str, needle: str) -> Iterator[int]:
+    index = haystack.find(needle)
+    while index != -1:
+        yield index
+        index = haystack.find(needle, index + 1)
+
+
+def secret_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int, str]]:
+    """Where credential shapes hide secrets in ``text[start:end]``: sorted, non-overlapping
+    ``(start, end, mask)`` spans, in ``text``'s positions. Linear: each shape is tried only at
+    its anchors, and never again inside a match of its own."""
+    end = len(text) if end is None else min(end, len(text))
+    low = _lowered(text[start:end])
+    found: list[tuple[int, int, str]] = []
+    for shape in _SHAPES:
+        anchors = sorted({start + i for needle in shape.anchors for i in _find_all(low, needle)})
+        reach = start
+        for anchor in anchors:
+            if anchor < reach:
+                continue
+            match = shape.pattern.match(text, anchor, end)
+            if match is not None:
+                found.append((match.start("secret"), match.end("secret"), shape.mask))
+                reach = match.end()
+    return _merged(found)
+
+
+def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping spans as one: the outer one's mask if it holds the other, else ``***``."""
+    merged: list[tuple[int, int, str]] = []
+    for begin, finish, mask in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if begin == finish:
+            continue
+        if merged and begin < merged[-1][1]:
+            last_begin, last_finish, _ = merged[-1]
+            if finish > last_finish:
+                merged[-1] = (last_begin, finish, "***")
+            continue
+        merged.append((begin, finish, mask))
+    return merged
+
+
+def _masked(text: str, start: int, end: int, spans: list[tuple[int, int, str]]) -> str:
+    """``text[start:end]`` with each span that reaches into it replaced by its mask (whole,
+    also where the span starts before ``start`` or ends after ``end``)."""
+    out: list[str] = []
+    position = start
+    for begin, finish, mask in spans:
+        if finish <= position or begin >= end:
+            continue
+        if begin > position:
+            out.append(text[position:begin])
+        out.append(mask)
+        position = finish
+    if position < end:
+        out.append(text[position:end])
+    return "".join(out)
+
+
 def redact_string(text: str) -> str:
     """Hide credential shapes inside free text: URL passwords, bearer tokens, keys, ``k=v``."""
-    for pattern, replacement in _STRING_SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
+    return _masked(text, 0, len(text), secret_spans(text))
 
 
 def notice_text(value: object, limit: int = 300) -> str:
@@ -109,29 +221,60 @@ def redact(value: Any) -> Any:
     return value
 
 
-def to_plain(value: object, *, limit: int = DEFAULT_LIMIT, pretty: bool = False) -> tuple[str, str]:
-    """Turn any value into redacted plain text cut to ``limit``, and a note of what was cut."""
-    extra_bytes = 0
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Part of a value as redacted plain text, and how much of the value lies around it."""
+
+    text: str
+    before: int = 0
+    """Characters of the value before the window."""
+    after: int = 0
+    """Characters of the value after the window."""
+    extra_bytes: int = 0
+    """Bytes of a long ``bytes`` value that were not even decoded."""
+
+    def note(self) -> str:
+        """``"120 more chars"`` (and ``"and 5 more bytes"``), or ``""`` when nothing follows."""
+        notes = [f"{self.after} more chars"] if self.after else []
+        if self.extra_bytes:
+            notes.append(f"{self.extra_bytes} more bytes")
+        return " and ".join(notes)
+
+
+def plain_text(value: object, *, pretty: bool = False) -> str:
+    """The whole of any value as plain text, before redaction of free text and any cut: a
+    string as it is, bytes decoded, anything else as JSON with secret keys' values masked."""
     if isinstance(value, bytes | bytearray):
-        window = bytes(value[: (limit + _SLACK) * 4])
-        extra_bytes = len(value) - len(window)
-        text = window.decode("utf-8", errors="backslashreplace")
-    elif isinstance(value, str):
-        text = value
-    elif value is None:
-        text = ""
-    else:
-        indent = 2 if pretty else None
-        text = json.dumps(redact(value), ensure_ascii=False, default=str, indent=indent)
-    head = redact_string(text[: limit + _SLACK])
-    more = len(text) - min(len(text), limit + _SLACK)
-    if len(head) > limit:
-        more += len(head) - limit
-        head = head[:limit]
-    notes = [f"{more} more chars"] if more else []
-    if extra_bytes:
-        notes.append(f"{extra_bytes} more bytes")
-    return head, " and ".join(notes)
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    indent = 2 if pretty else None
+    return json.dumps(redact(value), ensure_ascii=False, default=str, indent=indent)
+
+
+def window_of(text: str, offset: int, limit: int) -> Window:
+    """``text[offset:offset + limit]`` redacted; the secrets found around it are masked too.
+
+    Costs what the window costs (plus ``_SLACK`` after it and ``_BACK`` before it), however
+    long ``text`` is."""
+    size = len(text)
+    start = min(max(offset, 0), size)
+    end = min(size, start + max(limit, 0))
+    around = secret_spans(text, max(0, start - _BACK) if start else 0, min(size, end + _SLACK))
+    return Window(_masked(text, start, end, around), before=start, after=size - end)
+
+
+def to_plain(
+    value: object, *, limit: int = DEFAULT_LIMIT, pretty: bool = False, offset: int = 0
+) -> Window:
+    """Any value as redacted plain text: the ``limit`` characters from ``offset``."""
+    if isinstance(value, bytes | bytearray) and offset == 0:
+        head = bytes(value[: (limit + _SLACK) * 4])  # never decode more than a window needs
+        window = window_of(head.decode("utf-8", errors="backslashreplace"), 0, limit)
+        return Window(window.text, 0, window.after, len(value) - len(head))
+    return window_of(plain_text(value, pretty=pretty), offset, limit)
 
 
 def display_text(
@@ -142,17 +285,22 @@ def display_text(
     pretty: bool = False,
     style: str = "",
     say_how_much: bool = True,
+    offset: int = 0,
 ) -> Text:
     """Render ``value`` as inert ``Text``: redacted, cut to ``limit`` chars, escapes visible.
 
     With ``single_line`` newlines and tabs are shown as symbols too, so a table cell stays one
     line. Markup in the value is never interpreted. A cut value ends in "… (N more chars)", or
-    in a bare "…" within ``limit`` when ``say_how_much`` is off (a table cell of fixed width).
+    in a bare "…" within ``limit`` when ``say_how_much`` is off (a table cell of fixed width);
+    a window from ``offset`` > 0 starts with "…".
     """
     if not say_how_much:
         limit = max(1, limit - 1)
-    plain, cut = to_plain(value, limit=limit, pretty=pretty)
+    window = to_plain(value, limit=limit, pretty=pretty, offset=offset)
+    plain = window.text
     text = Text(style=style, no_wrap=single_line, end="")
+    if window.before:
+        text.append("… ", style=TRUNCATED_STYLE)
     unsafe = _UNSAFE if single_line else _UNSAFE_KEEP_LINES
     position = 0
     for match in unsafe.finditer(plain):
@@ -162,24 +310,37 @@ def display_text(
         position = match.end()
     if position < len(plain):
         text.append(plain[position:])
+    cut = window.note()
     if cut:
         text.append(f"… ({cut})" if say_how_much else "…", style=TRUNCATED_STYLE)
     return text
 
 
-def display_json_field(raw: str | None, *, limit: int = DEFAULT_LIMIT, pretty: bool = True) -> Text:
+def field_text(raw: str | None, *, pretty: bool = True) -> str:
+    """A JSON-encoded hash field as the plain text the detail view shows: parsed, secret keys'
+    values masked and pretty printed if it is JSON (up to ``JSON_PARSE_LIMIT`` characters),
+    else the stored text itself. Free-text redaction happens per window (``display_text``)."""
+    if raw is None:
+        return ""
+    if len(raw) > JSON_PARSE_LIMIT:
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(parsed, str):
+        return parsed
+    return plain_text(parsed, pretty=pretty)
+
+
+def display_json_field(
+    raw: str | None, *, limit: int = DEFAULT_LIMIT, pretty: bool = True, offset: int = 0
+) -> Text:
     """Render a JSON-encoded hash field: parsed and redacted if it is JSON, else as text."""
     if raw is None:
         return Text("")
-    if len(raw) <= 1_000_000:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return display_text(raw, limit=limit, single_line=False)
-        if isinstance(parsed, str):
-            return display_text(parsed, limit=limit, single_line=False)
-        return display_text(parsed, limit=limit, single_line=False, pretty=pretty)
-    return display_text(raw, limit=limit, single_line=False)
+    text = field_text(raw, pretty=pretty)
+    return display_text(text, limit=limit, single_line=False, offset=offset)
 
 
 def mask_url(url: str) -> str:

@@ -13,9 +13,9 @@ from textual.widgets import Footer, Static
 
 from dashboard.keymap import DEAD_LETTER_KEYS, bindings
 from dashboard.model import DashboardSnapshot, JobPage
-from dashboard.replay import confirm_replay, confirm_replay_all
+from dashboard.replay import confirm_replay
 from dashboard.replay_text import plural
-from dashboard.sanitize import display_text
+from dashboard.sanitize import display_text, notice_text
 from dashboard.screens.base import DashScreen
 from dashboard.widgets.dead_letters_table import DeadLettersTable
 
@@ -110,9 +110,8 @@ class DeadLettersScreen(DashScreen):
         confirm_replay(self.dash, self.queue, rows)
 
     def action_replay_all(self) -> None:
-        """Replay every dead letter of the queue (typed confirmation)."""
-        total = self.page.total if self.page is not None else 0
-        confirm_replay_all(self.dash, self.queue, total)
+        """Replay the dead letters of the queue as they are now (typed confirmation)."""
+        self.dash.confirm_replay_all(self.queue)
 
     def action_open_job(self) -> None:
         """Open the dead letter under the cursor (its data, stack trace and logs)."""
@@ -142,4 +141,4 @@ def open_dead_letters(app: DashboardApp, queue: str | None) -> None:
         app.notify("no dead-letter queue found", markup=False)
     else:
         names = ", ".join(queues[:5]) + (" ..." if len(queues) > 5 else "")
-        app.notify(f"select a dead-letter queue first: {names}"[:200], markup=False)
+        app.notify(notice_text(f"select a dead-letter queue first: {names}", 200), markup=False)

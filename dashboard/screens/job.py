@@ -1,4 +1,8 @@
-"""One job in detail, in a scrollable view; actions on it from here too."""
+"""One job in detail, in a scrollable view; actions on it from here too.
+
+Long values are paged, not grown: ``m`` shows the next window of each long section and ``M``
+the one before, so every render costs one window whatever the job's size (D5).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,9 @@ from dashboard.model import JobDetail, JobLinks
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
-from dashboard.widgets.job_detail import JobDetailView
+from dashboard.widgets.job_detail import JobDetailView, Section, detail_sections, parts
 from dashboard.widgets.links_table import LinksTable, blocked_line, links_summary
 
-FIRST_LIMIT = 4_000
-"""Characters per section at first; ``m`` shows four times more each time."""
 LINKED_CHILDREN = 20
 """Children of a flow's parent listed on its job screen (``t`` draws the whole flow)."""
 
@@ -32,7 +34,9 @@ class JobScreen(DashScreen):
         super().__init__()
         self.queue = queue
         self.job_id = job_id
-        self.limit = FIRST_LIMIT
+        self.part = 0
+        """The window of each long section on screen (0: the first)."""
+        self.sections: tuple[Section, ...] = ()
         self.detail: JobDetail | None = None
         self.links: JobLinks | None = None
 
@@ -68,7 +72,9 @@ class JobScreen(DashScreen):
                 )
             )
         else:
-            view.show(detail, self.limit)
+            self.sections = detail_sections(detail)
+            self.part = min(self.part, parts(self.sections) - 1)
+            view.show(detail, self.sections, self.part)
         self.refresh_bindings()
         self.links = await self.dash.backend.read_job_links(
             self.dash.reader, self.queue, self.job_id, LINKED_CHILDREN
@@ -88,10 +94,24 @@ class JobScreen(DashScreen):
         return self.detail.state if self.detail is not None else None
 
     def action_more(self) -> None:
-        """Show more of long values."""
-        self.limit *= 4
-        if self.detail is not None:
-            self.query_one(JobDetailView).show(self.detail, self.limit)
+        """The next window of each long value."""
+        self._show_part(self.part + 1)
+
+    def action_less(self) -> None:
+        """The window before."""
+        self._show_part(self.part - 1)
+
+    def _show_part(self, part: int) -> None:
+        if self.detail is None:
+            return
+        last = parts(self.sections) - 1
+        if not 0 <= part <= last:
+            where = "first" if part < 0 else "last"
+            self.notify(f"the {where} part of the longest value is shown", markup=False)
+            return
+        self.part = part
+        self.query_one(JobDetailView).show(self.detail, self.sections, part)
+        self.query_one("#detail-scroll", VerticalScroll).scroll_home(animate=False)
 
     def action_retry_job(self) -> None:
         """Retry this job (confirmed)."""

@@ -1,36 +1,112 @@
-"""Every section of one job as inert text: header, data, result, error, stack, logs, raw."""
+"""Every section of one job as inert text: header, data, result, error, stack, logs, raw.
+
+A long value is shown a window (``WINDOW`` characters) at a time: part ``n`` of every long
+section, with a marker saying which part of how many, so each render costs the same however
+large the job is (D5). The sections' whole texts are built once per read of the job
+(``detail_sections``); rendering a part only cuts and redacts its window.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.widgets import Static
 
 from dashboard.model import JobDetail
-from dashboard.sanitize import display_json_field, display_text
+from dashboard.sanitize import TRUNCATED_STYLE, display_text, field_text
 from dashboard.widgets.format import age, exact_time
 
 SECTION_STYLE = "bold underline"
+WINDOW = 4_000
+"""Characters of a long value shown at once; the "more" key shows the next window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One titled value of a job, as the whole plain text it is paged through."""
+
+    title: str
+    text: str
+    field: bool = False
+    """A raw field of a malformed hash: shown as ``name: value`` on one line."""
+
+
+def parts_of(text: str) -> int:
+    """How many windows ``text`` takes (at least one)."""
+    return max(1, -(-len(text) // WINDOW))
+
+
+def detail_sections(detail: JobDetail) -> tuple[Section, ...]:
+    """The job's long values, in the order shown; JSON fields parsed and masked by key once."""
+    raw = dict(detail.raw)
+    if detail.malformed:
+        fields = tuple(Section(key, value, field=True) for key, value in detail.raw)
+        logs = (Section("logs", "\n".join(detail.logs)),) if detail.logs else ()
+        return fields + logs
+    sections = [Section("data", field_text(raw.get("data")))]
+    if raw.get("progress"):
+        sections.append(Section("progress", field_text(raw.get("progress"))))
+    if raw.get("returnvalue"):
+        sections.append(Section("return value", field_text(raw.get("returnvalue"))))
+    if detail.failed_reason:
+        sections.append(Section("failed reason", detail.failed_reason))
+    if detail.stacktrace:
+        sections.append(Section("stacktrace", "\n".join(detail.stacktrace)))
+    if detail.logs:
+        sections.append(Section("logs", "\n".join(detail.logs)))
+    sections.extend(Section(title, body) for title, body in detail.sections)
+    # the options as the backend decoded them (BullMQ's short names spelled out), else as stored
+    opts = json.dumps(detail.opts) if detail.opts else raw.get("opts")
+    sections.append(Section("options", field_text(opts)))
+    return tuple(sections)
+
+
+def parts(sections: tuple[Section, ...]) -> int:
+    """Windows of the longest section: how far the "more" key can go."""
+    return max((parts_of(section.text) for section in sections), default=1)
 
 
 class JobDetailView(Static):
-    """Renders a ``JobDetail``; ``limit`` caps each section (raised by the "more" key)."""
+    """Renders a ``JobDetail``, one window (``part``) of each long section."""
 
-    def show(self, detail: JobDetail, limit: int) -> None:
+    def show(self, detail: JobDetail, sections: tuple[Section, ...], part: int) -> None:
         """Render the job, every value through the sanitizer."""
-        self.update(render_detail(detail, limit))
+        self.update(render_detail(detail, sections, part))
 
 
-def _section(text: Text, title: str, body: Text) -> None:
-    text.append(f"\n{title}\n", style=SECTION_STYLE)
+def _window(section: Section, part: int) -> tuple[Text, Text]:
+    """The section's part ``part`` (its last one if it has fewer) and the marker for its title
+    ("part 2 of 2,622: chars 4,001-8,000 of 10,485,770"), empty for a short value."""
+    count = parts_of(section.text)
+    shown = min(part, count - 1)
+    body = display_text(
+        section.text, limit=WINDOW, offset=shown * WINDOW, single_line=section.field
+    )
+    if count == 1:
+        return body, Text("")
+    first = shown * WINDOW + 1
+    last = min(len(section.text), (shown + 1) * WINDOW)
+    marker = Text(
+        f"  part {shown + 1:,} of {count:,}: chars {first:,}-{last:,} of {len(section.text):,}"
+        f" (m: next, M: back)",
+        style=TRUNCATED_STYLE,
+    )
+    return body, marker
+
+
+def _section(text: Text, section: Section, part: int) -> None:
+    body, marker = _window(section, part)
+    text.append(f"\n{section.title}", style=SECTION_STYLE)
+    text.append_text(marker)
+    text.append("\n")
     text.append_text(body)
     text.append("\n")
 
 
-def render_detail(detail: JobDetail, limit: int) -> Text:
-    """The whole detail as one ``Text``."""
-    raw = dict(detail.raw)
+def render_detail(detail: JobDetail, sections: tuple[Section, ...], part: int = 0) -> Text:
+    """The whole detail as one ``Text``: the header, then window ``part`` of each section."""
     text = Text(end="")
     text.append("job ", style="bold")
     text.append_text(display_text(detail.id, limit=60))
@@ -40,11 +116,17 @@ def render_detail(detail: JobDetail, limit: int) -> Text:
     if detail.malformed:
         text.append("\n⚠ malformed job hash: ", style="bold red")
         text.append_text(display_text(detail.malformed_reason or "", limit=200))
-        _section(text, "raw fields", _raw_fields(detail, limit))
-        if detail.logs:
-            _section(
-                text, "logs", display_text("\n".join(detail.logs), limit=limit, single_line=False)
-            )
+        text.append("\nraw fields\n", style=SECTION_STYLE)
+        for section in sections:
+            if not section.field:
+                _section(text, section, part)
+                continue
+            body, marker = _window(section, part)
+            text.append_text(display_text(section.title, limit=40, style="bold"))
+            text.append(": ")
+            text.append_text(body)
+            text.append_text(marker)
+            text.append("\n")
         return text
     text.append(f"\nattempts {detail.attempts_made}/{detail.attempts}")
     for label, ms in (
@@ -58,35 +140,6 @@ def render_detail(detail: JobDetail, limit: int) -> Text:
     if detail.worker:
         text.append("\nworker ")
         text.append_text(display_text(detail.worker, limit=40))
-    _section(text, "data", display_json_field(raw.get("data"), limit=limit))
-    if raw.get("progress"):
-        _section(text, "progress", display_json_field(raw.get("progress"), limit=limit))
-    if raw.get("returnvalue"):
-        _section(text, "return value", display_json_field(raw.get("returnvalue"), limit=limit))
-    if detail.failed_reason:
-        _section(
-            text,
-            "failed reason",
-            display_text(detail.failed_reason, limit=limit, single_line=False),
-        )
-    if detail.stacktrace:
-        stack = "\n".join(detail.stacktrace)
-        _section(text, "stacktrace", display_text(stack, limit=limit, single_line=False))
-    if detail.logs:
-        _section(text, "logs", display_text("\n".join(detail.logs), limit=limit, single_line=False))
-    for title, body in detail.sections:
-        _section(text, title, display_text(body, limit=limit, single_line=False))
-    # the options as the backend decoded them (BullMQ's short names spelled out), else as stored
-    opts = json.dumps(detail.opts) if detail.opts else raw.get("opts")
-    _section(text, "options", display_json_field(opts, limit=limit))
+    for section in sections:
+        _section(text, section, part)
     return text
-
-
-def _raw_fields(detail: JobDetail, limit: int) -> Text:
-    body = Text(end="")
-    for key, value in detail.raw:
-        body.append_text(display_text(key, limit=40, style="bold"))
-        body.append(": ")
-        body.append_text(display_text(value, limit=limit))
-        body.append("\n")
-    return body

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from rich.text import Text
 
 from dashboard.model import SchedulerPage, SchedulerRow
-from dashboard.sanitize import display_text
+from dashboard.sanitize import display_text, notice_text
 from dashboard.widgets.format import compact, short_duration
 from dashboard.widgets.keyed_table import KeyedTable
 from dashboard.widgets.links_table import STATE_STYLES
@@ -45,7 +45,7 @@ def exact(ms: int, tz: str | None) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         zone = UTC
     when = datetime.fromtimestamp(ms / 1000, zone)
-    return f"{when:%Y-%m-%d %H:%M:%S} {tz or 'UTC'}"
+    return f"{when:%Y-%m-%d %H:%M:%S} {notice_text(tz or 'UTC', limit=40)}"
 
 
 def last_state(row: SchedulerRow) -> Text:

@@ -97,7 +97,7 @@ async def test_dead_letters_listed_and_replayed(redis_url: str, queue_name: str)
             # R: all the rest, typed
             await pilot.press("R")
             body = await _confirm(pilot, app, typed=dlq_name)
-            assert "Replay all 1 dead letter " in body
+            assert f"Replay the one dead letter of queue {dlq_name}" in body
             await until(pilot, lambda: "replayed dead letter" in notices(app))
             await until(pilot, lambda: screen.page is not None and not screen.page.rows)
         assert (await dlq.get_counts("failed", "wait")) == {"failed": 0, "wait": 0}

@@ -207,6 +207,60 @@ async def test_gap_after_trim_is_reported_and_counts_resynced(
     assert (row.counts.wait, row.counts.completed, row.counts.failed) == (10, 3, 2)
 
 
+async def _trim_after_adding(redis: aioredis.Redis, queue_name: str, tag: str) -> None:
+    """Five jobs added and their events trimmed at once: a gap for any reader of the stream."""
+    keys = QueueKeys(queue_name)
+    async with redis.pipeline(transaction=True) as pipe:
+        for i in range(5):
+            pipe.hset(keys.job(f"{tag}{i}"), mapping={"name": "late", "timestamp": "1"})
+            pipe.lpush(keys.wait, f"{tag}{i}")
+            pipe.xadd(keys.events, {"event": "waiting", "job_id": f"{tag}{i}"})
+        pipe.xtrim(keys.events, maxlen=0, approximate=False)
+        await pipe.execute()
+
+
+def _trimmed(snapshot: DashboardSnapshot) -> bool:
+    return any("events trimmed" in alert for alert in snapshot.alerts)
+
+
+async def test_gap_alert_goes_away_once_the_counts_are_read_again(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    await add_and_finish(redis_url, queue_name)
+    monitor = QueueMonitor(
+        CorralBackend(), redis_url, queues=[queue_name], poll_interval=0.2, block_ms=100,
+        gap_alert_s=1.0,
+    )  # fmt: skip
+    stream = monitor.snapshots()
+    try:
+        await wait_for(stream, lambda s: s.queue(queue_name) is not None)
+
+        async def tailing() -> bool:
+            return queue_name in monitor.tail.last_ids
+
+        await wait_until(tailing)
+        await _trim_after_adding(redis, queue_name, "x")
+        shown = await wait_for(
+            stream, lambda s: (q := s.queue(queue_name)) is not None and q.events_gap
+        )
+        assert _trimmed(shown)
+        cleared = await wait_for(
+            stream, lambda s: (q := s.queue(queue_name)) is not None and not q.events_gap
+        )
+        assert not _trimmed(cleared)  # resynced: the alert is gone for good
+        row = cleared.queue(queue_name)
+        assert row is not None and row.counts.wait == 10  # counts read again after the gap
+        # a later gap raises the alert again, and it clears again
+        await _trim_after_adding(redis, queue_name, "y")
+        again = await wait_for(stream, _trimmed)
+        assert (q := again.queue(queue_name)) is not None and q.events_gap
+        cleared = await wait_for(stream, lambda s: not _trimmed(s))
+        row = cleared.queue(queue_name)
+        assert row is not None and row.counts.wait == 15 and not row.events_gap
+    finally:
+        await stream.aclose()
+
+
 async def test_reconnects_after_the_server_comes_back(fresh_server: FaultServer) -> None:
     await add_and_finish(fresh_server.url, "jobs")
     monitor = QueueMonitor(

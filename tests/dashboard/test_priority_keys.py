@@ -76,10 +76,9 @@ async def test_capital_a_promotes_every_delayed_job(redis_url: str, queue_name: 
             await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, QueueScreen))
-            await until(pilot, lambda: app._count(queue_name, "delayed") == 3)
-            await pilot.press("A")
+            await pilot.press("A")  # the delayed jobs are read now, whatever the counts shown
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            assert "Promote all 3 delayed jobs" in visible_text(app)
+            assert "Promote these 3 delayed jobs" in visible_text(app)
             await pilot.pause(0.4)
             app.screen.query_one(Input).value = queue_name
             await pilot.pause(0.05)

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from dashboard.sanitize import display_json_field, display_text, mask_url, redact
+from dashboard.sanitize import display_json_field, display_text, mask_url, redact, redact_string
 
 HOSTILE = [
     "[bold red]x[/]",
@@ -156,3 +156,54 @@ def test_json_field_pretty_and_invalid() -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a." * 500_000,  # was quadratic: every "a" could start a URL scheme
+        "x" * 1_000_000,  # was ~7 µs a character: every position could start a key name
+        "password" * 125_000,
+        "token=" * 150_000,
+        "-----BEGIN PRIVATE KEY-----" * 40_000,
+        ("x://" + "b:" * 50) * 10_000,
+    ],
+)
+def test_redaction_stays_linear_on_long_hostile_text(text: str) -> None:
+    started = time.perf_counter()
+    redact_string(text)
+    assert time.perf_counter() - started < 2.0  # a guard: each took seconds to minutes before
+
+
+def test_a_window_far_into_a_value_costs_what_the_window_costs() -> None:
+    value = "".join(f"<{i:07d}>" for i in range(1_200_000))  # 10.8 MB
+    started = time.perf_counter()
+    text = display_text(value, limit=90, offset=9 * 1_000_000, single_line=False)
+    assert time.perf_counter() - started < 0.5
+    assert (
+        text.plain == "… " + value[9_000_000:9_000_090] + f"… ({len(value) - 9_000_090} more chars)"
+    )
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        " password=hunter2-value-and-more ",
+        " Authorization: Bearer hunter2-value-and-more ",
+        " redis://app:hunter2-value-and-more@db:6379 ",
+        "-----BEGIN RSA PRIVATE KEY-----\n" + "hunter2-value-and-more\n" * 200,
+    ],
+)
+def test_a_secret_cut_by_a_window_is_masked_on_both_sides(secret: str) -> None:
+    value = "x" * 5_000 + secret + "y" * 5_000
+    for cut in range(5_000, 5_000 + len(secret), 7):  # each window starts inside the secret
+        before = display_text(value, limit=cut, single_line=False).plain
+        after = display_text(value, limit=4_000, offset=cut, single_line=False).plain
+        assert "hunter2" not in before and "hunter2" not in after
+        assert "and-more" not in before and "and-more" not in after
+
+
+def test_spans_of_several_shapes_merge() -> None:
+    assert redact_string("dsn=redis://u:pw@h x") == "dsn=*** x"
+    assert redact_string("AKIAABCDEFGHIJKLMNOP") == "AKIA****************"
+    assert redact_string("no secrets here: author=ann") == "no secrets here: author=ann"
