@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import IntEnum
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self, TypeVar
 
 
 class EngineError(Exception):
@@ -116,12 +116,16 @@ class DelayedError(Exception):
         super().__init__(reason)
 
 
+_R = TypeVar("_R")
+
+
 class HttpError(Exception):
     """Raise from a processor when an HTTP call failed: ``HttpError(status, message,
-    retry_after=)``. 4xx fails at once (a retry would get the same answer), except 408 and 429;
-    429, 408 and 5xx are retried, after ``retry_after`` when the response carried one
-    (seconds, or the Retry-After header's text: delta-seconds or an HTTP date), else after the
-    usual backoff."""
+    retry_after=)``, or ``HttpError.from_response(response)`` /
+    ``HttpError.raise_for_status(response)`` with the response of httpx, requests, aiohttp or
+    urllib. 4xx fails at once (a retry would get the same answer), except 408 and 429; 429, 408
+    and 5xx are retried, after ``retry_after`` when the response carried one (seconds, or the
+    Retry-After header's text: delta-seconds or an HTTP date), else after the usual backoff."""
 
     def __init__(
         self, status: int, message: str = "", *, retry_after: float | str | None = None
@@ -132,13 +136,80 @@ class HttpError(Exception):
             with contextlib.suppress(ValueError):
                 message = HTTPStatus(status).phrase
         super().__init__(f"{status} {message}".rstrip())
-        self.status = status
+        self.status = int(status)
+        self.reason = message
         self.retry_after_ms = parse_retry_after(retry_after)
+
+    @classmethod
+    def from_response(cls, response: object, message: str | None = None) -> Self:
+        """The error for an HTTP ``response``, read by duck typing so no client library is
+        needed here: the status from ``status_code`` (httpx, requests) or ``status``
+        (aiohttp, urllib); the reason phrase from ``reason_phrase`` or ``reason`` unless
+        ``message`` is given; the delay from the ``Retry-After`` header of ``headers``
+        (delta-seconds or an HTTP date). The URL is left out: query strings carry tokens."""
+        status = _response_status(response)
+        if message is None:
+            reason = getattr(response, "reason_phrase", None) or getattr(response, "reason", None)
+            message = reason.strip() if isinstance(reason, str) else ""
+        retry_after = _header(getattr(response, "headers", None), "Retry-After")
+        return cls(status, message, retry_after=retry_after)
+
+    @classmethod
+    def raise_for_status(cls, response: _R) -> _R:
+        """Raise ``from_response(response)`` if its status is 400 or more; else return it,
+        so that ``HttpError.raise_for_status(await client.get(url)).json()`` reads on."""
+        if _response_status(response) >= 400:
+            raise cls.from_response(response)
+        return response
 
     @property
     def retryable(self) -> bool:
         """False for client errors (4xx) other than 408 Request Timeout and 429 Too Many."""
         return not (400 <= self.status < 500) or self.status in (408, 429)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled when a sandboxed processor raises it: rebuilt as it is (status, reason and a
+        # Retry-After already in ms), since calling __init__ with ``args`` would not fit
+        return (_bare_exception, (type(self), self.args), self.__dict__)
+
+
+def _bare_exception(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An instance of ``cls`` with ``args``, made without calling its ``__init__``."""
+    return cls.__new__(cls, *args)
+
+
+def _response_status(response: object) -> int:
+    """The int status of an HTTP response of any of the common clients."""
+    for attribute in ("status_code", "status"):
+        status = getattr(response, attribute, None)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return int(status)
+    raise InvalidJobOptions(
+        f"HttpError.from_response({type(response).__name__}): expected an HTTP response with "
+        "an int status_code (httpx, requests) or status (aiohttp, urllib)"
+    )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """Header ``name`` of a response's headers, whatever mapping holds them (the clients' own
+    are case-insensitive; a plain dict is searched case-insensitively too)."""
+    if headers is None:
+        return None
+    value: Any = None
+    with contextlib.suppress(Exception):
+        value = headers.get(name)
+    if value is None and callable(getattr(headers, "items", None)):
+        wanted = name.lower()
+        for key, item in headers.items():
+            if isinstance(key, str | bytes) and _text(key).lower() == wanted:
+                value = item
+                break
+    return _text(value) if isinstance(value, str | bytes | int | float) else None
+
+
+def _text(value: str | bytes | float) -> str:
+    """A header name or value as text (HTTP headers are Latin-1 when they come as bytes)."""
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 def parse_retry_after(value: float | str | None) -> int | None:

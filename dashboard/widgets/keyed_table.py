@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 
 class KeyedTable(DataTable[Text]):
@@ -23,6 +24,18 @@ class KeyedTable(DataTable[Text]):
         self.zebra_stripes = True
         for label in self.COLUMNS:
             self.add_column(Text(label, style="bold"), key=label)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """Measure the new rows (Textual), then drop what was painted at the old widths.
+
+        Textual caches painted cells and lines by an update count, not by column width, and
+        measures new rows only when idle: a paint in between (a busy app) would keep showing
+        those rows cut to the old widths ("impo" for "import") until the table is resized."""
+        before = [column.content_width for column in self.columns.values()]
+        super()._update_dimensions(new_rows)
+        if before != [column.content_width for column in self.columns.values()]:
+            self._update_count += 1
+            self.refresh()
 
     @property
     def selected_key(self) -> str | None:

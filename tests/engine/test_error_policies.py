@@ -1,15 +1,22 @@
 """Error policies: ``retry_on`` / ``fail_on`` per queue and per job name, ``HttpError`` (4xx
-fail, 429 after Retry-After, 5xx retry) and per-class backoff, decided and then run."""
+fail, 429 after Retry-After, 5xx retry, made from a client's response) and per-class backoff,
+decided and then run by a worker on the server."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import itertools
+import pickle
+import urllib.error
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from support.policy_jobs import Response, responds
 from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
@@ -97,6 +104,95 @@ def test_retry_after_header_forms() -> None:
     assert parse_retry_after(past) == 0
     for bad in ("soon", "", None, float("nan"), True):
         assert parse_retry_after(bad) is None  # type: ignore[arg-type]
+
+
+# ---- HttpError from a client's response ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestsLikeResponse:
+    """Shaped as ``requests.Response``: ``status_code``, ``headers`` and ``reason``."""
+
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AiohttpLikeResponse:
+    """Shaped as ``aiohttp.ClientResponse``: ``status``, ``headers`` and ``reason``."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def test_from_response_reads_status_reason_and_retry_after_of_each_client_shape() -> None:
+    httpx_like = HttpError.from_response(Response(429, {"Retry-After": "7"}, "Slow Down"))
+    assert (httpx_like.status, httpx_like.reason, httpx_like.retry_after_ms) == (
+        429,
+        "Slow Down",
+        7000,
+    )
+    assert str(httpx_like) == "429 Slow Down" and httpx_like.retryable
+
+    in_30_s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    requests_like = HttpError.from_response(
+        RequestsLikeResponse(503, {"retry-after": in_30_s}, "Service Unavailable")
+    )  # a plain dict with a lower-case name: found all the same
+    assert requests_like.status == 503 and requests_like.reason == "Service Unavailable"
+    assert requests_like.retry_after_ms is not None
+    assert 25_000 <= requests_like.retry_after_ms <= 30_000
+
+    aiohttp_like = HttpError.from_response(AiohttpLikeResponse(404, {}, "No Such User"))
+    assert str(aiohttp_like) == "404 No Such User"
+    assert not aiohttp_like.retryable and aiohttp_like.retry_after_ms is None
+
+    headers = http.client.HTTPMessage()
+    headers["Retry-After"] = "2"
+    urllib_error = urllib.error.HTTPError("http://127.0.0.1/x", 429, "Too Many", headers, None)
+    from_urllib = HttpError.from_response(urllib_error)
+    assert (from_urllib.status, from_urllib.reason, from_urllib.retry_after_ms) == (
+        429,
+        "Too Many",
+        2000,
+    )
+
+
+def test_from_response_fills_in_or_overrides_the_reason_and_ignores_a_bad_header() -> None:
+    assert str(HttpError.from_response(AiohttpLikeResponse(502))) == "502 Bad Gateway"
+    assert str(HttpError.from_response(Response(500), "upstream down")) == "500 upstream down"
+    unreadable = HttpError.from_response(Response(429, {"Retry-After": "soon"}))
+    assert unreadable.status == 429 and unreadable.retry_after_ms is None
+    with pytest.raises(InvalidJobOptions, match=r"from_response\(dict\): expected an HTTP"):
+        HttpError.from_response({"status_code": 500})
+
+
+def test_raise_for_status_raises_only_for_errors() -> None:
+    for ok in (Response(200), Response(204), AiohttpLikeResponse(302)):
+        assert HttpError.raise_for_status(ok) is ok
+    with pytest.raises(HttpError, match=r"^400 Bad Request$") as caught:
+        HttpError.raise_for_status(RequestsLikeResponse(400))
+    assert not caught.value.retryable
+    with pytest.raises(HttpError) as caught:
+        HttpError.raise_for_status(Response(429, {"Retry-After": "0.5"}))
+    assert caught.value.retry_after_ms == 500
+
+
+class ApiError(HttpError):
+    """A subclass, as an API client library might define."""
+
+
+def test_http_error_survives_a_pickle_round_trip() -> None:
+    """A sandboxed processor's error reaches the worker pickled: it must stay an HttpError."""
+    for exc in (HttpError(429, "Slow Down", retry_after="1.5"), ApiError(404)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+        assert (back.status, back.reason, back.retry_after_ms) == (
+            exc.status,
+            exc.reason,
+            exc.retry_after_ms,
+        )
 
 
 def test_backoff_per_class_most_specific_first() -> None:
@@ -213,6 +309,108 @@ async def test_429_waits_for_retry_after_and_class_backoff_on_the_server_clock(
             ]
             gaps = [b - a for a, b in itertools.pairwise(starts)]
             assert len(gaps) == 1 and gaps[0] >= wanted - 5
+
+
+async def test_retry_on_retries_only_the_listed_errors_in_a_worker(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    async def process(job: Job) -> Any:
+        if job.name == "flaky" and job.attempts_started < 3:
+            raise ConnectionResetError("reset by peer")  # a ConnectionError: listed
+        if job.name == "broken":
+            raise ValueError("bad sku")  # not listed: fails at once
+        return "ok"
+
+    policy = ErrorPolicy(retry_on=(ConnectionError,))
+    async with Queue(queue_name, redis_url) as queue:
+        flaky = await queue.add("flaky", {}, attempts=3, backoff=Backoff.fixed(10))
+        broken = await queue.add("broken", {}, attempts=3, backoff=Backoff.fixed(10))
+        async with running_worker(queue_name, process, redis_url, error_policy=policy):
+            await settled(queue, 2)
+        done = await queue.get_job(flaky.id)
+        assert done is not None and (done.state, done.attempts_made) == (JobState.COMPLETED, 3)
+        failed = await queue.get_job(broken.id)
+        assert failed is not None and (failed.state, failed.attempts_made) == (JobState.FAILED, 1)
+        assert failed.failed_reason == "ValueError: bad sku"
+    retried = [e["job_id"] for e in await stream_events(redis, queue_name, "retrying")]
+    assert retried == [flaky.id, flaky.id]
+    assert [e["job_id"] for e in await stream_events(redis, queue_name, "failed")] == [broken.id]
+
+
+async def test_fail_on_job_timeout_fails_a_timed_out_job_at_once(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    async def process(job: Job) -> Any:
+        if job.name == "slow":
+            await asyncio.sleep(30)
+        if job.attempts_started == 1:
+            raise TimeoutError("upstream slow")  # a TimeoutError, but not a JobTimeout
+        return "ok"
+
+    policy = ErrorPolicy(fail_on=(JobTimeout,))
+    async with Queue(queue_name, redis_url) as queue:
+        slow = await queue.add("slow", {}, attempts=3, timeout_ms=200, backoff=Backoff.fixed(10))
+        other = await queue.add("other", {}, attempts=3, backoff=Backoff.fixed(10))
+        async with running_worker(
+            queue_name, process, redis_url, concurrency=2, error_policy=policy
+        ):
+            await settled(queue, 2)
+        failed = await queue.get_job(slow.id)
+        assert failed is not None and (failed.state, failed.attempts_made) == (JobState.FAILED, 1)
+        assert failed.failed_reason == "timed out after 0.2 s"
+        done = await queue.get_job(other.id)
+        assert done is not None and (done.state, done.attempts_made) == (JobState.COMPLETED, 2)
+    retried = [e["job_id"] for e in await stream_events(redis, queue_name, "retrying")]
+    assert retried == [other.id]
+    (final,) = await stream_events(redis, queue_name, "failed")
+    assert final["job_id"] == slow.id and final["failed_reason"] == "timed out after 0.2 s"
+
+
+def _ms(entry: dict[str, str]) -> int:
+    """The server time (ms) in an event's stream id."""
+    return int(entry["_id"].split("-")[0])
+
+
+@pytest.mark.parametrize("sandbox", [False, True], ids=["in-process", "sandboxed"])
+async def test_a_response_429_is_retried_after_its_retry_after_on_the_server_clock(
+    redis_url: str, queue_name: str, redis: aioredis.Redis, sandbox: bool
+) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        limited = await queue.add(
+            "limited",
+            {"status": 429, "retry_after": "0.4", "reason": "Slow Down"},
+            attempts=2,
+            backoff=Backoff.fixed(10),
+        )
+        dated = await queue.add(
+            "dated",
+            {"status": 503, "retry_after_date_in": 2},
+            attempts=2,
+            backoff=Backoff.fixed(10),
+        )
+        gone = await queue.add("gone", {"status": 404, "reason": "No Such User"}, attempts=3)
+        async with running_worker(
+            queue_name, responds, redis_url, concurrency=3, sandbox=3 if sandbox else False
+        ):
+            await settled(queue, 3)
+        for job in (limited, dated):
+            assert await queue.get_job_state(job.id) is JobState.COMPLETED
+        failed = await queue.get_job(gone.id)
+        assert failed is not None and (failed.state, failed.attempts_made) == (JobState.FAILED, 1)
+        assert failed.failed_reason == "HttpError: 404 No Such User"
+    retrying = {e["job_id"]: e for e in await stream_events(redis, queue_name, "retrying")}
+    assert set(retrying) == {limited.id, dated.id}
+    assert retrying[limited.id]["failed_reason"] == "HttpError: 429 Slow Down"
+    delayed_events = await stream_events(redis, queue_name, "delayed")
+    delayed = {e["job_id"]: int(e["delay"]) for e in delayed_events}
+    # run-at on the server clock: the failure's time plus the delay the response named, 0.4 s,
+    # or until its HTTP date, 2 s after the response was made but in whole seconds: 1-2 s
+    assert abs(delayed[limited.id] - _ms(retrying[limited.id]) - 400) <= 5
+    assert 1000 - 5 <= delayed[dated.id] - _ms(retrying[dated.id]) <= 2000 + 5
+    actives = await stream_events(redis, queue_name, "active")
+    for job in (limited, dated):
+        starts = [_ms(e) for e in actives if e["job_id"] == job.id]
+        assert len(starts) == 2 and starts[1] >= delayed[job.id]  # not retried before run-at
 
 
 def test_worker_refuses_bad_policy_arguments() -> None:

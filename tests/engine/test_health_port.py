@@ -1,5 +1,5 @@
 """``corral worker --health-port``: liveness and Prometheus metrics fetched from a real worker
-process over HTTP on 127.0.0.1."""
+process over HTTP on 127.0.0.1, and liveness going stale while its server is frozen."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 import json
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from support.server import FaultServer
 from support.workers import WorkerProcess, wait_until
 
 from engine import Queue
@@ -133,3 +135,51 @@ async def test_a_taken_health_port_is_a_usage_error(
         procs.append(worker)
         assert await asyncio.to_thread(worker.wait, 30) == 2
     assert f"--health-port {port}" in worker.output()
+
+
+@pytest.mark.timeout(90)
+async def test_healthz_is_503_stale_while_the_heartbeat_cannot_be_written(
+    fresh_server: FaultServer, queue_name: str, procs: list[WorkerProcess]
+) -> None:
+    """The server is frozen (SIGSTOP): the worker's heartbeat cannot be written, while its own
+    event loop, and so ``/healthz``, still answers; after the server goes on, it is ok again."""
+    port = _free_port()
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    # lock_duration 1 s: stale after max(2 x 1 s, 5 s) = 5 s without a heartbeat
+    worker = WorkerProcess(
+        SANDBOX_JOB,
+        queue_name,
+        fresh_server.url,
+        lock_duration=1000,
+        extra_args=("--health-port", str(port)),
+    )
+    procs.append(worker)
+
+    async def status_is(wanted: str, code: int) -> bool:
+        try:
+            status, content_type, body = await get(healthz)
+        except OSError:  # not listening yet
+            return False
+        health = json.loads(body)
+        return (status, content_type, health["status"]) == (code, "application/json", wanted) and (
+            health["last_beat_age_ms"] is not None  # it has written a heartbeat
+        )
+
+    await wait_until(lambda: status_is("ok", 200), within=30)
+    fresh_server.pause()
+    try:
+        paused_at = time.monotonic()
+        await wait_until(lambda: status_is("stale", 503), within=20, interval=0.2)
+        assert time.monotonic() - paused_at >= 4.0  # not before the limit (less the beat period)
+        _, _, body = await get(healthz)
+        health = json.loads(body)
+        assert health["status"] == "stale" and health["queue"] == queue_name
+        assert health["last_beat_age_ms"] > 5_000
+        assert worker.proc.poll() is None  # alive: only the heartbeat is stuck
+    finally:
+        fresh_server.resume()
+    await wait_until(lambda: status_is("ok", 200), within=30, interval=0.2)
+    _, _, body = await get(healthz)
+    assert json.loads(body)["last_beat_age_ms"] < 5_000
+    # no SIGTERM exit check here: after such a freeze the worker sometimes does not exit on
+    # SIGTERM (its lock renewer keeps running); reported separately, the fixture kills it

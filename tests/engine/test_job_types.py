@@ -1,6 +1,7 @@
-"""Typed jobs: schemas per job name (dataclasses, and pydantic models when installed), checked
-by ``Queue.add`` before anything is written and rebuilt for the processor as ``job.typed``.
-In-process workers here; real worker processes in test_typed_processes.py."""
+"""Typed jobs: schemas per job name (dataclasses, and pydantic models: pydantic is in the
+``test`` extra for these tests), checked by ``Queue.add`` before anything is written and rebuilt
+for the processor as ``job.typed``. In-process workers here; real worker processes in
+test_typed_processes.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from support.typed_jobs import (
     Address,
     EmailJob,
     LineItem,
+    OrderItem,
+    OrderJob,
     Priority,
     typed_email,
     typed_email_sync,
@@ -170,37 +173,74 @@ def test_typed_as_names_what_the_job_carries() -> None:
     assert job.typed_as(Address).city == "Rome"
 
 
-# ---- pydantic (optional) -----------------------------------------------------------------------
+# ---- pydantic ------------------------------------------------------------------------------
+
+ORDER = {"email": "a@b.c", "items": [{"sku": "A", "qty": 1}], "when": "2030-01-01T00:00Z"}
 
 
 def test_pydantic_models_are_checked_the_pydantic_way() -> None:
-    pydantic = pytest.importorskip("pydantic")
-
-    class Item(pydantic.BaseModel):  # type: ignore[name-defined,misc]
-        sku: str
-        qty: int = pydantic.Field(gt=0)
-
-    class Order(pydantic.BaseModel):  # type: ignore[name-defined,misc]
-        email: str
-        items: list[Item]
-        when: datetime
-
-    types = JobTypes({"order": Order})
-    stored = types.dump(
-        "order", {"email": "a@b.c", "items": [{"sku": "A", "qty": 1}], "when": "2030-01-01T00:00Z"}
-    )
+    stored = TYPES.dump("place-order", ORDER)
     assert stored == {
         "email": "a@b.c",
         "items": [{"sku": "A", "qty": 1}],
         "when": "2030-01-01T00:00:00Z",
     }
-    order = types.load("order", stored)
-    assert isinstance(order, Order) and order.items[0].qty == 1
-    assert types.dump("order", order) == stored  # an instance is accepted as is
+    order = TYPES.load("place-order", stored)
+    assert isinstance(order, OrderJob) and order.items[0].qty == 1
+    assert TYPES.dump("place-order", order) == stored  # an instance is accepted as is
     with pytest.raises(InvalidJobData, match=r"^field 'items\[0\]\.qty': Input should be greater"):
-        types.dump("order", {**stored, "items": [{"sku": "A", "qty": 0}]})
+        TYPES.dump("place-order", {**stored, "items": [{"sku": "A", "qty": 0}]})
     with pytest.raises(InvalidJobData, match=r"^field 'email': Field required \(and 1 more\)"):
-        types.dump("order", {"items": [], "when": 5j})
+        TYPES.dump("place-order", {"items": [], "when": 5j})
+
+
+async def test_queue_add_checks_a_pydantic_model_before_anything_is_written(
+    redis_url: str, queue_name: str, redis: aioredis.Redis
+) -> None:
+    keys = QueueKeys(queue_name)
+    async with Queue(queue_name, redis_url, types=TYPES) as queue:
+        bad_qty = {**ORDER, "items": [{"sku": "A", "qty": 0}]}
+        with pytest.raises(InvalidJobData) as caught:
+            await queue.add("place-order", bad_qty)
+        assert str(caught.value).startswith("field 'items[0].qty': Input should be greater than 0")
+        assert str(caught.value).endswith("(data of job 'place-order', schema OrderJob)")
+        assert caught.value.field == "items[0].qty"
+        with pytest.raises(
+            InvalidJobData, match=r"^field 'when': Input should be a valid datetime"
+        ):
+            await queue.add_bulk([("place-order", ORDER), ("place-order", {**ORDER, "when": "x"})])
+        assert await redis.exists(keys.id) == 0  # no job, not even an id
+        assert await redis.keys(f"*{queue_name}*") == []
+
+        job = await queue.add("place-order", OrderJob.model_validate(ORDER))
+        assert job.data["when"] == "2030-01-01T00:00:00Z"
+        stored = json.loads(str(await redis.hget(keys.job(job.id), "data")))
+        assert stored == {
+            "email": "a@b.c",
+            "items": [{"sku": "A", "qty": 1}],
+            "when": "2030-01-01T00:00:00Z",
+        }
+
+
+async def test_the_worker_hands_the_processor_a_pydantic_instance(
+    redis_url: str, queue_name: str
+) -> None:
+    seen: list[Any] = []
+
+    async def process(job: Job) -> Any:
+        seen.append(job.typed)
+        return job.typed_as(OrderJob).items[0].sku
+
+    async with Queue(queue_name, redis_url, types=TYPES) as queue:
+        added = await queue.add("place-order", {**ORDER, "items": [{"sku": "B-2", "qty": "3"}]})
+        async with running_worker(queue_name, process, redis_url, types=TYPES):
+            job = await _finished(queue, added.id)
+    assert job.state is JobState.COMPLETED, job.failed_reason
+    assert job.returnvalue == "B-2"
+    (order,) = seen
+    assert isinstance(order, OrderJob)
+    assert order.items == [OrderItem(sku="B-2", qty=3)]  # "3" was coerced, the pydantic way
+    assert order.when == datetime(2030, 1, 1, tzinfo=UTC)
 
 
 # ---- Queue.add -----------------------------------------------------------------------------

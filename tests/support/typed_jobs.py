@@ -1,5 +1,5 @@
-"""Schemas, a ``JobTypes`` registry and processors for the typed-job tests (importable by
-``corral worker --types support.typed_jobs:TYPES``)."""
+"""Schemas (dataclasses and pydantic models), a ``JobTypes`` registry and processors for the
+typed-job tests (importable by ``corral worker --types support.typed_jobs:TYPES``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+import pydantic
 
 from engine import Job, JobTypes
 
@@ -41,7 +43,20 @@ class EmailJob:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-TYPES = JobTypes({"send-email": EmailJob})
+class OrderItem(pydantic.BaseModel):
+    sku: str
+    qty: int = pydantic.Field(gt=0)
+
+
+class OrderJob(pydantic.BaseModel):
+    """A pydantic schema: validated the pydantic way (``qty`` > 0, ``when`` parsed)."""
+
+    email: str
+    items: list[OrderItem]
+    when: datetime
+
+
+TYPES = JobTypes({"send-email": EmailJob, "place-order": OrderJob})
 NOT_TYPES = {"send-email": EmailJob}  # a dict, not a JobTypes: refused by --types
 
 
@@ -55,3 +70,21 @@ def typed_email_sync(job: Job) -> Any:
     """``typed_email`` as a ``def`` processor (runs in a thread)."""
     email = job.typed_as(EmailJob)
     return {"schema": type(email).__name__, "to": email.to, "cc": email.cc}
+
+
+async def typed_order(job: Job) -> Any:
+    """Return what the processor was given for a pydantic ``OrderJob``."""
+    order = job.typed_as(OrderJob)
+    return {
+        "schema": type(order).__name__,
+        "item_types": sorted({type(item).__name__ for item in order.items}),
+        "qty": sum(item.qty for item in order.items),
+        "when": order.when.isoformat(),
+    }
+
+
+async def typed_job(job: Job) -> Any:
+    """``typed_order`` for orders, ``typed_email`` for the rest: one processor, several names."""
+    if job.name == "place-order":
+        return await typed_order(job)
+    return await typed_email(job)
