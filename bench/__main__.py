@@ -23,6 +23,8 @@ from bench.tools import ensure_tools
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 PEER_NAMES = ("node", *python_peers.PEERS)
+BULL_DASH = "dash-bullmq"
+"""The scenarios whose load is Node BullMQ: they need node and npm, whatever ``--peer`` says."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,7 +39,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2000 jobs, 1 run, short timings"
     )
-    parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ peer")
+    parser.add_argument(
+        "--no-node",
+        action="store_true",
+        help="skip the Node BullMQ peer (and the dash-bullmq scenarios, whose load is Node)",
+    )
     parser.add_argument(
         "--no-python", action="store_true", help="skip the Python peers (BullMQ port, RQ, arq)"
     )
@@ -51,10 +57,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         metavar="SCENARIO",
-        help="run only scenarios starting with this (add, bulk, process, latency, ceiling, dash)",
+        help="run only scenarios starting with this (add, bulk, process, latency, ceiling, dash;"
+        " dash-load, dash-bullmq, dash-screen, dash-big)",
     )
     dash = parser.add_argument_group("dashboard scenarios (dash-*)")
-    dash.add_argument("--dash-rate", type=float, help="engine jobs/s to aim at (default 5000)")
+    dash.add_argument(
+        "--dash-rate",
+        type=float,
+        help="jobs/s to aim at, by the engine or by Node BullMQ (default 5000)",
+    )
     dash.add_argument("--dash-producers", type=int, help="producer processes (default 1)")
     dash.add_argument("--dash-workers", type=int, help="worker processes, c=50 (default 2)")
     dash.add_argument("--big-jobs", type=int, help="jobs in the big queue (default 1000000)")
@@ -100,6 +111,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def without(settings: Settings, only: Sequence[str] | None, prefix: str) -> list[str]:
+    """``--only`` prefixes that keep what ``only`` kept but the scenarios starting with
+    ``prefix`` (``["none"]``, which matches no scenario, when nothing is left)."""
+    kept = [n for n in selected_scenarios(settings, only) if not n.startswith(prefix)]
+    return kept or ["none"]
+
+
 def _wanted(args: argparse.Namespace, name: str) -> bool:
     if args.peer:
         return name in args.peer
@@ -137,6 +155,39 @@ def peer_subjects(args: argparse.Namespace, url: str) -> tuple[list[Subject], di
     return subjects, versions
 
 
+def dash_prerequisites(
+    args: argparse.Namespace, settings: Settings, environment: dict[str, str]
+) -> list[str] | None:
+    """Get what the selected dashboard scenarios need (pyte; Node BullMQ for ``dash-bullmq``),
+    noting versions in ``environment``; return the ``--only`` prefixes to run, without the
+    scenarios whose needs are missing (with a message)."""
+    only: list[str] | None = args.only
+    if any(name.startswith("dash") for name in selected_scenarios(settings, only)):
+        try:
+            tools = ensure_tools()
+        except peers.PeerUnavailable as exc:
+            print(f"dashboard scenarios skipped: {exc}", file=sys.stderr)
+            only = without(settings, only, "dash")
+        else:
+            environment["dashboard"] = (
+                f"textual {metadata.version('textual')}, measured through pyte {tools['pyte']}"
+            )
+    if any(name.startswith(BULL_DASH) for name in selected_scenarios(settings, only)):
+        try:
+            if args.no_node:
+                raise peers.PeerUnavailable("--no-node")
+            installed = peers.ensure_node_peer()
+        except peers.PeerUnavailable as exc:
+            print(f"{BULL_DASH} scenarios skipped: {exc}", file=sys.stderr)
+            only = without(settings, only, BULL_DASH)
+        else:
+            environment["dashboard load on BullMQ"] = ", ".join(
+                [f"Node {peers.node_version()}"]
+                + [f"{name} {version}" for name, version in installed.items()]
+            )
+    return only
+
+
 async def main(args: argparse.Namespace) -> int:
     """Run everything; return the exit status."""
     settings = settings_from(args)
@@ -156,18 +207,7 @@ async def main(args: argparse.Namespace) -> int:
         others, versions = peer_subjects(args, server.url)
         subjects += others
         environment.update(versions)
-        only = args.only
-        if any(name.startswith("dash") for name in selected_scenarios(settings, only)):
-            try:
-                tools = ensure_tools()
-            except peers.PeerUnavailable as exc:
-                print(f"dashboard scenarios skipped: {exc}", file=sys.stderr)
-                kept = [n for n in selected_scenarios(settings, only) if not n.startswith("dash")]
-                only = kept or ["none"]
-            else:
-                environment["dashboard"] = (
-                    f"textual {metadata.version('textual')}, measured through pyte {tools['pyte']}"
-                )
+        only = dash_prerequisites(args, settings, environment)
         try:
             results = await run_all(subjects, server, settings, only)
         finally:

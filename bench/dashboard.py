@@ -7,6 +7,12 @@
   count and read pages (first, middle, last), and the time the real program takes to show the
   queue, open it and turn a page.
 
+- **BullMQ load**: the same for ``corral dash --bullmq`` while Node BullMQ producer and worker
+  processes (``peers/bullmq.js produce`` / ``work``) run a queue under the prefix ``bull``, and
+  whether the dashboard's events tail kept up with BullMQ's events stream (which BullMQ trims at
+  about 10,000 entries): gaps it detected, the share of entries it read, and its lag (through
+  ``bench.dash_probe``, which runs the real command with a counter on the tail's reads).
+
 Load and to-screen run twice: with keyspace notifications on (``LIVE``) and off (``POLLING``).
 """
 
@@ -16,18 +22,22 @@ import asyncio
 import random
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench import peers
 from bench.child import WorkerChild
+from bench.dash_probe import TailStats, parse_lines, tail_window
 from bench.server import BenchServer
 from bench.subjects import QUEUE, percentile
 from bench.terminal import Predicate, PtyProgram
 from dashboard.corral_backend import CorralBackend
+from dashboard.event_tail import BATCH
 from dashboard.screens.queue import PAGE_SIZE
 from dashboard.widgets.format import compact
 from engine import Queue
@@ -69,8 +79,12 @@ TARGETS = {
     "dash-big-screen-open": "< 1,000",
     "dash-big-page": "< 100",
     "dash-big-screen-page": "< 100",
+    "dash-bullmq-cpu": "≤ 15",
+    "dash-bullmq-rss": "≤ 150",
+    "dash-bullmq-gaps": "0",
+    "dash-bullmq-dropped": "0",
 }
-"""Metric key prefix -> the target in the metric's unit (issue #6)."""
+"""Metric key prefix -> the target in the metric's unit (issue #6; BullMQ: issue #8)."""
 
 
 def target_of(key: str) -> str:
@@ -113,20 +127,27 @@ def shows_queue(queue: str) -> Predicate:
     return lambda lines: queue_row(lines, queue) is not None
 
 
-async def start_dash(url: str, s: DashSettings) -> PtyProgram:
-    """``corral dash --redis URL`` (every queue, as a user runs it) on an 80x24 terminal."""
-    argv = [sys.executable, "-m", "corral", "dash", "--redis", url]
+async def start_dash(url: str, s: DashSettings, probe: Path | None = None) -> PtyProgram:
+    """``corral dash --redis URL`` (every queue, as a user runs it) on an 80x24 terminal; with
+    ``probe``, ``corral dash --bullmq --redis URL`` run by ``bench.dash_probe`` writing there."""
+    if probe is None:
+        argv = [sys.executable, "-m", "corral", "dash", "--redis", url]
+    else:
+        argv = [sys.executable, "-m", "bench.dash_probe", "--out", str(probe), "--"]
+        argv += ["dash", "--bullmq", "--redis", url]
     return await PtyProgram.start(argv, cwd=REPO_ROOT, columns=s.columns, rows=s.rows)
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
-async def _children(argvs: list[list[str]]) -> list[WorkerChild]:
+async def _children(
+    argvs: list[list[str]], env: Mapping[str, str] | None = None
+) -> list[WorkerChild]:
     children: list[WorkerChild] = []
     try:
         for argv in argvs:
-            children.append(await WorkerChild.spawn(argv, REPO_ROOT))
+            children.append(await WorkerChild.spawn(argv, REPO_ROOT, env))
     except BaseException:
         await asyncio.gather(*(child.kill() for child in children))
         raise
@@ -208,6 +229,164 @@ async def _progress(client: aioredis.Redis, keys: QueueKeys) -> tuple[int, int]:
         pipe.get(keys.id)
         completed, added = await pipe.execute()
     return int(completed or 0), int(added or 0)
+
+
+# -- BullMQ under load ---------------------------------------------------------------------
+
+BULL_PREFIX = "bull"
+BULL_UNFINISHED = ("wait", "active", "paused", "prioritized", "delayed", "waiting-children")
+"""States of a BullMQ job not finished yet: LLEN for the lists, ZCARD for the sorted sets."""
+BULL_LISTS = frozenset({"wait", "active", "paused"})
+
+
+@dataclass(frozen=True, slots=True)
+class BullProgress:
+    """A BullMQ queue's totals at one moment: jobs added (its id counter), jobs not finished,
+    and the entries ever added to its events stream."""
+
+    added: int
+    unfinished: int
+    stream_added: int
+
+    @property
+    def finished(self) -> int:
+        """Jobs finished (removed on completion, so no longer anywhere) since the queue began."""
+        return self.added - self.unfinished
+
+
+async def bull_progress(client: aioredis.Redis, queue: str) -> BullProgress:
+    """One pipeline: ``<prefix>:<queue>:id``, the unfinished states, ``XINFO STREAM`` events."""
+    base = f"{BULL_PREFIX}:{queue}"
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(f"{base}:id")
+        for state in BULL_UNFINISHED:
+            if state in BULL_LISTS:
+                pipe.llen(f"{base}:{state}")
+            else:
+                pipe.zcard(f"{base}:{state}")
+        pipe.xinfo_stream(f"{base}:events")
+        added, *sizes, info = await pipe.execute()
+    return BullProgress(int(added or 0), sum(int(n) for n in sizes), int(info["entries-added"]))
+
+
+def bull_figures(
+    mode: str,
+    before: BullProgress,
+    after: BullProgress,
+    elapsed: float,
+    cpu_seconds: float,
+    peak_rss: int,
+    tail: TailStats,
+    dropped: int,
+) -> dict[str, float]:
+    """The BullMQ load rows of one run, from what was read at both ends of the window;
+    ``dropped`` is how many connections the server closed for their output buffer meanwhile."""
+    written = (after.stream_added - before.stream_added) / elapsed
+    return {
+        f"dash-bullmq-cpu-{mode}": cpu_seconds / elapsed * 100,
+        f"dash-bullmq-rss-{mode}": peak_rss / 1e6,
+        f"dash-bullmq-done-{mode}": (after.finished - before.finished) / elapsed,
+        f"dash-bullmq-added-{mode}": (after.added - before.added) / elapsed,
+        f"dash-bullmq-stream-{mode}": written,
+        f"dash-bullmq-read-{mode}": tail.read_per_s / written * 100 if written else 0.0,
+        f"dash-bullmq-lag-{mode}": tail.lag_max_ms,
+        f"dash-bullmq-gaps-{mode}": float(tail.gaps_total),
+        f"dash-bullmq-full-{mode}": float(tail.full_window),
+        f"dash-bullmq-dropped-{mode}": float(dropped),
+    }
+
+
+def bull_load_argvs(url: str, s: DashSettings) -> list[list[str]]:
+    """The Node worker processes (first) and producer processes of the BullMQ load."""
+    node = ["node", str(peers.SCRIPT)]
+    target = ["--url", url, "--queue", QUEUE]
+    workers = [
+        [*node, "work", *target, "--concurrency", str(s.concurrency)] for _ in range(s.workers)
+    ]
+    producers = [
+        [*node, "produce", *target, "--rate", str(s.rate / s.producers)] for _ in range(s.producers)
+    ]
+    return workers + producers
+
+
+async def measure_bullmq_load(server: BenchServer, s: DashSettings, mode: str) -> dict[str, float]:
+    """CPU and peak RSS of ``corral dash --bullmq`` while Node BullMQ runs at ``s.rate`` (target),
+    and how its events tail kept up. Node BullMQ must be installed (``peers.ensure_node_peer``)."""
+    await server.admin.config_set("notify-keyspace-events", MODES[mode])
+    env = {"NODE_PATH": str(peers.NODE_DIR / "node_modules")}
+    children = await _children(bull_load_argvs(server.url, s), env)
+    try:
+        for child in children:
+            await child.go()
+        await _until_exists(server.admin, f"{BULL_PREFIX}:{QUEUE}:events")
+        dropped_0 = await _output_buffer_drops(server.admin)
+        with tempfile.TemporaryDirectory(prefix="corral-dash-probe-") as folder:
+            probe = Path(folder) / "tail.jsonl"
+            async with await start_dash(server.url, s, probe) as dash:
+                await dash.wait_for(shows_queue(QUEUE), SCREEN_TIMEOUT, f"queue {QUEUE}")
+                await asyncio.sleep(WARMUP_SECONDS)
+                dash.emulate = False  # the harness only drains the terminal while measuring
+                before = await bull_progress(server.admin, QUEUE)
+                cpu_0, start, window_0 = dash.cpu_seconds(), time.perf_counter(), time.monotonic()
+                peak = dash.rss_bytes()
+                while time.perf_counter() - start < s.seconds:
+                    await asyncio.sleep(RSS_SAMPLE_INTERVAL)
+                    peak = max(peak, dash.rss_bytes())
+                cpu, elapsed = dash.cpu_seconds() - cpu_0, time.perf_counter() - start
+                window_1 = time.monotonic()
+                after = await bull_progress(server.admin, QUEUE)
+                dropped = await _output_buffer_drops(server.admin) - dropped_0
+                if dash.proc.returncode is not None:
+                    raise RuntimeError(f"corral dash exited with {dash.proc.returncode}")
+            tail = tail_window(parse_lines(probe.read_text(encoding="utf-8")), window_0, window_1)
+    finally:
+        await _stop_all(children)
+        await server.admin.config_set("notify-keyspace-events", "")
+    return bull_figures(mode, before, after, elapsed, cpu, peak, tail, dropped)
+
+
+async def _output_buffer_drops(client: aioredis.Redis) -> int:
+    """Connections the server has closed for exceeding their output buffer limit: in live mode,
+    the dashboard's pub/sub connection when notifications come faster than it reads them (no
+    other client of the load subscribes to anything)."""
+    stats = await client.info("stats")
+    return int(stats.get("client_output_buffer_limit_disconnections", 0))
+
+
+def bull_rows(d: DashSettings, modes: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(key, title, unit) of the BullMQ load rows, per mode."""
+    rows: list[tuple[str, str, str]] = []
+    for mode in modes:
+        during = f"{mode}, Node BullMQ target {d.rate:,.0f} jobs/s"
+        rows += [
+            (f"dash-bullmq-cpu-{mode}", f"`corral dash --bullmq` CPU, {during}", "% of a core"),
+            (f"dash-bullmq-rss-{mode}", f"`corral dash --bullmq` peak RSS, {during}", "MB"),
+            (f"dash-bullmq-done-{mode}", f"BullMQ: jobs completed meanwhile ({mode})", "jobs/s"),
+            (f"dash-bullmq-added-{mode}", f"BullMQ: jobs added meanwhile ({mode})", "jobs/s"),
+            (
+                f"dash-bullmq-stream-{mode}",
+                f"BullMQ: events stream entries written ({mode})",
+                "entries/s",
+            ),
+            (
+                f"dash-bullmq-read-{mode}",
+                f"events tail: entries read, share of written ({mode})",
+                "%",
+            ),
+            (f"dash-bullmq-lag-{mode}", f"events tail: max age of newest read ({mode})", "ms"),
+            (f"dash-bullmq-gaps-{mode}", f"events tail: gaps detected, whole run ({mode})", "gaps"),
+            (
+                f"dash-bullmq-full-{mode}",
+                f"events tail: rounds at its read size of {BATCH:,} ({mode})",
+                "rounds",
+            ),
+            (
+                f"dash-bullmq-dropped-{mode}",
+                f"server: connections dropped, output buffer full ({mode})",
+                "drops",
+            ),
+        ]
+    return rows
 
 
 async def measure_to_screen(server: BenchServer, s: DashSettings, mode: str) -> dict[str, float]:

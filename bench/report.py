@@ -159,7 +159,7 @@ calls/s higher is better; for latency and CPU per job lower is better."""
 
 
 def dash_table(metrics: Sequence[Metric], samples: Samples, label: str) -> str:
-    """The dashboard's figures for ``label`` (Corral) beside the targets of issue #6."""
+    """The dashboard's figures for ``label`` (Corral) beside the targets of issues #6 and #8."""
     lines = ["| scenario | unit | value | target |", "|---|---|---|---|"]
     for metric in _shown(metrics, samples, "dash"):
         cell = _cell(_summary(samples, metric.key, label), metric.unit)
@@ -176,7 +176,11 @@ A real `corral dash` process on an 80x24 pseudo-terminal whose output a terminal
 server) and off (`polling`). Its CPU and RSS come from `/proc`; the engine load is producer and
 worker processes on the same machine, so the rate it reaches is shown beside them. "On screen"
 times end when the bytes that draw the change arrive; the big queue's backend reads are the
-dashboard backend's own calls, timed in the harness.
+dashboard backend's own calls, timed in the harness. The `--bullmq` rows are `corral dash
+--bullmq` while Node BullMQ producer and worker processes run a queue under `bull` (removed on
+completion); "events tail" rows say whether the dashboard read every entry of BullMQ's events
+stream (trimmed at about 10,000 entries) before BullMQ trimmed it: a gap is what raises its
+"events trimmed before they were read" alert.
 
 {dash_table(metrics, samples, label)}"""
 
@@ -218,6 +222,15 @@ Corral has it), and rewrites the results section below. `--peer NAME` (repeatabl
   - a queue of 1,000,000 waiting jobs (`--big-jobs`): the dashboard backend's own reads
     (finding the queues, the counts, the first, middle and last page), and on the screen the
     time from start to the queue shown, from Enter to its first page, and from `n` to the next.
+  - `corral dash --bullmq` the same way while Node BullMQ 6.7 producer and worker processes
+    run a queue under the prefix `bull` at the target rate (`--only dash-bullmq`): its CPU and
+    peak RSS, the rate BullMQ reached, and whether its events tail kept up with BullMQ's events
+    stream (about 4 entries per job, trimmed at about 10,000): gaps it detected (each one the
+    "events trimmed before they were read" alert), the share of entries it read, the age of the
+    newest entry at each read, the reads that hit its read size, and the connections the server
+    dropped because their output buffer filled (in live mode: notifications coming faster than
+    the dashboard reads them). The tail's figures come from `bench/dash_probe.py`, which runs
+    the real `corral dash` with a counter around its stream reads.
 
 A peer that lacks a feature shows `n/a` with the reason under the tables: RQ has no
 concurrency within one worker process and runs one job per forked work horse (as `rq worker`

@@ -89,7 +89,7 @@ def metrics(settings: Settings) -> list[Metric]:
 
 
 def dash_metrics(d: DashSettings) -> list[Metric]:
-    """The dashboard's rows (Corral only)."""
+    """The dashboard's rows (Corral's dashboard, on Corral and on Node BullMQ queues)."""
     rows: list[tuple[str, str, str]] = []  # key, title, unit
     for mode in dashboard.MODES:
         during = f"{mode}, engine target {d.rate:,.0f} jobs/s"
@@ -99,6 +99,7 @@ def dash_metrics(d: DashSettings) -> list[Metric]:
             (f"dash-engine-done-{mode}", f"engine: jobs completed meanwhile ({mode})", "jobs/s"),
             (f"dash-engine-added-{mode}", f"engine: jobs added meanwhile ({mode})", "jobs/s"),
         ]
+    rows += dashboard.bull_rows(d, list(dashboard.MODES))
     for mode in dashboard.MODES:
         rows += [
             (f"dash-screen-p50-{mode}", f"job added → count on screen, p50 ({mode})", "ms"),
@@ -215,6 +216,15 @@ def measure_dash_load(mode: str) -> Measure:
     return measure
 
 
+def measure_dash_bullmq(mode: str) -> Measure:
+    """``corral dash --bullmq`` CPU, RSS and events tail under Node BullMQ load, in ``mode``."""
+
+    async def measure(subject: Subject, server: BenchServer, s: Settings) -> Values:
+        return await dashboard.measure_bullmq_load(server, s.dash, mode)
+
+    return measure
+
+
 def measure_dash_screen(mode: str) -> Measure:
     """State change to screen at a low rate, in ``mode``."""
 
@@ -250,6 +260,8 @@ def scenarios(settings: Settings) -> list[Scenario]:
     out += [Scenario("latency", measure_latency), Scenario("ceiling", measure_ceiling)]
     for mode in dashboard.MODES:
         out.append(Scenario(f"dash-load-{mode}", measure_dash_load(mode), corral_only=True))
+    for mode in dashboard.MODES:
+        out.append(Scenario(f"dash-bullmq-{mode}", measure_dash_bullmq(mode), corral_only=True))
     for mode in dashboard.MODES:
         out.append(Scenario(f"dash-screen-{mode}", measure_dash_screen(mode), corral_only=True))
     out.append(Scenario("dash-big", measure_dash_big, corral_only=True, once=True))

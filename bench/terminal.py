@@ -137,6 +137,17 @@ class PtyProgram:
                 f"the screen did not show {what or 'what was awaited'} within {within}s:\n"
                 + self.text()
             ) from None
+        except EOFError:
+            raise EOFError(
+                f"the program closed its terminal before it showed {what or 'what was awaited'}"
+                f" (exit status {await self._exit_status()}):\n{self.text()}"
+            ) from None
+
+    async def _exit_status(self) -> int | None:
+        """The program's exit status, waiting a little for it (None if it is still running)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 2.0)
+        return self.proc.returncode
 
     def send(self, keys: str) -> None:
         """Type ``keys`` (``"\\r"`` is Enter)."""

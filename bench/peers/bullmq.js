@@ -6,6 +6,7 @@
 //   node bullmq.js bulk     --url URL --queue Q --jobs N --chunk C
 //   node bullmq.js seed     --url URL --queue Q --jobs N [--remove-on-complete]
 //   node bullmq.js work     --url URL --queue Q --concurrency C   (stdin: "go", then "stop")
+//   node bullmq.js produce  --url URL --queue Q --rate R          (stdin: "go", then "stop")
 //   node bullmq.js latency  --url URL --queue Q --rate R --seconds S
 //   node bullmq.js ceiling  --url URL --tasks T --pipeline P --seconds S
 'use strict';
@@ -129,6 +130,59 @@ async function work(args) {
   lines.close();
 }
 
+const PRODUCE_TICK_MS = 10;
+const PRODUCE_MAX_BATCH = 500;
+
+// Steady load for the dashboard benchmark (the bench.child protocol, like `work`): between "go"
+// and "stop", add no-op jobs (removed on completion) at R per second with addBulk, catching up
+// in batches of up to PRODUCE_MAX_BATCH when it falls behind; "stopped" reports the jobs added.
+async function produce(args) {
+  const queue = new Queue(args.queue, { connection: connection(args.url) });
+  await queue.waitUntilReady();
+  const rate = Number(args.rate);
+  const opts = { removeOnComplete: true };
+  let stopping = false;
+  let added = 0;
+  async function loop() {
+    const start = now();
+    while (!stopping) {
+      const due = Math.floor((now() - start) * rate) - added;
+      if (due <= 0) {
+        await sleep(PRODUCE_TICK_MS);
+        continue;
+      }
+      const n = Math.min(due, PRODUCE_MAX_BATCH);
+      const batch = [];
+      for (let i = 0; i < n; i++) {
+        batch.push({ name: 'noop', data: {}, opts });
+      }
+      await queue.addBulk(batch);
+      added += n;
+    }
+  }
+  const lines = readline.createInterface({ input: process.stdin });
+  let cpuAtGo = 0;
+  let running = null;
+  emit({ event: 'ready' });
+  for await (const line of lines) {
+    const command = line.trim();
+    if (command === 'go' && running === null) {
+      cpuAtGo = cpuSeconds();
+      running = loop();
+    } else if (command === 'stop') {
+      const cpu = cpuSeconds() - cpuAtGo;
+      stopping = true;
+      if (running !== null) {
+        await running;
+      }
+      await queue.close();
+      emit({ event: 'stopped', cpu_s: cpu, added });
+      break;
+    }
+  }
+  lines.close();
+}
+
 function percentile(sorted, q) {
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[rank];
@@ -220,7 +274,7 @@ async function ceiling(args) {
   emit({ calls, seconds: elapsed });
 }
 
-const MODES = { add: addOneByOne, bulk: addBulk, seed, work, latency, ceiling };
+const MODES = { add: addOneByOne, bulk: addBulk, seed, work, produce, latency, ceiling };
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));

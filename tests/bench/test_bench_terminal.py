@@ -50,3 +50,12 @@ async def test_the_real_dashboard_shows_a_new_count_and_pages(
             program.send("n")
             await program.wait_for(shows_rows(51, 61), 30, "the second page")
         assert program.proc.returncode is not None
+
+
+async def test_a_program_that_exits_first_is_reported_with_its_screen() -> None:
+    argv = [sys.executable, "-c", "import sys; print('boom', flush=True); sys.exit(3)"]
+    program = await PtyProgram.start(argv, cwd=REPO_ROOT, columns=40)
+    async with program:
+        with pytest.raises(EOFError, match=r"before it showed never \(exit status 3\)") as info:
+            await program.wait_for(lambda lines: False, 30, "never")
+    assert "boom" in str(info.value)
