@@ -107,6 +107,7 @@ class LockRenewer:
                 if failing:
                     log.info("lock renewal works again")
                 failing = False
+                _stop_if_cancel_requested()
                 # fixed rate: slow round trips must not stretch the period towards the lock TTL
                 await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
             except TRANSIENT_ERRORS as exc:
@@ -114,3 +115,13 @@ class LockRenewer:
                     log.warning("lock renewal failed (%s); retrying", exc)
                 failing = True
                 await asyncio.sleep(min(interval / 4, 1.0))
+
+
+def _stop_if_cancel_requested() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop and something swallowed it
+    (Python 3.11's ``asyncio.wait_for``, which redis-py wraps around socket writes, returns the
+    result of a write that completed as the cancellation came, dropping it): a loop that
+    carries on would keep the worker from shutting down."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -239,6 +239,15 @@ class MultiplexedConnection:
                 error = exc
         raise error
 
+    def drop_if_idle(self) -> bool:
+        """Drop the connection if no call is in flight (the next call connects again), as
+        when another connection to the server went silent; True if it was dropped."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None or protocol.waiters:
+            return False
+        protocol.fail(ConnectionError("dropped: another connection to Redis went silent"))
+        return True
+
     async def aclose(self) -> None:
         """Close the connection; calls in flight fail with ``ConnectionError``."""
         self._closed = True

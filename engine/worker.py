@@ -18,6 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from . import commands, guards, stats
 from . import sandbox as sandboxing
 from .cancellation import CancelWatcher
@@ -188,7 +192,11 @@ class Worker:
             if isinstance(connection, str) or connection is None
             else _url_of(connection),
             socket_timeout=self.block_timeout + 10,
-            retry=None,
+            # a closed connection is retried once, quietly; a read that outlasts the block
+            # timeout by 10 s means the link went silent, which the fetch loop must hear of
+            # (it drops the other idle connections, silent too, see _drop_idle_connections)
+            retry=Retry(NoBackoff(), 1, supported_errors=_BLOCKING_RETRIED),
+            retry_on_error=list(_BLOCKING_RETRIED),
             health_check_interval=0,
             redis_connect_func=hook,
         )
@@ -400,8 +408,19 @@ class Worker:
             except TRANSIENT_ERRORS as exc:
                 if not backoff.failing:
                     log.warning("worker %s: lost Redis (%s); reconnecting", self.id, exc)
+                    if isinstance(exc, RedisTimeoutError):
+                        await self._drop_idle_connections()
                 backoff.failing = True
                 await self._sleep_unless_closing(backoff.next())
+
+    async def _drop_idle_connections(self) -> None:
+        """A read timed out, so the link may have gone silent (half-open) for every connection
+        opened before: drop the idle ones, so that the next calls connect afresh instead of
+        each waiting out its own timeout first. Calls in flight keep their own timeouts."""
+        if self._wire is not None:
+            self._wire.drop_if_idle()
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def _wait_either(self, awaitable: Any) -> None:
         """Wait for ``awaitable`` unless the worker starts closing first."""
@@ -705,6 +724,13 @@ def _policies(
     return queue_policy, {name: p.over(queue_policy) for name, p in by_name.items()}
 
 
+_RECANCEL = 0.05  # s between cancels of a helper that swallowed one (see _cancel_all)
+
+_BLOCKING_RETRIED: tuple[type[Exception], ...] = tuple(
+    e for e in TRANSIENT_ERRORS if not issubclass(e, RedisTimeoutError)
+)
+"""Errors the blocking fetch retries once by itself: all transient ones but a timeout."""
+
 _GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
     LockLost,
     JobNotFound,
@@ -715,12 +741,15 @@ _GIVE_BACK_ERRORS: tuple[type[Exception], ...] = (
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel ``tasks`` and wait for them, cancelling again any that swallowed it (redis-py can
-    turn a cancellation during a connect into a connection error, which the loops retry)."""
+    turn a cancellation during a connect into a connection error, which the loops retry, and
+    Python 3.11's ``asyncio.wait_for``, around each socket write of redis-py, drops a
+    cancellation that lands as the write completes). Again soon, not once per renewal period:
+    a helper with a fixed period would otherwise swallow every cancel in lockstep."""
     pending = {t for t in tasks if not t.done()}
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
+        _, pending = await asyncio.wait(pending, timeout=_RECANCEL)
 
 
 def _url_of(client: Any) -> str:

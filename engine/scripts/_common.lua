@@ -142,10 +142,32 @@ local function apply_retention(set_key, job_prefix, keep, max_age, now)
   end
 end
 
--- Move delayed jobs whose time has come to the ready structures (at most 1000 per call).
+-- The ids of a ZRANGEBYSCORE ... WITHSCORES reply in the order the jobs fell due, and those
+-- due in the same ms in the order they were added: by number for ids from the id counter
+-- (the zset alone orders equal scores as strings, so "10" would run before "9"), numbered ids
+-- before custom ones, and custom ids (whose order of adding is not kept) as strings.
+local function in_due_order(reply)
+  local due = {}
+  for i = 1, #reply, 2 do
+    due[#due + 1] = {reply[i], tonumber(reply[i + 1]), tonumber(reply[i])}
+  end
+  table.sort(due, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    if a[3] and b[3] and a[3] ~= b[3] then return a[3] < b[3] end
+    if (a[3] == nil) ~= (b[3] == nil) then return a[3] ~= nil end
+    return a[1] < b[1]
+  end)
+  local ids = {}
+  for i, job in ipairs(due) do ids[i] = job[1] end
+  return ids
+end
+
+-- Move delayed jobs whose time has come to the ready structures (at most 1000 per call), in
+-- the order they fell due (see in_due_order).
 local function promote_due(delayed_key, job_prefix, now, wait_key, paused_key,
                            prioritized_key, pc_key, marker_key, meta_key, events_key)
-  local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
+  local due = in_due_order(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now,
+                                      'WITHSCORES', 'LIMIT', 0, 1000))
   for _, id in ipairs(due) do
     redis.call('ZREM', delayed_key, id)
     local priority = tonumber(redis.call('HGET', job_prefix .. id, 'priority')) or 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from engine import commands
+from engine import FlowProducer, commands
 from engine.commands import Lease
 from engine.errors import InvalidJobOptions, JobNotFound, JobStateError
 from engine.job import ALL_STATES, JobState
@@ -219,31 +219,48 @@ def pooled_client(url: str) -> aioredis.Redis:
 async def test_concurrent_duplicate_custom_ids_make_exactly_one_job_each(
     redis: aioredis.Redis, queue_name: str, redis_url: str
 ) -> None:
-    ids = [f"user-{i:04d}" for i in range(1_000)]
+    """X2: distinct custom ids, each added twice at the same time, once with ``add`` (all the
+    calls concurrent over a pool of 50 connections) and once with ``add_bulk`` (two concurrent
+    bulks): exactly one job per id, holding the data of its id, and every call returns it.
+
+    Scaled from the plan's 10,000 ids to 5,000 (about 4 s here): an add that finds its id
+    taken reads the existing job back (HGETALL, then its state, whose LPOS scans the whole
+    wait list, O(waiting jobs) on the server per duplicate), and ``add_bulk`` does those reads
+    one job at a time, so the cost grows with the square of the ids: 10,000 took ~24 s.
+    """
+    count = 5_000
+    ids = [f"user-{i:05d}" for i in range(count)]
+    # one added event and one duplicated event per id: keep them all to count them
+    max_events = 4 * count
     one, two = pooled_client(redis_url), pooled_client(redis_url)
     try:
-        singles_queue, bulk_queue = Queue(queue_name, one), Queue(queue_name, two)
+        singles_queue = Queue(queue_name, one, max_events=max_events)
+        bulk_queue = Queue(queue_name, two, max_events=max_events)
         singles = asyncio.gather(*(singles_queue.add("sync", {"id": i}, job_id=i) for i in ids))
         bulk_a = bulk_queue.add_bulk([("sync", {"id": i}, {"job_id": i}) for i in ids[::2]])
         bulk_b = bulk_queue.add_bulk([("sync", {"id": i}, {"job_id": i}) for i in ids[1::2]])
         added, from_a, from_b = await asyncio.gather(singles, bulk_a, bulk_b)
         counts = await singles_queue.get_counts()
-        waiting = await singles_queue.get_job_ids("wait", 0, 1_999)
+        waiting = await singles_queue.get_job_ids("wait", 0, 2 * count)
     finally:
         await one.aclose()
         await two.aclose()
 
     assert sorted(j.id for j in added) == ids
     assert sorted(j.id for j in [*from_a, *from_b]) == ids
-    assert all(j.data == {"id": j.id} for j in added)
-    assert counts["wait"] == 1_000
-    assert sum(counts.values()) == 1_000
+    assert all(j.data == {"id": j.id} for j in [*added, *from_a, *from_b])
+    assert counts["wait"] == count
+    assert sum(counts.values()) == count
     assert sorted(waiting) == ids
-    entries = await redis.xrange(QueueKeys(queue_name).events) or []
+    keys = QueueKeys(queue_name)
+    assert len([k async for k in redis.scan_iter(match=keys.job_prefix + "*", count=5_000)]) == (
+        count
+    )
+    entries = await redis.xrange(keys.events) or []
     kinds = [str((fields or {}).get("event")) for _id, fields in entries]
-    assert kinds.count("added") == 1_000
-    assert kinds.count("duplicated") == 1_000
-    assert not await redis.exists(QueueKeys(queue_name).id)
+    assert kinds.count("added") == count
+    assert kinds.count("duplicated") == count
+    assert not await redis.exists(keys.id)
 
 
 async def test_many_concurrent_adds_on_a_queue_built_from_a_url(queue: Queue) -> None:
@@ -356,6 +373,40 @@ async def test_get_jobs_pages_through_each_state(queue: Queue) -> None:
     assert await queue.get_jobs("completed", 10, 20) == []
     with pytest.raises(InvalidJobOptions):
         await queue.get_jobs("completed", -1, 5)
+
+
+async def test_parents_waiting_for_their_children_are_listed(
+    queue: Queue, queue_name: str, redis_url: str
+) -> None:
+    """A flow's parent is in waiting-children until its children finish: the listings of that
+    state return it (oldest waiting first), and its children are in wait, not there."""
+    async with FlowProducer(redis_url) as producer:
+        for parent in ("p1", "p2"):
+            await producer.add(
+                {
+                    "name": "parent",
+                    "queue": queue_name,
+                    "data": {"id": parent},
+                    "opts": {"job_id": parent},
+                    "children": [
+                        {"name": "child", "queue": queue_name, "data": {"of": parent}},
+                        {"name": "child", "queue": queue_name, "data": {"of": parent}},
+                    ],
+                }
+            )
+            await asyncio.sleep(0.002)  # distinct scores, so "oldest first" is well defined
+
+    assert await queue.get_job_ids("waiting-children") == ["p1", "p2"]
+    assert await queue.get_job_ids(JobState.WAITING_CHILDREN, 1, 1) == ["p2"]
+    parents = await queue.get_jobs("waiting-children")
+    assert [(j.id, j.name, j.data, j.state) for j in parents] == [
+        ("p1", "parent", {"id": "p1"}, JobState.WAITING_CHILDREN),
+        ("p2", "parent", {"id": "p2"}, JobState.WAITING_CHILDREN),
+    ]
+    assert await queue.get_job_state("p1") is JobState.WAITING_CHILDREN
+    assert await queue.get_counts("waiting-children", "wait") == {"waiting-children": 2, "wait": 4}
+    waiting = await queue.get_jobs("wait")
+    assert {j.name for j in waiting} == {"child"} and not {"p1", "p2"} & {j.id for j in waiting}
 
 
 # ---- managing ------------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import pytest
 from support.invariants import assert_invariants
 from support.server import FaultServer
+from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
 from engine import Job, JobState, Queue
@@ -38,8 +40,13 @@ async def test_worker_resumes_after_the_server_is_killed_and_restarted(
         fresh_server.restart()
         async with Queue(queue_name, url) as queue:
             after = await queue.add("after", {}, job_id="after-restart")
-            await wait_until(lambda: _has(done, after.id), within=25)
-            assert await queue.get_job_state(after.id) is JobState.COMPLETED
+
+            async def after_completed() -> bool:
+                return await queue.get_job_state(after.id) is JobState.COMPLETED
+
+            # the processor runs before its completion is recorded: wait for the record
+            await wait_until(after_completed, within=25)
+            assert done.count(after.id) == 1
             await assert_invariants(queue.client, queue_name, completed=1)
     lost = [r for r in caplog.records if "lost Redis" in r.getMessage()]
     back = [r for r in caplog.records if "is back" in r.getMessage()]
@@ -49,7 +56,8 @@ async def test_worker_resumes_after_the_server_is_killed_and_restarted(
 
 
 async def test_scripts_are_reloaded_after_script_flush(redis_url: str, queue_name: str) -> None:
-    """R7: after SCRIPT FLUSH the next call reloads its script without an error."""
+    """R7 for a producer: after SCRIPT FLUSH the next call reloads its script without an
+    error."""
     async with Queue(queue_name, redis_url) as queue:
         await queue.add("a", {})
         await queue.client.script_flush()
@@ -59,5 +67,55 @@ async def test_scripts_are_reloaded_after_script_flush(redis_url: str, queue_nam
         await assert_invariants(queue.client, queue_name, paused=2)
 
 
-async def _has(done: list[str], job_id: str) -> bool:
-    return job_id in done
+async def test_a_running_worker_reloads_its_scripts_after_script_flush(
+    redis_url: str, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R7 for a worker: SCRIPT FLUSH every 100 ms while a running worker takes, renews (1 s
+    locks, jobs of 0.6 s) and completes jobs, and once while it is idle on the marker. Every
+    call reloads its script once and goes on: all jobs complete, each ran once, nothing
+    stalled, and the worker logged no error or warning."""
+    started: list[str] = []
+
+    async def process(job: Job) -> Any:
+        started.append(job.id)
+        await asyncio.sleep(float(job.data["sleep"]))
+        return job.id
+
+    caplog.set_level(logging.INFO, logger="corral")
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running_worker(
+            queue_name, process, redis_url, concurrency=5, lock_duration=1000, stalled_interval=200
+        ),
+    ):
+        first = await queue.add_bulk([("busy", {"sleep": 0.6}) for _ in range(25)])
+
+        async def flush_often() -> None:
+            while True:
+                await queue.client.script_flush()
+                await asyncio.sleep(0.1)
+
+        flusher = asyncio.create_task(flush_often())
+        try:
+            await wait_until(lambda: _completed(queue, 25), within=30)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        await asyncio.sleep(0.3)  # idle, blocked on the marker
+        await queue.client.script_flush()
+        then = await queue.add_bulk([("after", {"sleep": 0}) for _ in range(5)])
+        await wait_until(lambda: _completed(queue, 30), within=10)
+        ids = [j.id for j in [*first, *then]]
+        assert sorted(started) == sorted(ids)  # each ran once
+        for job_id in ids:
+            done = await queue.get_job(job_id)
+            assert done is not None and done.returnvalue == job_id and done.stalled_count == 0
+        assert await stream_events(queue.client, queue_name, "stalled") == []
+        await assert_invariants(queue.client, queue_name, completed=30)
+    complaints = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert complaints == []
+
+
+async def _completed(queue: Queue, n: int) -> bool:
+    return (await queue.get_totals())[0] >= n

@@ -15,12 +15,12 @@ from support.ledger import check_ledger, read_ledger
 from support.proxy import FaultProxy
 from support.server import FaultServer
 from support.streams import stream_events
-from support.workers import WorkerProcess, wait_until
+from support.workers import WorkerProcess, sweep_stalled, wait_until
 
 from dashboard.corral_backend import CorralBackend
 from dashboard.model import DashboardSnapshot, Mode
 from dashboard.monitor import QueueMonitor
-from engine import Queue, commands
+from engine import Queue
 
 LEDGER_JOB = "support.jobs:ledger_job"
 
@@ -54,13 +54,6 @@ async def _active(queue: Queue) -> set[str]:
 
 async def _completed(queue: Queue, n: int) -> bool:
     return (await queue.get_totals())[0] >= n
-
-
-async def _sweep(queue: Queue) -> None:
-    """Run the stalled check every 0.2 s, as an idle worker elsewhere would."""
-    while True:
-        await commands.recover_stalled(queue.scripts, queue.keys, 1, 200)
-        await asyncio.sleep(0.2)
 
 
 async def _stop(proc: WorkerProcess) -> str:
@@ -152,6 +145,11 @@ async def test_n2_partition_shorter_than_the_lock(
         await assert_invariants(queue.client, queue_name, completed=4)
 
 
+# The worker's blocking fetch: BZPOPMIN blocks up to 5 s (the default block timeout) on a
+# connection whose socket timeout is 10 s longer, so a silent link is noticed within 15 s.
+BLOCK_SOCKET_TIMEOUT = 5.0 + 10.0
+
+
 @pytest.mark.timeout(90)
 async def test_n3_half_open_connection_during_blocking_fetch(
     fresh_server: FaultServer,
@@ -161,8 +159,10 @@ async def test_n3_half_open_connection_during_blocking_fetch(
     procs: list[WorkerProcess],
 ) -> None:
     """N3: an idle worker's connections go silent for good (no FIN, no RST) while it blocks
-    for jobs; its socket timeouts notice, it reconnects, and it runs a job added afterwards,
-    renewing that job's lock (a sweeper would re-run it otherwise)."""
+    for jobs. Its blocking fetch times out within its socket timeout, it says so once,
+    reconnects (not waiting out the timeout of each other silent connection in turn) and
+    starts a job added meanwhile within socket timeout + epsilon of the cut, renewing that
+    job's lock (a sweeper would re-run it otherwise)."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     async with Queue(queue_name, url) as queue:
         a = WorkerProcess(LEDGER_JOB, queue_name, proxy.url, ledger=ledger)
@@ -171,16 +171,22 @@ async def test_n3_half_open_connection_during_blocking_fetch(
         await wait_until(lambda: _completed(queue, 1), within=20)
         await asyncio.sleep(0.5)  # idle now, blocked on the marker
         assert proxy.freeze_existing() >= 2
+        frozen_at = time.time()  # wall clock, as the ledger's
         job = await queue.add("second", {"sleep": 3.0})
-        sweeper = asyncio.create_task(_sweep(queue))  # a stalled check that takes no jobs
-        # block timeout 5 s + 10 s socket margin, then reconnect, plus slack
+        sweeper = asyncio.create_task(sweep_stalled(queue))  # a stalled check that takes no jobs
         try:
             await wait_until(lambda: _completed(queue, 2), within=40)
         finally:
             sweeper.cancel()
+        started = [x["t"] for x in read_ledger(ledger) if x["job_id"] == job.id]
+        assert len(started) == 2  # its start and its finish
+        took = float(str(started[0])) - frozen_at
+        # epsilon: the plan's 1 s of slack plus 1 s for two shared cores
+        assert took < BLOCK_SOCKET_TIMEOUT + 2.0, f"job started {took:.1f} s after the cut"
         assert await stream_events(queue.client, queue_name, "stalled") == []
         assert _starts(ledger) == {first.id: 1, job.id: 1}
-        await _stop(a)
+        log_a = await _stop(a)
+        assert log_a.count("lost Redis") == 1 and log_a.count("connection to Redis is back") == 1
         await assert_invariants(queue.client, queue_name, completed=2)
 
 
@@ -220,6 +226,10 @@ async def test_n4_latency_and_jitter_on_every_link(
             await assert_invariants(queue.client, queue_name, completed=30)
 
 
+POOL_ERRORS = ("MaxConnectionsError", "Too many connections", "No connection available")
+"""What redis-py says when a connection pool runs out (a leak under reconnects)."""
+
+
 @pytest.mark.timeout(90)
 async def test_n5_reset_storm(
     fresh_server: FaultServer,
@@ -228,25 +238,35 @@ async def test_n5_reset_storm(
     tmp_path: Path,
     procs: list[WorkerProcess],
 ) -> None:
-    """N5: every connection of a busy worker is reset every 250 ms for 5 s. Nothing is lost,
-    each job has one completion record, a job runs twice only if it was recovered as stalled,
-    and the worker logs one line per outage, not one per retry."""
+    """N5: every connection of a busy worker is reset (RST) every 500 ms for 10 s. Nothing is
+    lost, each job has one completion record, a job runs twice only if it was recovered as
+    stalled, the worker logs one line per outage, not one per retry, and its connections stay
+    bounded: it never holds more than it did before the storm (plus two in passing), and its
+    pool never runs out."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     async with Queue(queue_name, url) as queue:
-        jobs = await queue.add_bulk([("j", {"sleep": 0.1}) for _ in range(150)])
+        jobs = await queue.add_bulk([("j", {"sleep": 0.1}) for _ in range(800)])
         a = WorkerProcess(LEDGER_JOB, queue_name, proxy.url, ledger=ledger, concurrency=5)
         procs.append(a)
         sweeper = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, concurrency=1)
         procs.append(sweeper)
         await wait_until(lambda: _completed(queue, 1), within=20)
-        resets = 0
-        storm_end = time.monotonic() + 5
+        before = await _most_open(proxy, 1.0)
+        reset_each_time: list[int] = []
+        storm_end = time.monotonic() + 10
         while time.monotonic() < storm_end:
-            resets += proxy.reset()
-            await asyncio.sleep(0.25)
-        assert resets >= 20
-        await wait_until(lambda: _completed(queue, 150), within=60)
-        assert await queue.get_totals() == (150, 0)
+            reset_each_time.append(proxy.reset())
+            await asyncio.sleep(0.5)
+        assert len(reset_each_time) >= 18 and sum(reset_each_time) >= 40
+        assert (await queue.get_totals())[0] < 800  # the storm hit a busy worker
+        await wait_until(lambda: _completed(queue, 800), within=60)
+        after = await _most_open(proxy, 1.0)
+        assert max(reset_each_time) <= before + 2, (before, reset_each_time)
+        assert after <= before + 2, (before, after)
+        # every connection the worker opened was reset by the storm or is still open (give or
+        # take a few closed on the way): no reconnect churn
+        assert proxy.accepted <= sum(reset_each_time) + after + 10, proxy.accepted
+        assert await queue.get_totals() == (800, 0)
         recoveries = [e["job_id"] for e in await stream_events(queue.client, queue_name, "stalled")]
         stalled = set(recoveries)
         starts = _starts(ledger)
@@ -257,7 +277,18 @@ async def test_n5_reset_storm(
         assert not check.lost and not check.duplicated and not check.unexpected
         log_a = await _stop(a)
         assert len(log_a.splitlines()) < 100, log_a
-        await assert_invariants(queue.client, queue_name, completed=150)
+        assert not [line for line in log_a.splitlines() if any(e in line for e in POOL_ERRORS)]
+        await assert_invariants(queue.client, queue_name, completed=800)
+
+
+async def _most_open(proxy: FaultProxy, seconds: float) -> int:
+    """The most connections the proxy carried at once, sampled every 20 ms for ``seconds``."""
+    most = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        most = max(most, proxy.open_connections)
+        await asyncio.sleep(0.02)
+    return most
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ import pytest
 from support.invariants import assert_invariants
 from support.proxy import FaultProxy
 from support.server import FaultServer
+from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
 from engine import Job, JobState, Queue, commands
@@ -186,10 +187,20 @@ async def _completed(queue: Queue, n: int) -> bool:
     return (await queue.get_totals())[0] >= n
 
 
+# X8's rate limit: at most X8_LIMIT jobs start per fixed window of X8_WINDOW ms (queue-wide),
+# slow enough that the delayed jobs fall due while ready jobs still wait for their turn.
+X8_LIMIT = 50
+X8_WINDOW = 200
+X8_DELAY = 1500
+
+
 async def test_x8_priority_and_delay_together(redis_url: str, queue_name: str) -> None:
-    """X8: 1,000 jobs, plain, prioritized (1-5) and delayed, added while paused and run one at
-    a time: plain jobs first in FIFO order, then by priority (FIFO within one), and no delayed
-    job before its time on the Redis clock."""
+    """X8: 1,000 jobs, plain, prioritized (1-5) and delayed (some of them prioritized), added
+    while paused, then run by a worker under a rate limit of 50 jobs per 200 ms. The take
+    order (the ``active`` events) never passes over a better job that was ready: plain jobs
+    first in FIFO order, then by priority, FIFO within one, a delayed job counting as ready
+    from its due time on the Redis clock, and none started before it; no window of the
+    limiter starts more than 50 jobs."""
     order: list[str] = []
 
     async def process(job: Job) -> Any:
@@ -198,27 +209,62 @@ async def test_x8_priority_and_delay_together(redis_url: str, queue_name: str) -
     rng = random.Random(8)
     async with Queue(queue_name, redis_url) as queue:
         await queue.pause()
-        kinds: dict[str, tuple[str, int]] = {}
         items = []
         for i in range(1000):
             kind = rng.choice(["plain", "prio", "prio", "delayed"])
-            prio = rng.randint(1, 5) if kind != "plain" else 0
-            options: dict[str, Any] = {"priority": prio} if prio else {}
+            options: dict[str, Any] = {}
+            if kind == "prio" or (kind == "delayed" and rng.random() < 0.8):
+                options["priority"] = rng.randint(1, 5)
             if kind == "delayed":
-                options["delay"] = 1500
+                options["delay"] = X8_DELAY
             items.append(("j", {"i": i}, options))
         jobs = await queue.add_bulk(items)
-        for job, (_, _, options) in zip(jobs, items, strict=True):
-            kind = "delayed" if "delay" in options else ("prio" if options else "plain")
-            kinds[job.id] = (kind, int(options.get("priority", 0)))
-        async with running_worker(queue_name, process, redis_url):
+        limiter = {"max": X8_LIMIT, "duration": X8_WINDOW}
+        async with running_worker(queue_name, process, redis_url, limiter=limiter):
             await queue.resume()
             await wait_until(lambda: _completed(queue, 1000), within=60)
-        ready = [j for j in order if kinds[j][0] != "delayed"]
-        expected = sorted(ready, key=lambda j: (kinds[j][1], int(j)))  # plain (0) first, FIFO
-        assert ready == expected
-        for job_id in (j for j, (kind, _) in kinds.items() if kind == "delayed"):
-            ran = await queue.get_job(job_id)
-            assert ran is not None and ran.processed_on is not None
-            assert ran.processed_on >= ran.timestamp + 1500
+        taken = [e["job_id"] for e in await stream_events(queue.client, queue_name, "active")]
+        assert sorted(taken) == sorted(j.id for j in jobs)  # each job taken once
+        assert order == taken  # and run in the order taken
+        fields = ("timestamp", "delay", "priority", "processed_on")
+        async with queue.client.pipeline(transaction=False) as pipe:
+            for job_id in taken:
+                pipe.hmget(queue.keys.job(job_id), list(fields))
+            rows = [[int(v) for v in row] for row in await pipe.execute()]
+        added_at = {j: row[0] for j, row in zip(taken, rows, strict=True)}
+        delay = {j: row[1] for j, row in zip(taken, rows, strict=True)}
+        taken_at = {j: row[3] for j, row in zip(taken, rows, strict=True)}
+        # ready from the start (paused until then), or from the due time on the Redis clock
+        ready_at = {j: added_at[j] + delay[j] if delay[j] else 0 for j in taken}
+        rank = {j: (row[2], ready_at[j], int(j)) for j, row in zip(taken, rows, strict=True)}
+        for job_id in taken:
+            if delay[job_id]:
+                assert taken_at[job_id] >= added_at[job_id] + X8_DELAY
+        passed_over = [
+            (later, first)
+            for k, first in enumerate(taken)
+            for later in taken[k + 1 :]
+            if ready_at[later] <= taken_at[first] and rank[later] < rank[first]
+        ]
+        assert passed_over == [], passed_over[:5]
+        # and the delayed jobs did compete: one was taken while a ready job still waited
+        last_ready = max(k for k, j in enumerate(taken) if not delay[j])
+        assert any(delay[j] for j in taken[:last_ready])
+        plain = [j for j in taken if rank[j][:2] == (0, 0)]  # no priority, never delayed
+        assert taken[: len(plain)] == plain == sorted(plain, key=int)  # first, in FIFO order
+        _assert_rate_limited([taken_at[j] for j in taken])
         await assert_invariants(queue.client, queue_name, completed=1000)
+
+
+def _assert_rate_limited(taken_at: list[int]) -> None:
+    """Fixed windows as the limiter makes them: each starts with the first job taken after
+    the previous one ended and lasts X8_WINDOW ms; none may hold more than X8_LIMIT starts."""
+    windows: list[int] = []
+    start = -X8_WINDOW
+    for t in taken_at:
+        if t >= start + X8_WINDOW:
+            start = t
+            windows.append(0)
+        windows[-1] += 1
+    assert max(windows) <= X8_LIMIT, windows
+    assert len(windows) >= -(-len(taken_at) // X8_LIMIT)

@@ -50,6 +50,18 @@ async def ledger_job(job: Job) -> Any:
     return data
 
 
+async def slow_first_run_job(job: Job) -> Any:
+    """``ledger_job`` whose first attempt sleeps ``data["first_sleep"]`` seconds and any later
+    one ``data["sleep"]``: a job held by a worker that is killed cannot finish before the kill,
+    yet its re-run after the stalled recovery is short."""
+    record("start", job)
+    data = job.data if isinstance(job.data, dict) else {}
+    first = job.attempts_started <= 1
+    await asyncio.sleep(float(data.get("first_sleep", 0) if first else data.get("sleep", 0)))
+    record("finish", job)
+    return data
+
+
 def blocking_job(job: Job) -> Any:
     """A ``def`` processor that blocks its thread for ``data["sleep"]`` seconds."""
     record("start", job)

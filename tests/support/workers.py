@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import Worker
+from engine import Queue, Worker, commands
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 
@@ -114,3 +114,13 @@ async def wait_until(predicate: Any, within: float = 10.0, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
+
+
+async def sweep_stalled(queue: Queue, every: float = 0.2) -> None:
+    """Run the stalled check every ``every`` s through ``queue``'s client, as an idle worker
+    elsewhere would, until cancelled: a job whose lock is not renewed is recovered (and gets a
+    ``stalled`` event) within its lock duration plus two sweeps."""
+    interval_ms = max(int(every * 1000), 10)
+    while True:
+        await commands.recover_stalled(queue.scripts, queue.keys, 1, interval_ms)
+        await asyncio.sleep(every)
