@@ -76,6 +76,7 @@ TARGETS = {
     "dash-screen-p50": "≤ 250",
     "dash-screen-max": "≤ 250",
     "dash-big-open": "< 1,000",
+    "dash-big-screen-start": "< 1,000",
     "dash-big-screen-open": "< 1,000",
     "dash-big-page": "< 100",
     "dash-big-screen-page": "< 100",
@@ -462,6 +463,7 @@ async def _backend_times(
     """One round of the reads the dashboard does to show and open the queue, in ms."""
     out = {
         "dash-big-discover": await _timed(lambda: backend.discover_queues(client)),
+        "dash-big-found": await _timed(lambda: _sampled(backend, client)),
         "dash-big-counts": await _timed(lambda: backend.read_counts(client, [QUEUE])),
     }
     for name, start in pages.items():
@@ -470,14 +472,30 @@ async def _backend_times(
     return out
 
 
+async def _sampled(backend: CorralBackend, client: aioredis.Redis) -> None:
+    """What the monitor reads before its first count: the queues of a few random keys."""
+    found = await backend.sample_queues(client)
+    if QUEUE not in found:
+        raise RuntimeError(f"sampling {found} missed {QUEUE!r}, which holds nearly every key")
+
+
 def _page_reader(
     backend: CorralBackend, client: aioredis.Redis, start: int
 ) -> Callable[[], Awaitable[object]]:
     return lambda: backend.read_page(client, QUEUE, "wait", start, PAGE_SIZE)
 
 
+BIG_DISCOVERY_ROWS = (
+    ("dash-big-found", "backend: find the queue before any SCAN (random keys)", "ms"),
+    ("dash-big-screen-start-queue", "screen: `corral dash --queue` started → queue shown", "ms"),
+)
+"""(key, title, unit) of the big-queue rows about discovery, listed by
+``scenarios.dash_metrics`` after the others."""
+
+
 async def _screen_times(server: BenchServer, s: DashSettings) -> dict[str, list[float]]:
-    """The real program on the big queue: start, open, pages; times in ms, RSS in MB."""
+    """The real program on the big queue: start, open, pages; times in ms, RSS in MB. Then
+    started again on that queue alone (``--queue``: no discovery at all) until it shows."""
     started = time.perf_counter()
     async with await start_dash(server.url, s) as dash:
         shown = await dash.wait_for(shows_wait(QUEUE, s.big_jobs), SCREEN_TIMEOUT, "the queue")
@@ -496,8 +514,13 @@ async def _screen_times(server: BenchServer, s: DashSettings) -> dict[str, list[
             )
             page_times.append((done - turned) * 1000)
         rss = dash.rss_bytes() / 1e6
+    started = time.perf_counter()
+    named = [sys.executable, "-m", "corral", "dash", "--redis", server.url, "--queue", QUEUE]
+    async with await PtyProgram.start(named, cwd=REPO_ROOT, columns=s.columns, rows=s.rows) as dash:
+        shown = await dash.wait_for(shows_wait(QUEUE, s.big_jobs), SCREEN_TIMEOUT, "the queue")
     return {
         "dash-big-screen-start": [first_shown],
+        "dash-big-screen-start-queue": [(shown - started) * 1000],
         "dash-big-screen-open": [(opened - pressed) * 1000],
         "dash-big-screen-page": [statistics.median(page_times)],
         "dash-big-rss": [rss],

@@ -122,6 +122,7 @@ def dash_metrics(d: DashSettings) -> list[Metric]:
         ("dash-big-screen-page", f"screen: `n` → next page shown (median of {d.pages})", "ms"),
         ("dash-big-rss", "`corral dash` RSS with the queue open", "MB"),
     ]
+    rows += list(dashboard.BIG_DISCOVERY_ROWS)
     return [
         Metric(key, title, unit, higher_is_better=unit == "jobs/s", table="dash")
         for key, title, unit in rows

@@ -214,6 +214,38 @@ def run_server(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
+# -- connection flags shared by worker and dash -----------------------------------------------
+
+
+def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tls-ca-cert``, ``--tls-cert``, ``--tls-key`` and ``--tls-insecure`` for a
+    ``rediss://`` URL (``engine.connection.TlsOptions`` reads them)."""
+    tls = parser.add_argument_group(
+        "TLS (with a rediss:// URL; the server's certificate and host name are verified)"
+    )
+    tls.add_argument(
+        "--tls-ca-cert",
+        default=None,
+        metavar="PATH",
+        help="PEM file of the CA that signed the server's certificate (default: the system CAs)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PATH",
+        help="PEM client certificate, for a server that asks for one (mutual TLS)",
+    )
+    tls.add_argument(
+        "--tls-key", default=None, metavar="PATH", help="the client certificate's private key"
+    )
+    tls.add_argument(
+        "--tls-insecure",
+        action="store_true",
+        help="DANGEROUS: do not verify the server's certificate or host name; the link is "
+        "encrypted but anyone in the middle can read it, passwords included",
+    )
+
+
 # -- corral worker / dash / demo (flags here, handlers elsewhere) -----------------------------
 
 
@@ -240,6 +272,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
         help=f"server URL (default: ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})",
     )
     parser.add_argument("--prefix", type=key_prefix, default=DEFAULT_PREFIX, metavar="P")
+    parser.add_argument(
+        "--allow-unsafe-eviction",
+        action="store_true",
+        help="run even when the server's maxmemory-policy is not noeviction: such a server may "
+        "evict job keys under memory pressure and silently lose jobs",
+    )
+    add_tls_flags(parser)
     parser.add_argument(
         "--types",
         type=import_target,
@@ -346,6 +385,12 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         "--read-only", action="store_true", help="hide actions that change jobs or queues"
     )
     parser.add_argument(
+        "--allow-unsafe-eviction",
+        action="store_true",
+        help="act (write mode) even when the server's maxmemory-policy is not noeviction: "
+        "such a server may evict job keys and silently lose jobs",
+    )
+    parser.add_argument(
         "--stuck-after",
         default=None,
         metavar="AGE",
@@ -359,6 +404,7 @@ def configure_dash(parser: argparse.ArgumentParser) -> None:
         help="read the server password from this file (mode 600); else $CORRAL_REDIS_PASSWORD,"
         " or a prompt when the URL names a user without one",
     )
+    add_tls_flags(parser)
     parser.add_argument(
         "--bullmq",
         action="store_true",

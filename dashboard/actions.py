@@ -1,4 +1,6 @@
-"""``JobActions``: the dashboard's only way to change queues, refused in read-only mode.
+"""``JobActions``: the dashboard's only way to change queues, refused in read-only mode and
+while the server may evict keys (R5: any ``maxmemory-policy`` but ``noeviction``, unless the
+operator overrode it with ``--allow-unsafe-eviction``).
 
 Every action goes through the backend (so through ``engine.Queue`` for Corral queues) and comes
 back as a short outcome message, e.g. "not retried: job '7' is now completed".
@@ -16,6 +18,7 @@ from redis.asyncio import Redis
 
 from dashboard.backend import ActionRefused, Backend, PromotesJobIds
 from dashboard.bulk import BULK_BATCH, BulkRun, Selection, selection_outcome, stopped_note
+from dashboard.eviction import action_refusal, is_evicting
 from dashboard.model import ReplayOutcome
 from dashboard.notifications import CONFIG_KEY
 from dashboard.replay_text import replay_message
@@ -27,23 +30,52 @@ BATCH_PAUSE_S = 0.005
 """Pause between the batches of a bulk action, so other clients are served in between."""
 
 
-class ReadOnlyError(PermissionError):
+class ActionsOff(PermissionError):
+    """An action was refused before it reached the server; the message says why."""
+
+
+class ReadOnlyError(ActionsOff):
     """An action was asked of a read-only dashboard."""
+
+
+class UnsafeServerError(ActionsOff):
+    """An action was asked while the server's eviction policy may lose jobs."""
 
 
 class JobActions:
     """Retry, discard, promote, reprioritize, pause/resume and clean, on their own connection."""
 
-    def __init__(self, backend: Backend, client: Redis | None, read_only: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        client: Redis | None,
+        read_only: bool,
+        *,
+        allow_unsafe_eviction: bool = False,
+    ) -> None:
         self.backend = backend
         self._client = client
         self.read_only = read_only
+        self.allow_unsafe_eviction = allow_unsafe_eviction
+        self.server_policy: str | None = None
+        """The server's ``maxmemory-policy`` as the monitor last read it (None: not known)."""
         self.batch_size = BULK_BATCH
         self.batch_pause = BATCH_PAUSE_S
+
+    def refusal(self) -> str | None:
+        """Why no action may run now, or None when they may."""
+        if self.read_only or self._client is None:
+            return "read-only mode: actions are off"
+        if is_evicting(self.server_policy) and not self.allow_unsafe_eviction:
+            return action_refusal(str(self.server_policy))
+        return None
 
     def _writer(self, what: str) -> Redis:
         if self.read_only or self._client is None:
             raise ReadOnlyError(f"read-only mode: {what} refused")
+        unsafe = self.refusal()
+        if unsafe is not None:
+            raise UnsafeServerError(f"{what} {unsafe}")
         return self._client
 
     async def retry(self, queue: str, job_id: str, state: str = "failed") -> str:

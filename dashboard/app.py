@@ -48,12 +48,14 @@ from dashboard.screens.overview import OverviewScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.screens.queue import QueueScreen
 from dashboard.screens.stalled import STUCK_AFTER_MS
+from engine.connection import TlsOptions
 from engine.health import Thresholds
 
 CLEAN_LIMIT = 10_000
 
 
 def _client(url: str) -> Redis:
+    """A client for reads or actions (TLS options, if any, ride in ``url``)."""
     client: Redis = Redis.from_url(
         url,
         decode_responses=True,
@@ -84,6 +86,8 @@ class DashboardApp(ConfirmedActions):
         bell: bool = False,
         audit_log: AuditLog | None = None,
         stuck_after_ms: int = STUCK_AFTER_MS,
+        allow_unsafe_eviction: bool = False,
+        tls: TlsOptions | None = None,
     ) -> None:
         super().__init__()
         self.stuck_after_ms = stuck_after_ms
@@ -91,14 +95,27 @@ class DashboardApp(ConfirmedActions):
         self.audit = audit_log if audit_log is not None else AuditLog()
         self.url = url
         self.masked_url = mask_url(url)
+        connect_url = tls.apply(url) if tls is not None else url  # ValueError: a bad option
         self.backend = backend
         self.read_only = read_only
+        self.allow_unsafe_eviction = allow_unsafe_eviction
+        """R5 overridden: act even while the server's eviction policy may lose jobs."""
         self.monitor = QueueMonitor(
-            backend, url, queues=queues, poll_interval=poll_interval, thresholds=thresholds
+            backend,
+            connect_url,
+            queues=queues,
+            poll_interval=poll_interval,
+            thresholds=thresholds,
+            read_only=read_only,
         )
         self.announcer = Announcer(bell)
-        self.reader = _client(url)
-        self.actions = JobActions(backend, None if read_only else _client(url), read_only)
+        self.reader = _client(connect_url)
+        self.actions = JobActions(
+            backend,
+            None if read_only else _client(connect_url),
+            read_only,
+            allow_unsafe_eviction=allow_unsafe_eviction,
+        )
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
         self._offered_live = False
@@ -123,6 +140,8 @@ class DashboardApp(ConfirmedActions):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Keep the newest snapshot; show it unless frozen."""
         self.snapshot = message.snapshot
+        # the action layer refuses to act while the policy read at the last (re)connect is unsafe
+        self.actions.server_policy = message.snapshot.maxmemory_policy
         notices, ring = self.announcer.new(message.snapshot)
         for notice in notices:
             self.notify(notice.text, severity=notice.severity, markup=False)
@@ -245,8 +264,7 @@ class DashboardApp(ConfirmedActions):
 
     def confirm_bulk(self, kind: BulkKind, queue: str) -> None:
         """A bulk action over the jobs of its state as they are now; refused when read-only."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
+        if self.refuse_action():
             return
         self.select_then_confirm(kind, queue)
 
@@ -301,8 +319,7 @@ class DashboardApp(ConfirmedActions):
 
     def confirm_change_priority(self, queue: str, job_id: str) -> None:
         """Ask for the new priority, then confirm and set it."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
+        if self.refuse_action():
             return
 
         def chosen(answer: str | None) -> None:
@@ -339,8 +356,7 @@ class DashboardApp(ConfirmedActions):
 
     def confirm_clean(self, queue: str, state: str) -> None:
         """Ask for an age, count the jobs it covers, then ask (typed) and remove them."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
+        if self.refuse_action():
             return
 
         def aged(answer: str | None) -> None:

@@ -1,5 +1,9 @@
 """``corral dash``: ``run_dash(args)`` builds the backend and runs the dashboard (the flags are
-defined with the other commands in ``corral.cli``)."""
+defined with the other commands in ``corral.cli``).
+
+In write mode it first reads the server's ``maxmemory-policy`` and refuses (exit status 2, the
+reason on stderr) a server that may evict keys, unless ``--allow-unsafe-eviction`` (R5).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from redis.asyncio.connection import parse_url
+
 from corral.threshold_flags import thresholds_from
 from dashboard.app import DashboardApp
 from dashboard.backend import Backend
@@ -17,9 +23,10 @@ from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
 from dashboard.credentials import resolve_url
 from dashboard.durations import parse_age, stuck_error
+from dashboard.eviction import is_evicting, policy_at_start, start_refusal
 from dashboard.sanitize import mask_url
 from dashboard.screens.stalled import STUCK_AFTER_MS
-from engine.connection import DEFAULT_URL
+from engine.connection import DEFAULT_URL, TlsOptions
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
 
 
@@ -30,7 +37,20 @@ def _backend(args: argparse.Namespace) -> tuple[Backend, list[str]]:
         bull_queues = [validate_bull_queue_name(name) for name in args.queues or []]
         return BullMQBackend(DEFAULT_BULL_PREFIX if prefix is None else prefix), bull_queues
     queues = [validate_queue_name(name) for name in args.queues or []]
-    return CorralBackend(validate_prefix(DEFAULT_PREFIX if prefix is None else prefix)), queues
+    corral_prefix = validate_prefix(DEFAULT_PREFIX if prefix is None else prefix)
+    allow_unsafe = bool(getattr(args, "allow_unsafe_eviction", False))
+    return CorralBackend(corral_prefix, allow_unsafe_eviction=allow_unsafe), queues
+
+
+def _evicting_server(url: str) -> bool:
+    """True (and the reason, fix and override on stderr) when the server's policy may evict
+    keys; False when it is safe or cannot be read now (the app then shows why, and its
+    monitor checks once connected)."""
+    policy = policy_at_start(url)
+    if policy is None or not is_evicting(policy):
+        return False
+    print(start_refusal(policy), file=sys.stderr)
+    return True
 
 
 def run_dash(args: argparse.Namespace) -> int:
@@ -44,12 +64,16 @@ def run_dash(args: argparse.Namespace) -> int:
         password_file = getattr(args, "password_file", None)
         prompt = getpass.getpass if sys.stdin.isatty() else None  # never echoed
         url = resolve_url(url, Path(password_file) if password_file else None, prompt=prompt)
-    except ValueError as exc:  # bad names, or a CredentialError
+        tls = TlsOptions.from_namespace(args)
+        connect_url = tls.apply(url)
+        parse_url(connect_url)  # a URL redis-py cannot use fails here, not in the app
+    except ValueError as exc:  # bad names or URL, a CredentialError, or a bad --tls-* option
         print(f"corral dashboard: {exc}", file=sys.stderr)
         return 2
     bullmq = isinstance(backend, BullMQBackend)
     stuck_after = parse_age(stuck_text) if stuck_text is not None else STUCK_AFTER_MS
     read_only = bool(args.read_only)
+    allow_unsafe = bool(getattr(args, "allow_unsafe_eviction", False))
     try:
         thresholds = thresholds_from(args)
     except ValueError as exc:
@@ -62,6 +86,8 @@ def run_dash(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not read_only and not allow_unsafe and _evicting_server(connect_url):
+        return 2
     app = DashboardApp(
         url,
         backend,
@@ -70,9 +96,13 @@ def run_dash(args: argparse.Namespace) -> int:
         thresholds=thresholds if thresholds.any else None,
         bell=bool(getattr(args, "bell", False)),
         stuck_after_ms=stuck_after,
+        allow_unsafe_eviction=allow_unsafe,
+        tls=tls,
     )
     app.title = f"Corral {mask_url(url)}"
     if bullmq:
         app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"
+    if tls.insecure:
+        app.title += " · TLS NOT VERIFIED (--tls-insecure)"
     app.run()
     return 0

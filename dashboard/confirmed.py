@@ -3,7 +3,8 @@ and leave one audit entry per confirmed action.
 
 ``_ask`` opens a confirmation (Cancel focused) and runs the action once confirmed;
 ``_ask_bulk`` also needs the queue name typed and runs the action in batches behind a
-progress modal with a stop key. Read-only dashboards are refused before anything is asked.
+progress modal with a stop key. Read-only dashboards, and write-mode dashboards on a server
+whose eviction policy may lose jobs (R5), are refused before anything is asked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App
 
-from dashboard.actions import JobActions, ReadOnlyError
+from dashboard.actions import ActionsOff, JobActions
 from dashboard.audit import ActionScope, AuditLog
 from dashboard.backend import FeatureUnavailable
 from dashboard.bulk import BulkRun
@@ -32,6 +33,15 @@ class ConfirmedActions(App[None]):
     audit: AuditLog
     read_only: bool
 
+    def refuse_action(self) -> bool:
+        """Say why and return True when no action may run now (read-only mode, or a server
+        that may evict jobs); False when actions may go on."""
+        reason = self.actions.refusal()
+        if reason is None:
+            return False
+        self.notify(notice_text(reason), severity="warning", markup=False, timeout=10)
+        return True
+
     def _ask(
         self,
         title: str,
@@ -43,8 +53,7 @@ class ConfirmedActions(App[None]):
     ) -> None:
         """Confirm, then run; every confirmed action leaves one audit entry (``scope``, or the
         title and body as asked)."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
+        if self.refuse_action():
             return
         asked = scope if scope is not None else ActionScope(title, "", body.plain)
 
@@ -65,8 +74,7 @@ class ConfirmedActions(App[None]):
         job: Callable[[BulkRun], Awaitable[str]],
     ) -> None:
         """A typed confirmation, then the action in batches behind a progress modal."""
-        if self.read_only:
-            self.notify("read-only mode: actions are off", severity="warning")
+        if self.refuse_action():
             return
 
         def answered(confirmed: bool | None) -> None:
@@ -113,7 +121,7 @@ class ConfirmedActions(App[None]):
         outcome (as shown), or None if the action was refused before it ran."""
         try:
             message = await run()
-        except ReadOnlyError as exc:
+        except ActionsOff as exc:  # read-only, or the server turned unsafe meanwhile
             self.notify(notice_text(exc), severity="warning", markup=False)
             return None
         except asyncio.CancelledError:  # the dashboard closed while the action ran

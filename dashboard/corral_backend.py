@@ -41,6 +41,9 @@ from engine.queue import Queue, read_job_state
 from engine.schedulers import JobScheduler, tick_job_id, tick_job_prefix
 
 SCAN_COUNT = 5_000
+"""Keys one SCAN call walks (a few milliseconds of the server's time each)."""
+SAMPLE_KEYS = 32
+"""Random keys read to find the biggest queues before a SCAN would (``sample_queues``)."""
 LOG_LINES = 200
 """Newest log lines read for the detail view."""
 LPOS_MAX = 100_000
@@ -95,8 +98,12 @@ def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
 class CorralBackend:
     """The ``Backend`` for queues written by ``engine`` under one prefix."""
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, prefix: str = DEFAULT_PREFIX, *, allow_unsafe_eviction: bool = False
+    ) -> None:
         self.prefix = validate_prefix(prefix)
+        self.allow_unsafe_eviction = allow_unsafe_eviction
+        """Passed to the engine's ``Queue`` for actions: it refuses an evicting server too."""
         self._channel = re.compile(r"^__keyspace@\d+__:" + re.escape(prefix) + r":\{([^}]*)\}:")
 
     def keys(self, queue: str) -> QueueKeys:
@@ -106,13 +113,44 @@ class CorralBackend:
     async def discover_queues(self, client: Redis) -> list[str]:
         """Every queue with a ``meta`` key under the prefix (SCAN with MATCH and COUNT)."""
         found: set[str] = set()
-        async for key in client.scan_iter(
-            match=QueueKeys.meta_pattern(self.prefix), count=SCAN_COUNT
-        ):
-            keys = QueueKeys.from_meta_key(_text(key), self.prefix)
-            if keys is not None:
-                found.add(keys.queue)
+        async for names in self.scan_queues(client):
+            found.update(names)
         return sorted(found)
+
+    async def scan_queues(self, client: Redis) -> AsyncIterator[list[str]]:
+        """The queues of each batch of one cursored SCAN for ``meta`` keys (MATCH, COUNT), as
+        each batch is read (often none). SCAN still walks every key of the database, so on a
+        big keyspace the whole walk takes a while; the monitor shows each queue on the way."""
+        pattern = QueueKeys.meta_pattern(self.prefix)
+        cursor = 0
+        while True:
+            cursor, keys = await client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            found = (QueueKeys.from_meta_key(_text(key), self.prefix) for key in keys)
+            yield sorted({k.queue for k in found if k is not None})
+            if int(cursor) == 0:
+                return
+
+    async def sample_queues(self, client: Redis) -> list[str]:
+        """Queues found before any SCAN, in two round trips: the queues of ``SAMPLE_KEYS``
+        random keys (RANDOMKEY), those whose ``meta`` key exists. A queue holding a share ``s``
+        of all keys is missed with probability ``(1 - s) ** SAMPLE_KEYS``, so the queues that
+        make a SCAN long (those with most keys) are found at once."""
+        async with client.pipeline(transaction=False) as pipe:
+            for _ in range(SAMPLE_KEYS):
+                pipe.randomkey()
+            sampled: list[str | bytes | None] = await pipe.execute()
+        named = (QueueKeys.from_any_key(_text(key), self.prefix) for key in sampled if key)
+        return await self.confirm_queues(client, sorted({k.queue for k in named if k}))
+
+    async def confirm_queues(self, client: Redis, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that are queues (their ``meta`` key exists), in one pipeline."""
+        if not names:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.exists(self.keys(name).meta)
+            found: list[int] = await pipe.execute()
+        return [name for name, exists in zip(names, found, strict=True) if exists]
 
     async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
         """One pipeline: LLEN/ZCARD per state, paused flag, totals and live workers per queue."""
@@ -454,7 +492,7 @@ class CorralBackend:
         self, client: Redis, queue: str, job_id: str, state: str = "failed"
     ) -> None:
         """Send a failed or completed job back to wait (``Queue.retry_job``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             await q.retry_job(job_id, state)
 
     async def read_job_ids(
@@ -475,7 +513,7 @@ class CorralBackend:
         self, client: Redis, queue: str, job_ids: Sequence[str], state: str
     ) -> dict[str, str | None]:
         """``Queue.retry_job_ids``, then the current state of those it did not retry."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             done = await q.retry_job_ids(job_ids, state)
         missed = [job_id for job_id, retried in done.items() if not retried]
         states = await self._states(client, self.keys(queue), missed) if missed else {}
@@ -485,7 +523,7 @@ class CorralBackend:
         self, client: Redis, queue: str, ids: Sequence[str] | None, count: int | None
     ) -> ReplayOutcome:
         """``Queue.replay_dead_letters`` (batches of 100, one script call per origin queue)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             if ids is not None:
                 result = await q.replay_dead_letters(list(ids))
             else:
@@ -497,17 +535,17 @@ class CorralBackend:
 
     async def remove_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Discard a job that no worker holds (``Queue.remove_job``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             await q.remove_job(job_id)
 
     async def cancel_job(self, client: Redis, queue: str, job_id: str, by: str) -> bool:
         """Fail a waiting job now, or have its worker stop a running one (Queue.cancel_job)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             return (await q.cancel_job(job_id, by=by)).done
 
     async def promote_job(self, client: Redis, queue: str, job_id: str) -> None:
         """Make a delayed job ready now (``Queue.promote_job``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             await q.promote_job(job_id)
 
     async def promote_job_ids(
@@ -516,7 +554,9 @@ class CorralBackend:
         """``Queue.promote_job`` of each job on one engine queue: one script call per job,
         which moves it only if it is still delayed; the others with their state now."""
         missed: dict[str, str | None] = {}
-        engine_queue = Queue(queue, client, prefix=self.prefix)
+        engine_queue = Queue(
+            queue, client, prefix=self.prefix, allow_unsafe_eviction=self.allow_unsafe_eviction
+        )
         try:
             for job_id in job_ids:
                 try:
@@ -531,12 +571,12 @@ class CorralBackend:
 
     async def promote_all(self, client: Redis, queue: str, count: int) -> int:
         """Promote up to ``count`` delayed jobs, earliest first (``Queue.promote_jobs``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             return await q.promote_jobs(count)
 
     async def change_priority(self, client: Redis, queue: str, job_id: str, priority: int) -> None:
         """Reprioritize a job that is not running or finished (``Queue.change_priority``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             state = await q.get_job_state(job_id)
             if state is None:
                 raise ActionRefused(f"job {job_id!r} no longer exists", None)
@@ -546,22 +586,22 @@ class CorralBackend:
 
     async def reset_breaker(self, client: Redis, queue: str) -> bool:
         """Close the circuit breaker now (``Queue.reset_breaker``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             return await q.reset_breaker()
 
     async def remove_breaker(self, client: Redis, queue: str) -> bool:
         """Take the circuit breaker off (``Queue.remove_breaker``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             return await q.remove_breaker()
 
     async def pause(self, client: Redis, queue: str) -> None:
         """Pause the queue (``Queue.pause``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             await q.pause()
 
     async def resume(self, client: Redis, queue: str) -> None:
         """Resume the queue (``Queue.resume``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             await q.resume()
 
     async def count_finished(
@@ -579,7 +619,7 @@ class CorralBackend:
         self, client: Redis, queue: str, state: str, grace_ms: int, limit: int
     ) -> list[str]:
         """Remove old completed or failed jobs (``Queue.clean``)."""
-        async with _engine_queue(client, self.prefix, queue) as q:
+        async with self._engine_queue(client, queue) as q:
             return await q.clean(grace_ms, limit, state)
 
     # -- events and notifications ------------------------------------------------------------
@@ -615,19 +655,21 @@ class CorralBackend:
         match = self._channel.match(channel)
         return match.group(1) if match else None
 
-
-@asynccontextmanager
-async def _engine_queue(client: Redis, prefix: str, name: str) -> AsyncIterator[Queue]:
-    """An ``engine.Queue`` on the caller's client; engine state errors become ``ActionRefused``."""
-    queue = Queue(name, client, prefix=prefix)
-    try:
-        yield queue
-    except JobStateError as exc:
-        raise ActionRefused(str(exc), exc.state) from exc
-    except JobNotFound as exc:
-        raise ActionRefused(str(exc), None) from exc
-    finally:
-        await queue.close()
+    @asynccontextmanager
+    async def _engine_queue(self, client: Redis, name: str) -> AsyncIterator[Queue]:
+        """An ``engine.Queue`` on the caller's client; engine state errors become
+        ``ActionRefused``."""
+        queue = Queue(
+            name, client, prefix=self.prefix, allow_unsafe_eviction=self.allow_unsafe_eviction
+        )
+        try:
+            yield queue
+        except JobStateError as exc:
+            raise ActionRefused(str(exc), exc.state) from exc
+        except JobNotFound as exc:
+            raise ActionRefused(str(exc), None) from exc
+        finally:
+            await queue.close()
 
 
 def _earlier_ids(found: JobScheduler | str) -> list[str]:

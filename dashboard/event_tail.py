@@ -5,13 +5,17 @@ first time starts at its last entry. A stream holds fewer entries after the last
 added since (``entries-added``) when trimming removed some before they were read: that is a gap.
 
 A busy engine writes thousands of entries a second, so the XREAD reply is taken as the server
-sent it (no per-entry dicts): of each stream only the newest ``keep`` entries and the ``notable``
-ones (a stalled job, a breaker change) become ``Event``s; the backend is told how many entries of
-each kind it read (``tally_events``).
+sent it, undecoded (bytes, no per-entry dicts): each entry's ``event`` name is counted as bytes
+(the backend is told how many entries of each kind it read: ``tally_events``), and only the
+newest ``keep`` entries of each stream and the ``notable`` ones (a stalled job, a breaker change)
+are decoded into ``Event``s. A round that leaves entries unread (its read was full, or XINFO
+counted more than it read) says so (``TailRound.behind``), and the next round reads more, up to
+``MAX_BATCH``, so a tail that fell behind catches up before the stream is trimmed.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,29 +23,48 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.client import CaseInsensitiveDict
+from redis.client import NEVER_DECODE, CaseInsensitiveDict
 
 from dashboard.backend import Backend
 from dashboard.model import Event
 
 BATCH = 2_000
-"""Entries read per stream and round, so one round's cost stays bounded."""
+"""Entries read per stream and round while the tail keeps up, so one round's cost stays bounded."""
+MAX_BATCH = 10_000
+"""Entries read per stream and round at most while catching up on a backlog (BullMQ trims its
+stream at about 10,000 entries: older ones are gone by then anyway)."""
 NOTABLE = frozenset({"stalled", "breaker"})
 """Events kept however many others came after them in the same round."""
+_EVENT = b"event"
+_UNKNOWN = b"?"
 
 
 def _raw(response: Any, **options: Any) -> Any:
     return response
 
 
-def _event_name(fields: Sequence[str]) -> str:
+def _text(value: bytes | str) -> str:
+    """A reply's bytes as text; invalid UTF-8 is shown escaped, never raised on."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value
+
+
+def _key_bytes(key: str) -> bytes:
+    """A key as the server names it in a reply (as redis-py encodes it when sending)."""
+    return key.encode("utf-8", errors="backslashreplace")
+
+
+def _event_name(fields: Sequence[bytes] | None) -> bytes:
     """The ``event`` field of a flat ``[field, value, ...]`` list (both engines write it first)."""
-    if fields and fields[0] == "event":
+    if not fields:
+        return _UNKNOWN
+    if fields[0] == _EVENT:
         return fields[1]
-    for index in range(0, len(fields) - 1, 2):
-        if fields[index] == "event":
+    for index in range(2, len(fields) - 1, 2):
+        if fields[index] == _EVENT:
             return fields[index + 1]
-    return "?"
+    return _UNKNOWN
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
@@ -52,11 +75,13 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class TailRound:
     """What one round read: the events kept (in stream order), the queues whose streams had a
-    gap, and how many entries it read in all."""
+    gap, how many entries it read in all, and whether entries were left unread (read again at
+    once: the writers are ahead)."""
 
     events: tuple[Event, ...]
     gaps: tuple[str, ...]
     read: int = 0
+    behind: bool = False
 
 
 class EventTail:
@@ -75,10 +100,14 @@ class EventTail:
         self.keep = keep
         """Newest entries of each stream and round made into ``Event``s (None: all of them)."""
         self.notable = frozenset(notable)
+        self._notable_raw = frozenset(_key_bytes(name) for name in self.notable)
         self._callbacks: tuple[Any, Any] | None = None
         self.last_ids: dict[str, str] = {}
         self._added: dict[str, int] = {}
         """``entries-added`` of each stream as of its last id seen."""
+        self.count = BATCH
+        """Entries the next round reads per stream: ``BATCH``, more while catching up."""
+        self._busy = False
 
     def forget(self, queues: Sequence[str]) -> None:
         """Stop following queues that no longer exist."""
@@ -87,21 +116,56 @@ class EventTail:
             self._added.pop(queue, None)
 
     async def read(self, client: Redis, queues: Sequence[str]) -> TailRound:
-        """One round: XINFO every stream, then XREAD BLOCK the ones already followed."""
+        """One round: XINFO every stream, then XREAD BLOCK the ones already followed.
+
+        While the streams are busy (the last round read entries) the cyclic garbage collector
+        is paused for the round: a reply of thousands of entries is thousands of lists, which
+        would otherwise trigger collections while it is being built, and its lists, still alive
+        then, would be counted as long-lived objects, starting a full collection of the whole
+        program every second or two (a fifth to half of a busy dashboard's CPU in the BullMQ
+        benchmark). The reply is freed before the collector resumes, so it is never collected
+        at all; a quiet round (which may block for ``block_ms``) leaves the collector alone, and
+        a program that turned the collector off keeps it off.
+        """
+        if not self._busy or not gc.isenabled():
+            return await self._read(client, queues)
+        gc.disable()
+        try:
+            return await self._read(client, queues)  # its frame, with the reply, is gone here
+        finally:
+            gc.enable()
+
+    async def _read(self, client: Redis, queues: Sequence[str]) -> TailRound:
         following = [q for q in queues if q in self.last_ids]
-        streams: dict[Any, Any] = {self.backend.events_key(q): self.last_ids[q] for q in following}
+        count = self.count
         async with self._pipeline(client) as pipe:
             for queue in queues:
                 pipe.xinfo_stream(self.backend.events_key(queue))
-            if streams:
-                pipe.xread(streams, count=BATCH, block=self.block_ms)
+            if following:
+                keys = [self.backend.events_key(q) for q in following]
+                ids = [self.last_ids[q] for q in following]
+                options = {NEVER_DECODE: True}  # bytes: only the entries kept are decoded
+                pipe.execute_command(
+                    "XREAD",
+                    "COUNT",
+                    count,
+                    "BLOCK",
+                    self.block_ms,
+                    "STREAMS",
+                    *keys,
+                    *ids,
+                    **options,
+                )
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         gaps = []
+        added_now: dict[str, int] = {}
         for queue, info in zip(queues, replies, strict=False):
             if isinstance(info, Exception):  # no stream yet: start from the beginning
                 self.last_ids.setdefault(queue, "0-0")
                 self._added.setdefault(queue, 0)
                 continue
+            if info.get("entries-added") is not None:
+                added_now[queue] = int(info["entries-added"])
             if queue not in self.last_ids or self._was_reset(queue, info):
                 self.last_ids[queue] = str(info.get("last-generated-id") or "0-0")
                 self._added[queue] = int(info.get("entries-added") or 0)
@@ -110,13 +174,18 @@ class EventTail:
                 # continue after the gap: what is left is read next, counted from here on
                 self._added[queue] = int(info.get("entries-added") or 0) - int(info["length"])
         events: list[Event] = []
-        read = 0
-        if streams:
+        read = full = 0
+        if following:
             reply = replies[len(queues)]
             if isinstance(reply, Exception):
                 raise reply
-            read = self._parse(reply or [], events)
-        return TailRound(tuple(events), tuple(gaps), read)
+            read, full = self._parse(reply or [], events, count)
+        # entries XINFO counted before the read that the read did not reach
+        backlog = max((n - self._added.get(q, n) for q, n in added_now.items()), default=0)
+        behind = full > 0 or backlog > 0
+        self.count = min(MAX_BATCH, BATCH + max(backlog, 0)) if behind else BATCH
+        self._busy = read > 0
+        return TailRound(tuple(events), tuple(gaps), read, behind)
 
     def _pipeline(self, client: Redis) -> Pipeline:
         """A pipeline of ``client`` that leaves XREAD replies as the server sent them."""
@@ -145,28 +214,35 @@ class EventTail:
             return True
         return int(info["length"]) < int(added) - self._added.get(queue, 0)
 
-    def _parse(self, reply: Any, events: list[Event]) -> int:
-        """Append the kept entries of a raw XREAD reply to ``events``; return how many it held."""
-        by_key = {self.backend.events_key(q): q for q in self.last_ids}
+    def _parse(self, reply: Any, events: list[Event], count: int) -> tuple[int, int]:
+        """Append the kept entries of a raw XREAD reply to ``events``; return how many entries
+        it held, and how many of its streams returned ``count`` of them (full: more may wait)."""
+        by_key = {_key_bytes(self.backend.events_key(q)): q for q in self.last_ids}
         streams = reply.items() if isinstance(reply, dict) else reply  # RESP3 sends a map
-        read = 0
+        read = full = 0
         for key, entries in streams:
-            queue = by_key.get(str(key))
+            queue = by_key.get(key if isinstance(key, bytes) else _key_bytes(key))
             if queue is None or not entries:
                 continue
-            names = [_event_name(fields or ()) for _, fields in entries]
-            self.backend.tally_events(queue, Counter(names))
+            # the event name of each entry, compared and counted as bytes: nothing decoded yet
+            names = [
+                fields[1] if fields and fields[0] == _EVENT else _event_name(fields)
+                for _, fields in entries
+            ]
+            tally = Counter(names)
+            self.backend.tally_events(queue, {_text(name): n for name, n in tally.items()})
             first_kept = 0 if self.keep is None else max(0, len(entries) - self.keep)
             kept: Sequence[int] = range(first_kept, len(entries))
-            if first_kept and not self.notable.isdisjoint(names[:first_kept]):
-                older = (i for i in range(first_kept) if names[i] in self.notable)
+            if first_kept and not self._notable_raw.isdisjoint(tally):
+                older = (i for i in range(first_kept) if names[i] in self._notable_raw)
                 kept = [*older, *kept]
             for index in kept:
                 entry_id, fields = entries[index]
                 pairs = iter(fields or ())
-                fields_map = dict(zip(pairs, pairs, strict=False))
-                events.append(self.backend.parse_event(queue, str(entry_id), fields_map))
-            self.last_ids[queue] = str(entries[-1][0])
+                fields_map = {_text(k): _text(v) for k, v in zip(pairs, pairs, strict=False)}
+                events.append(self.backend.parse_event(queue, _text(entry_id), fields_map))
+            self.last_ids[queue] = _text(entries[-1][0])
             self._added[queue] = self._added.get(queue, 0) + len(entries)
             read += len(entries)
-        return read
+            full += len(entries) >= count
+        return read, full

@@ -153,6 +153,15 @@ class DashboardSnapshot:
     hour_failed: tuple[int, ...] = ()
     notify_flags: str | None = None
     """The server's ``notify-keyspace-events`` when CONFIG GET may read it, else None."""
+    maxmemory_policy: str | None = None
+    """The server's ``maxmemory-policy`` as read (``INFO memory``) at the latest (re)connect;
+    None until then, or where INFO is refused."""
+
+    @property
+    def evicting_policy(self) -> str | None:
+        """The policy when it may evict keys (anything but ``noeviction``), else None."""
+        policy = self.maxmemory_policy
+        return policy if policy is not None and policy != "noeviction" else None
 
     def queue(self, name: str) -> QueueSnapshot | None:
         """The snapshot of one queue, or None if it is not (or no longer) known."""

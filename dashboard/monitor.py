@@ -1,8 +1,11 @@
 """``QueueMonitor``: watches every queue and yields coalesced ``DashboardSnapshot``s.
 
-It re-discovers queues with SCAN, reads all counts in one pipeline, tails the events streams with
-one XREAD, and uses keyspace notifications as "queue changed" hints only when the server already
-sends them (it never turns them on). It reads the last hour of per-minute finished counts (the
+It finds queues step by step (from a backend that can: those a few random keys name at once,
+then each one a SCAN finds while that SCAN goes on; with ``queues`` given, no discovery at all),
+reads all counts in one pipeline, tails the events streams with one XREAD, and uses keyspace
+notifications as "queue changed" hints only when the server already sends them (it never turns
+them on; read-only, it never reads the server's config and listens anyway: the first
+notification turns the mode to LIVE). It reads the last hour of per-minute finished counts (the
 server's metrics) when it starts, and the newest minutes every ``history_interval`` seconds.
 Pub/sub, stream reads and counts use separate connections.
 A lost connection turns the mode to DISCONNECTED, keeps the last data, and reconnects with
@@ -15,7 +18,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -27,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dashboard.backend import Backend, FeatureUnavailable, QueueReading
 from dashboard.conn_errors import describe_error
 from dashboard.event_tail import EventTail
+from dashboard.eviction import read_policy
 from dashboard.model import Breach, DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
 from dashboard.notifications import keyspace_enabled
 from dashboard.throughput import Throughput
@@ -46,7 +51,26 @@ GAP_ALERT_S = 10.0
 counts have been read again after the gap (the counts are exact again: resynced)."""
 BUSY_ROUND_S = 0.05
 """Shortest time between two stream reads while entries keep coming: a busy stream is then read
-in a few large rounds a second instead of many small ones (a quiet one is still read at once)."""
+in a few large rounds a second instead of many small ones (a quiet one is still read at once).
+A round that left entries unread (``TailRound.behind``) is followed by the next one at once."""
+
+
+@runtime_checkable
+class FindsQueuesInSteps(Protocol):
+    """A backend that finds queues a few at a time: the monitor shows each one as soon as it is
+    found. The monitor asks other backends ``discover_queues`` for the whole list at once."""
+
+    async def sample_queues(self, client: Redis) -> list[str]:
+        """Queues found in a round trip or two, without a SCAN (some, not all)."""
+        ...
+
+    async def confirm_queues(self, client: Redis, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that are queues."""
+        ...
+
+    def scan_queues(self, client: Redis) -> AsyncIterator[list[str]]:
+        """The queues of each step of one SCAN; all of them once it ends."""
+        ...
 
 
 class _Relisten(Exception):
@@ -71,8 +95,11 @@ class QueueMonitor:
         thresholds: Thresholds | None = None,
         health_interval: float = 5.0,
         gap_alert_s: float = GAP_ALERT_S,
+        read_only: bool = False,
     ) -> None:
         self.backend = backend
+        self.read_only = read_only
+        """Never reads the server's config (a read-only ACL user has no CONFIG)."""
         self.url = url
         self.fixed_queues = tuple(queues)
         self.poll_interval = max(poll_interval, 0.05)
@@ -92,6 +119,8 @@ class QueueMonitor:
         self.as_of: float | None = None
         self.error: str | None = None
         self.notify_flags: str | None = None
+        self.maxmemory_policy: str | None = None
+        """Read at every (re)connect: a failover may land on a node configured otherwise."""
         self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
         self.readings: dict[str, QueueReading] = {}
@@ -108,6 +137,16 @@ class QueueMonitor:
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
         self._discovered_at = -1e9
+        self.discovering = False
+        """True while a whole discovery (the SCAN) runs; queues found so far are shown."""
+        self.discoveries = 0
+        """Whole discoveries completed (each SCAN to its end) since the monitor started."""
+        self._rediscover = asyncio.Event()
+        self._hinted: set[str] = set()
+        """Unknown queues notifications named since the last discovery step (checked first)."""
+        self._not_queues: set[str] = set()
+        """Names checked and found not to be queues, until the next whole discovery."""
+        self._found_new = asyncio.Event()
         self._counted_at = -1e9
         self._healthy = False
         self._stopping = False
@@ -148,6 +187,7 @@ class QueueMonitor:
             hour_completed=hour_completed,
             hour_failed=hour_failed,
             notify_flags=self.notify_flags,
+            maxmemory_policy=self.maxmemory_policy,
         )
 
     async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
@@ -294,9 +334,10 @@ class QueueMonitor:
         pubsub_client = self._client(5.0)
         try:
             await counts.ping()
+            self.maxmemory_policy = await read_policy(counts)  # R5: again after each reconnect
             live = await self._notifications_on(counts)
             self.mode = Mode.LIVE if live else Mode.POLLING
-            self._discovered_at = -1e9
+            await self._first_queues(counts)
             await self._count(counts)
             self.error = None  # only once the counts were read: an ACL refusal stays on screen
             self._healthy = True
@@ -306,7 +347,9 @@ class QueueMonitor:
                 group.create_task(self._events_loop(streams))
                 if self.thresholds is not None:
                     group.create_task(self._health_loop(counts, self.thresholds))
-                if live:
+                if not self.fixed_queues:
+                    group.create_task(self._discovery_loop(counts))
+                if live or self.notify_flags is None:  # on, or unknown: listen and see
                     group.create_task(self._keyspace_loop(pubsub_client, counts))
         finally:
             for client in (counts, streams, pubsub_client):
@@ -314,6 +357,9 @@ class QueueMonitor:
                     await client.aclose()
 
     async def _notifications_on(self, client: Redis) -> bool:
+        if self.read_only:  # no CONFIG GET: the ACL user of a read-only dashboard lacks it
+            self.notify_flags = None
+            return False
         try:
             config = await client.config_get("notify-keyspace-events")
         except ResponseError:  # CONFIG refused (ACL, managed service): poll instead
@@ -323,16 +369,6 @@ class QueueMonitor:
         return keyspace_enabled(self.notify_flags)
 
     async def _count(self, client: Redis) -> None:
-        now = time.monotonic()
-        if not self.fixed_queues and now - self._discovered_at >= self._discover_every:
-            self.queues = await self.backend.discover_queues(client)
-            self._discovered_at = time.monotonic()
-            # a SCAN of a big keyspace is not free: never spend more than ~5 % of the time on it
-            self._discover_every = max(self.discover_interval, 20 * (self._discovered_at - now))
-            gone = [q for q in self.tail.last_ids if q not in self.queues]
-            self.tail.forget(gone)
-            for queue in [q for q in self.gaps if q not in self.queues]:
-                del self.gaps[queue]
         started = time.monotonic()
         self.readings = await self.backend.read_counts(client, self.queues)
         self._clear_gaps(started)
@@ -343,6 +379,80 @@ class QueueMonitor:
             {q: (r.completed_total, r.failed_total) for q, r in self.readings.items()},
         )
         self._publish()
+
+    # -- finding the queues -------------------------------------------------------------------
+
+    async def _first_queues(self, client: Redis) -> None:
+        """Before the first count: the queues found at once (sampled) from a backend that finds
+        them step by step (the discovery loop then SCANs); from another, all of them."""
+        self._discovered_at = -1e9  # and a whole discovery at each (re)connect
+        if self.fixed_queues:
+            return
+        if isinstance(self.backend, FindsQueuesInSteps):
+            self._add_queues(await self.backend.sample_queues(client))
+        else:
+            await self._discover(client)
+
+    async def _discovery_loop(self, client: Redis) -> None:
+        """A whole discovery now (unless one just ran), then every ``_discover_every`` seconds;
+        a queue a notification names is checked at once on its own (its meta key)."""
+        while True:
+            wait = self._discovered_at + self._discover_every - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rediscover.wait(), wait)
+            self._rediscover.clear()
+            hinted, self._hinted = sorted(self._hinted), set()
+            if hinted and isinstance(self.backend, FindsQueuesInSteps):
+                found = await self.backend.confirm_queues(client, hinted)
+                self._not_queues.update(set(hinted) - set(found))
+                self._add_queues(found)
+                if time.monotonic() < self._discovered_at + self._discover_every:
+                    continue
+            await self._discover(client)
+            self._not_queues.update(q for q in hinted if q not in self.queues)
+
+    async def _discover(self, client: Redis) -> None:
+        """Find every queue; each one is counted (shown) as soon as its SCAN step found it."""
+        started = time.monotonic()
+        known = set(self.queues)
+        self.discovering = True
+        try:
+            if isinstance(self.backend, FindsQueuesInSteps):
+                found: set[str] = set()
+                async for names in self.backend.scan_queues(client):
+                    found.update(names)
+                    self._add_queues(names)
+            else:
+                found = set(await self.backend.discover_queues(client))
+                self._add_queues(found)
+        finally:
+            self.discovering = False
+        # a queue known when the SCAN began and not found by it is gone; one found meanwhile
+        # (sampled, named by a notification) stays: a SCAN may miss keys added while it runs
+        self._drop_queues(known - found)
+        self._not_queues.clear()
+        self.discoveries += 1
+        self._discovered_at = time.monotonic()
+        # a SCAN of a big keyspace is not free: never spend more than ~5 % of the time on it
+        self._discover_every = max(self.discover_interval, 20 * (self._discovered_at - started))
+        self._publish()  # ``discovering`` is over, even when no queue came or went
+
+    def _add_queues(self, names: Iterable[str]) -> None:
+        new = set(names).difference(self.queues)
+        if new:
+            self.queues = sorted(new.union(self.queues))
+            self._dirty.set()  # counted, so shown, at the next count
+            self._found_new.set()  # their last hour is read now, not at the next round
+
+    def _drop_queues(self, gone: set[str]) -> None:
+        if not gone:
+            return
+        self.queues = [q for q in self.queues if q not in gone]
+        self.tail.forget([q for q in self.tail.last_ids if q in gone])
+        for queue in gone & set(self.gaps):
+            del self.gaps[queue]
+        self._dirty.set()
 
     def _clear_gaps(self, counted_from: float) -> None:
         """Drop the alert of each gap these counts (read from ``counted_from``) resynced, once
@@ -366,13 +476,17 @@ class QueueMonitor:
 
     async def _history_loop(self, client: Redis) -> None:
         """The last hour of per-minute counts for queues seen for the first time, then the
-        newest minutes of every queue, every ``history_interval`` seconds."""
+        newest minutes of every queue, every ``history_interval`` seconds (at once when
+        discovery found queues)."""
         while True:
+            self._found_new.clear()
             try:
                 await self._read_history(client)
             except (ResponseError, FeatureUnavailable):  # refused, or not for this backend
                 return
-            await asyncio.sleep(self.history_interval)
+            await asyncio.sleep(self.min_gap)
+            with contextlib.suppress(TimeoutError):  # sooner when discovery found queues
+                await asyncio.wait_for(self._found_new.wait(), self.history_interval)
 
     async def _health_loop(self, client: Redis, limits: Thresholds) -> None:
         """Measure the queues against the thresholds every ``health_interval`` seconds, or
@@ -435,7 +549,11 @@ class QueueMonitor:
                 # the recount publishes: a snapshot now would show the old counts and hold the
                 # new ones back for a whole min_gap
                 self._dirty.set()
-                await asyncio.sleep(max(0.0, started + BUSY_ROUND_S - time.monotonic()))
+                if not round_.behind:  # behind: entries already wait, read on before the trim
+                    await asyncio.sleep(max(0.0, started + BUSY_ROUND_S - time.monotonic()))
+
+    def _unknown(self, queue: str) -> bool:
+        return not (self.fixed_queues or queue in self.queues or queue in self._not_queues)
 
     async def _keyspace_loop(self, client: Redis, counts: Redis) -> None:
         db = int(counts.connection_pool.connection_kwargs.get("db", 0))
@@ -446,11 +564,18 @@ class QueueMonitor:
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
+                if self.mode is Mode.POLLING:  # notifications were unknown: they are on
+                    self.mode = Mode.LIVE
+                    self._publish()
                 queue = self.backend.queue_of_channel(str(message.get("channel", "")))
                 if queue is not None:
-                    if queue not in self.queues and not self.fixed_queues:
-                        self._discovered_at = -1e9  # a new queue: re-discover on the next count
+                    if self._unknown(queue):  # checked on its own at once, no SCAN
+                        self._hinted.add(queue)
+                        self._rediscover.set()
                     self._dirty.set()
+        except ResponseError:  # PSUBSCRIBE refused (an ACL without it): the counts poll on
+            self.mode = Mode.POLLING
+            self._publish()
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

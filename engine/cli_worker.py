@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import loops
+from .connection import TlsOptions
 from .errors import EngineError, InvalidJobOptions
 from .job_types import JobTypes
 from .policies import ErrorPolicy
@@ -79,6 +80,15 @@ def load_policies(args: argparse.Namespace) -> dict[str, Any]:
             raise TypeError(f"{args.job_error_policies} is not a dict of job name -> ErrorPolicy")
         options["job_error_policies"] = dict(named)
     return options
+
+
+def connection_url(args: argparse.Namespace) -> str:
+    """``--redis`` with the ``--tls-*`` options (``ValueError`` names a bad one)."""
+    tls = TlsOptions.from_namespace(args)
+    url = tls.apply(args.redis)
+    if tls.insecure:
+        log.warning("--tls-insecure: the server's certificate and host name are NOT verified")
+    return url
 
 
 def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +169,18 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"corral worker: cannot load error policies: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    try:
+        url = connection_url(args)
+    except ValueError as exc:
+        print(f"corral worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    allow_unsafe = bool(getattr(args, "allow_unsafe_eviction", False))
+    if allow_unsafe:
+        log.warning(
+            "--allow-unsafe-eviction: the server's maxmemory-policy is not enforced; if it "
+            "evicts keys, jobs can be lost without a trace"
+        )
+
     # --sandbox N: N children (0 = one per concurrency slot), and concurrency N unless given
     sandbox: int | None = getattr(args, "sandbox", None)
     concurrency: int = args.concurrency or sandbox or 1
@@ -167,8 +189,9 @@ def run_worker(args: argparse.Namespace) -> int:
         worker = Worker(
             args.queue,
             processor,
-            args.redis,
+            url,
             prefix=args.prefix,
+            allow_unsafe_eviction=allow_unsafe,
             concurrency=concurrency,
             types=types,
             sandbox=False if sandbox is None else (sandbox or True),

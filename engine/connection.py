@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis._parsers.base import BaseParser
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -85,6 +86,102 @@ def make_client(connection: Connection, **overrides: Any) -> tuple[Redis, bool]:
     return Redis.from_pool(pool), True
 
 
+TLS_QUERY_KEYS = (
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+)
+"""The redis-py connection arguments ``TlsOptions`` sets, as URL query arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """TLS settings from ``--tls-ca-cert``/``--tls-cert``/``--tls-key``/``--tls-insecure``.
+
+    They become redis-py's ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile`` (certificate
+    **and** host name verified unless ``insecure``), carried as query arguments of a
+    ``rediss://`` URL, which redis-py hands to each connection it makes: every client built from
+    the URL (a worker's second, blocking connection too) gets the same settings.
+    """
+
+    ca_cert: str | None = None
+    """PEM file of the CA(s) that signed the server's certificate (default: the system's)."""
+    cert: str | None = None
+    """PEM client certificate, for servers that ask for one (mutual TLS)."""
+    key: str | None = None
+    """The client certificate's private key (if not in ``cert`` itself)."""
+    insecure: bool = False
+    """Check neither the server's certificate nor its host name (encrypted, not authenticated)."""
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.cert is None:
+            raise ValueError("--tls-key needs --tls-cert (the certificate the key belongs to)")
+        if self.insecure and self.ca_cert is not None:
+            raise ValueError(
+                "--tls-insecure and --tls-ca-cert contradict each other: a CA is only used to "
+                "verify the server, which --tls-insecure turns off"
+            )
+
+    @classmethod
+    def from_namespace(cls, args: object) -> TlsOptions:
+        """The options of a parsed command line (``tls_ca_cert``, ``tls_cert``, ``tls_key``,
+        ``tls_insecure``; each missing one is unset)."""
+        return cls(
+            ca_cert=getattr(args, "tls_ca_cert", None),
+            cert=getattr(args, "tls_cert", None),
+            key=getattr(args, "tls_key", None),
+            insecure=bool(getattr(args, "tls_insecure", False)),
+        )
+
+    @property
+    def given(self) -> bool:
+        """True when any option is set."""
+        return bool(self.ca_cert or self.cert or self.key or self.insecure)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The redis-py connection arguments (``ssl_*``) these options stand for."""
+        if self.insecure:  # redis-py turns the host name check off with the certificate's
+            return {"ssl_cert_reqs": "none"}
+        # redis-py 5 did not check host names by default: always ask for it
+        kwargs: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+        for name, path in (
+            ("ssl_ca_certs", self.ca_cert),
+            ("ssl_certfile", self.cert),
+            ("ssl_keyfile", self.key),
+        ):
+            if path is not None:
+                kwargs[name] = path
+        return kwargs
+
+    def apply(self, url: str) -> str:
+        """``url`` carrying these options; ``url`` itself when none is set. ``ValueError``
+        (naming the flag) for a URL that is not ``rediss://``, a file that cannot be read, or
+        an option the URL already sets."""
+        if not self.given:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme != "rediss":
+            raise ValueError(
+                f"the --tls-* options need a rediss:// URL (TLS), not {parts.scheme or 'no'}://"
+            )
+        for flag, path in (
+            ("--tls-ca-cert", self.ca_cert),
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+        ):
+            if path is not None and not os.access(path, os.R_OK):
+                why = "no such file" if not os.path.exists(path) else "not readable"
+                raise ValueError(f"{flag} {path}: {why}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        both = sorted({name for name, _ in query} & set(TLS_QUERY_KEYS))
+        if both:
+            raise ValueError(f"the URL sets {', '.join(both)} and a --tls-* option does too")
+        query += [(name, str(value)) for name, value in self.client_kwargs().items()]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
 
@@ -117,6 +214,7 @@ async def check_server(client: Redis, *, allow_unsafe_eviction: bool = False) ->
         raise UnsafeServerConfig(
             f"maxmemory-policy is {policy!r}: the server may evict job keys and silently lose "
             "jobs. Only 'noeviction' is safe. Fix: CONFIG SET maxmemory-policy noeviction (and "
-            "set it in redis.conf), or pass allow_unsafe_eviction=True if you accept the risk"
+            "set it in redis.conf), or pass allow_unsafe_eviction=True (corral worker "
+            "--allow-unsafe-eviction) if you accept the risk"
         )
     return ServerInfo(flavour, version, policy, str(server.get("run_id", "")))

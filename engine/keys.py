@@ -244,6 +244,22 @@ class QueueKeys:
         except ValueError:
             return None
 
+    @classmethod
+    def from_any_key(cls, key: str, prefix: str = DEFAULT_PREFIX) -> QueueKeys | None:
+        """The queue whose key ``key`` looks like (``prefix:{queue}:...``: a job, a state, its
+        meta...), or None. Only the name is read: whether that queue exists is its meta key's
+        to say."""
+        head = f"{prefix}:{{"
+        if not key.startswith(head):
+            return None
+        name, brace, rest = key[len(head) :].partition("}")
+        if not brace or not rest.startswith(":"):
+            return None
+        try:
+            return cls(name, prefix)
+        except ValueError:
+            return None
+
     def job_id_of(self, job_key: str) -> str | None:
         """The id in ``job_key`` if it is the hash key of a job of this queue, else None."""
         head = self.job_prefix

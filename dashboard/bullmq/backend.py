@@ -32,7 +32,6 @@ from dashboard.bullmq.keys import (
     DEFAULT_BULL_PREFIX,
     LIST_STATES,
     BullKeys,
-    glob_escape,
     validate_bull_prefix,
 )
 from dashboard.bullmq.layout import QueueLayout, detect_layout
@@ -59,8 +58,6 @@ ASCENDING_STATES = frozenset({"delayed", "prioritized"})
 """Sorted sets paged lowest score first: the job that runs next comes first."""
 LEGACY_MARKER = "0:"
 """Pre-v5 delay markers left in ``wait``/``paused``; they are not jobs (BullMQ skips them)."""
-NEW_QUEUE_SUFFIXES = (":meta", ":id", ":events")
-"""Keys whose change can announce a queue the dashboard has not discovered yet."""
 
 
 class BullMQViewUnavailable(FeatureUnavailable):
@@ -85,8 +82,6 @@ class BullMQBackend:
         """Each queue's layout as of its last counts read."""
         self._finished: dict[str, list[int]] = {}
         """Completed and failed events parsed per queue: the live throughput counters."""
-        self._known: set[str] = set()
-        self._channel_head_len = len(self.prefix) + 1
         self.actor = BullMQActor(self.prefix)
         """Runs the actions; it constructs the bullmq package's objects only when one runs."""
 
@@ -108,7 +103,6 @@ class BullMQBackend:
             name = BullKeys.queue_of_meta_key(as_text(key), self.prefix)
             if name is not None:
                 found.add(name)
-        self._known = found
         return sorted(found)
 
     async def read_counts(self, client: Redis, queues: Sequence[str]) -> dict[str, QueueReading]:
@@ -287,21 +281,19 @@ class BullMQBackend:
             totals[1] += failed
 
     def keyspace_pattern(self, db: int) -> str:
-        """``__keyspace@<db>__:<prefix>:*``."""
-        return f"__keyspace@{db}__:{glob_escape(self.prefix)}:*"
+        """``__keyspace@<db>__:<prefix>:*:meta``: a queue created, paused or resumed.
+
+        Only ``meta``: every job transition is a script that also appends to the queue's events
+        stream, which the monitor tails anyway, and both majors' pause script writes ``meta``
+        (HSET/HDEL ``paused``) besides its ``paused``/``resumed`` event (which BullMQ 6 may
+        skip), so per-job key notifications (about 20 per job) would only cost the dashboard
+        CPU and, at a few thousand jobs a second, its pub/sub connection."""
+        return f"__keyspace@{db}__:{BullKeys.meta_pattern(self.prefix)}"
 
     def queue_of_channel(self, channel: str) -> str | None:
-        """The queue a keyspace channel is about: a known queue, or a new one's meta/id/events."""
+        """The queue whose ``meta`` key a keyspace channel is about (as discovery finds it)."""
         _, sep, key = channel.partition("__:")
-        if not sep or not key.startswith(self.prefix + ":"):
-            return None
-        rest = key[self._channel_head_len :]
-        name, colon, _ = rest.partition(":")
-        if not name or not colon:
-            return None
-        if name in self._known or (key.endswith(NEW_QUEUE_SUFFIXES) and rest.count(":") == 1):
-            return name
-        return None
+        return BullKeys.queue_of_meta_key(key, self.prefix) if sep else None
 
     async def count_finished(
         self, client: Redis, queue: str, state: str, older_than_ms: int

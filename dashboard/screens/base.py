@@ -37,7 +37,12 @@ class DashScreen(Screen[None]):
 
     def status_bar(self) -> StatusBar:
         """A status bar for this screen."""
-        return StatusBar(self.dash.masked_url, self.dash.read_only, id="status")
+        return StatusBar(
+            self.dash.masked_url,
+            self.dash.read_only,
+            unsafe_ok=self.dash.allow_unsafe_eviction,
+            id="status",
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide (and refuse) every mutating key in read-only mode, and job actions that do not

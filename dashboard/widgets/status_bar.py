@@ -1,5 +1,6 @@
 """The top bar: masked URL, mode, READ-ONLY badge, clock and the first alert on one line;
-while the connection fails, a second line saying why (redacted)."""
+while the connection fails, a second line saying why (redacted); else, while the server's
+``maxmemory-policy`` may evict jobs (R5), a red second line naming it."""
 
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ class StatusBar(Static):
     StatusBar { height: auto; max-height: 2; width: 1fr; }
     """
 
-    def __init__(self, masked_url: str, read_only: bool, **kwargs: object) -> None:
+    def __init__(
+        self, masked_url: str, read_only: bool, unsafe_ok: bool = False, **kwargs: object
+    ) -> None:
         super().__init__("", **kwargs)  # type: ignore[arg-type]
         self.masked_url = masked_url
         self.read_only = read_only
+        self.unsafe_ok = unsafe_ok
+        """``--allow-unsafe-eviction``: actions go on while the server may evict jobs."""
 
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
@@ -75,7 +80,23 @@ class StatusBar(Static):
         if snapshot is not None and snapshot.error:  # a second line, while there is an error
             text.append("\n✖ ", style="bold red")
             text.append_text(display_text(snapshot.error, limit=76, style="red"))
+        elif snapshot is not None and snapshot.evicting_policy is not None:
+            text.append("\n")
+            text.append_text(self._eviction_banner(snapshot.evicting_policy))
         return text
+
+    def _eviction_banner(self, policy: str) -> Text:
+        """The red line shown while the server may evict jobs, and what that means here."""
+        style = "bold white on red"
+        banner = Text("⚠ maxmemory-policy ", style=style)
+        banner.append_text(display_text(policy, limit=20, style=style))
+        if self.read_only:
+            banner.append(": may evict jobs; only noeviction is safe", style=style)
+        elif self.unsafe_ok:
+            banner.append(": may evict jobs; acting anyway (override)", style=style)
+        else:
+            banner.append(": may evict jobs; actions refused", style=style)
+        return banner
 
     def _redraw(self) -> None:
         text = self.render_line_text()

@@ -150,9 +150,13 @@ async def test_hand_written_jobs_decode_and_bad_ones_are_malformed(
 
 def test_keyspace_channels_map_to_queues() -> None:
     backend = BullMQBackend("{app}")
-    backend._known = {"mail"}
-    assert backend.keyspace_pattern(0) == "__keyspace@0__:{app}:*"
-    assert backend.queue_of_channel("__keyspace@0__:{app}:mail:42:lock") == "mail"
+    # meta only: job keys are never subscribed to (the events stream tells of every job)
+    assert backend.keyspace_pattern(0) == "__keyspace@0__:{app}:*:meta"
+    assert BullMQBackend("a*[b]").keyspace_pattern(3) == r"__keyspace@3__:a\*\[b\]:*:meta"
+    assert backend.queue_of_channel("__keyspace@0__:{app}:mail:meta") == "mail"
     assert backend.queue_of_channel("__keyspace@0__:{app}:new:meta") == "new"
+    assert backend.queue_of_channel("__keyspace@0__:{app}:mail:42:lock") is None
+    assert backend.queue_of_channel("__keyspace@0__:{app}:mail:x:meta") is None  # a job's key
     assert backend.queue_of_channel("__keyspace@0__:{app}:new:17") is None
-    assert backend.queue_of_channel("__keyspace@0__:bull:mail:wait") is None
+    assert backend.queue_of_channel("__keyspace@0__:bull:mail:meta") is None
+    assert backend.queue_of_channel("{app}:mail:meta") is None

@@ -1,7 +1,9 @@
 """The BullMQ backend live, against Node BullMQ: discovery under custom and hash-tag prefixes,
-the events stream tailed with gap detection, throughput from it, and a SIGKILLed worker's jobs
-shown stalled until BullMQ's own stall sweep recovers them. First, without the network: how the
-fixtures that install BullMQ with npm skip, or fail under ``CORRAL_REQUIRE_NODE=1``."""
+the events stream tailed with gap detection, throughput from it, a SIGKILLed worker's jobs
+shown stalled until BullMQ's own stall sweep recovers them, and live mode hearing only the
+queues' ``meta`` keys yet showing a pause or resume at once (v5 and v6). First, without the
+network: how the fixtures that install BullMQ with npm skip, or fail under
+``CORRAL_REQUIRE_NODE=1``."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +25,7 @@ from support.workers import wait_until
 
 from dashboard.bullmq.backend import BullMQBackend
 from dashboard.event_tail import EventTail
-from dashboard.model import DashboardSnapshot
+from dashboard.model import DashboardSnapshot, Mode, QueueSnapshot
 from dashboard.monitor import QueueMonitor
 
 pytestmark = pytest.mark.timeout(120)
@@ -249,3 +252,70 @@ async def test_per_minute_metrics_equal_nodes(
         assert points == [int(point) for point in theirs["data"]]
     with pytest.raises(ValueError, match="metrics kind 'done' is invalid"):
         await backend.read_metrics(redis, queue_name, "done")
+
+
+class ChannelsHeard(BullMQBackend):
+    """The BullMQ backend, noting every keyspace channel the monitor hands it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels: list[str] = []
+
+    def queue_of_channel(self, channel: str) -> str | None:
+        self.channels.append(channel)
+        return super().queue_of_channel(channel)
+
+
+PROMPT_S = 2.0
+"""A pause or resume by Node reaches a snapshot within this (polling is 30 s apart here)."""
+
+
+async def test_live_mode_hears_only_meta_and_shows_a_node_pause_and_resume_at_once(
+    bullmq_modules: Path, fresh_server: Any, queue_name: str
+) -> None:
+    fresh_server.config_set("notify-keyspace-events", "KEA")
+    url = fresh_server.url
+    backend = ChannelsHeard()
+    meta = f"__keyspace@0__:bull:{queue_name}:meta"
+    node = await NodeDriver(bullmq_modules, url).start()
+    monitor = QueueMonitor(backend, url, queues=[queue_name], poll_interval=30)
+    stream = monitor.snapshots()
+
+    async def snapshot_where(check: Callable[[QueueSnapshot], bool]) -> QueueSnapshot:
+        async for snapshot in stream:
+            queue = snapshot.queue(queue_name)
+            if snapshot.mode is Mode.LIVE and queue is not None and check(queue):
+                return queue
+        raise AssertionError("the monitor stopped")
+
+    async def timed(op: str, check: Callable[[QueueSnapshot], bool]) -> float:
+        heard = len(backend.channels)
+        started = time.monotonic()
+        await node.call(op, queue=queue_name)
+        await snapshot_where(check)
+        assert meta in backend.channels[heard:]  # the hint came by the meta key too
+        return time.monotonic() - started
+
+    try:
+        async with asyncio.timeout(60):
+            await node.call("add", queue=queue_name, name="first")
+            await snapshot_where(lambda q: q.counts.wait == 1)
+            worker = await node.call("worker", queue=queue_name, concurrency=4)
+            for i in range(20):
+                await node.call("add", queue=queue_name, name="run", data={"i": i})
+            await snapshot_where(lambda q: q.counts.completed == 21)
+            await node.call("closeWorker", handle=worker)
+            for i in range(3):
+                await node.call("add", queue=queue_name, name="held", data={"i": i})
+            await snapshot_where(lambda q: q.counts.wait == 3)
+            # v5 renames wait to paused; v6 leaves the jobs in wait
+            paused_s = await timed(
+                "pause", lambda q: q.paused and q.counts.wait + q.counts.paused == 3
+            )
+            resumed_s = await timed("resume", lambda q: not q.paused and q.counts.wait == 3)
+    finally:
+        await stream.aclose()
+        await node.close()
+    # the jobs' own keys (wait, active, locks, job hashes, the stream...) sent nothing
+    assert backend.channels and set(backend.channels) == {meta}
+    assert paused_s < PROMPT_S and resumed_s < PROMPT_S, (paused_s, resumed_s)

@@ -240,8 +240,8 @@ async def test_dashboard_monitor_and_views_write_nothing_and_read_bounded(
 
 
 RO_USER = "corral-ro"
-RO_RULES = [
-    "reset", "on", ">ro-secret", "~corral:*", "&corral:*", "&__keyspace@0__:corral:*",
+RO_RULES = [  # the monitor's PSUBSCRIBE pattern, literally: the server allows no other
+    "reset", "on", ">ro-secret", "~corral:*", "&corral:*", "&__keyspace@0__:corral:{*}:meta",
     "+@read", "+@connection", "+subscribe", "+psubscribe", "+unsubscribe", "+punsubscribe",
     "-@dangerous", "+info", "+time",
 ]  # fmt: skip
@@ -250,19 +250,23 @@ RO_RULES = [
 async def test_dashboard_monitor_runs_as_a_read_only_acl_user(
     server_factory: ServerFactory,
 ) -> None:
-    """Z1's ACL user (RELIABILITY.md 3.1): the monitor works, and the only command the server
-    refused it is CONFIG GET (the keyspace-notification probe), so it polls."""
+    """Z1's ACL user (RELIABILITY.md 3.1): the read-only monitor works and the server refuses
+    it nothing (an empty ACL LOG): it never asks CONFIG GET for the notification flags, it
+    listens and sees; with notifications off, it polls. The whole app: test_read_only_acl.py."""
     server = server_factory()
     async with Queue("acl", server.url) as queue:
         await every_state(queue)
         await raw_command(queue.client, "ACL", "SETUSER", RO_USER, *RO_RULES)
     url = server.url.replace("redis://", f"redis://{RO_USER}:ro-secret@")
     async with CommandAudit(server.url) as audit:
-        monitor = QueueMonitor(CorralBackend(), url, poll_interval=0.2, block_ms=200)
+        monitor = QueueMonitor(
+            CorralBackend(), url, poll_interval=0.2, block_ms=200, read_only=True
+        )
 
         def counted(snapshot: DashboardSnapshot) -> bool:
-            acl = snapshot.queue("acl")
-            return acl is not None and acl.counts.as_dict()["failed"] == 2
+            acl = snapshot.queue("acl")  # counted, and a whole discovery (SCAN) done
+            failed = acl.counts.as_dict()["failed"] if acl is not None else 0
+            return failed == 2 and monitor.discoveries > 0
 
         async def nothing() -> AsyncIterator[None]:
             while True:
@@ -271,6 +275,7 @@ async def test_dashboard_monitor_runs_as_a_read_only_acl_user(
         snapshot = await _run_monitor(monitor, counted, nothing())
         await _read_every_view(CorralBackend(), url, "acl")
     assert snapshot.error is None and snapshot.mode is Mode.POLLING
-    refused = {str(entry.get("object")) for entry in audit.acl_log}
-    assert refused <= {"config|get"}, audit.acl_log
+    assert snapshot.notify_flags is None  # not asked
+    assert audit.acl_log == [], audit.acl_log
+    assert audit.calls()["psubscribe"] == 1
     audit.assert_no_writes()

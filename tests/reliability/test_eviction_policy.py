@@ -1,15 +1,17 @@
 """R5: a server that may evict keys is refused, by the producer and by the worker, at start and
-on every reconnect of a running worker, for each evicting ``maxmemory-policy``."""
+on every reconnect of a running worker, for each evicting ``maxmemory-policy``; ``corral
+worker`` refuses it unless ``--allow-unsafe-eviction``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Any
 
 import pytest
 from support.server import FaultServer
-from support.workers import wait_until
+from support.workers import WorkerProcess, wait_until
 
 from engine import Job, Queue, Worker
 from engine.errors import UnsafeServerConfig
@@ -91,6 +93,38 @@ async def test_r5_running_producer_refuses_after_a_reconnect_until_the_policy_is
         fresh_server.config_set("maxmemory-policy", "noeviction")
         await queue.add("safe-again", {})
         assert await queue.get_counts("wait") == {"wait": 5 - refused}
+
+
+async def test_r5_corral_worker_refuses_unless_allow_unsafe_eviction(
+    fresh_server: FaultServer, queue_name: str
+) -> None:
+    """A real ``corral worker`` exits 2 naming the policy and the flag; with
+    ``--allow-unsafe-eviction`` it runs the queue's jobs on the same server."""
+    fresh_server.config_set("maxmemory-policy", "allkeys-lru")
+    async with Queue(queue_name, fresh_server.url, allow_unsafe_eviction=True) as queue:
+        await queue.add("j", {"n": 1})
+        refused = WorkerProcess("support.jobs:noop", queue_name, fresh_server.url)
+        try:
+            assert refused.wait(30) == 2
+            said = refused.output()
+        finally:
+            refused.stop()
+        assert "'allkeys-lru'" in said and "--allow-unsafe-eviction" in said, said
+        assert await queue.get_counts("wait") == {"wait": 1}
+        allowed = WorkerProcess(
+            "support.jobs:noop",
+            queue_name,
+            fresh_server.url,
+            extra_args=["--allow-unsafe-eviction"],
+        )
+        try:
+            await queue.add("j", {"n": 2})
+            await wait_until(lambda: _completed(queue, 2), within=20)
+            allowed.signal(signal.SIGTERM)
+            assert allowed.wait(20) == 0
+            assert "--allow-unsafe-eviction" in allowed.output()  # the risk is logged
+        finally:
+            allowed.stop()
 
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
