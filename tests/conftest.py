@@ -21,6 +21,7 @@ from support.server import (
     ServerFactory,
     external_redis_url,
 )
+from support.workers import WorkerProcess
 
 pytest_plugins = [
     "support.bullmq_fixtures",  # the real BullMQ in Node, for tests/bullmq_queues
@@ -88,6 +89,15 @@ def server_factory() -> Iterator[ServerFactory]:
 def fresh_server(server_factory: ServerFactory) -> FaultServer:
     """A private server of this test's own, which it may kill, pause and restart."""
     return server_factory()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[WorkerProcess]]:
+    """``corral worker`` processes a test starts; each is stopped when the test ends."""
+    started: list[WorkerProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture(autouse=True)

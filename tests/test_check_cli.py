@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,14 +46,6 @@ def _check(*args: str) -> subprocess.CompletedProcess[str]:
 async def check(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``corral check`` in a child process (off the event loop)."""
     return await asyncio.to_thread(_check, *args)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def _settled(queue: Queue, failed: int) -> None:

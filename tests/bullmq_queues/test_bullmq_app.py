@@ -5,17 +5,15 @@ before and after, checked against each command's ACL categories, prove it)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from support.bullmq_node import HoldingWorker, NodeDriver
+from support.screen import SIZE, until, visible_text
 from support.workers import wait_until
-from textual.pilot import Pilot
 
 from dashboard.app import DashboardApp
 from dashboard.bullmq.backend import BullMQBackend, WorkersUnreadable
@@ -30,21 +28,6 @@ from dashboard.screens.stalled import StalledScreen
 from dashboard.screens.workers import WorkersScreen
 
 pytestmark = pytest.mark.timeout(120)
-
-SIZE = (80, 24)
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within: float = 20) -> None:
-    """Let the app run until ``check()`` holds."""
-    async with asyncio.timeout(within):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, as plain text."""
-    strips = app.screen._compositor.render_strips()  # type: ignore[attr-defined]
-    return "\n".join(strip.text for strip in strips[: app.size.height])
 
 
 async def make_workload(node: NodeDriver, queue: str, metrics: int | None = None) -> None:

@@ -6,10 +6,10 @@ queue says on screen why it is not paused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from support.bullmq_node import NodeDriver
+from support.screen import SIZE, notices, until, visible_text
 from support.workers import wait_until
 from textual.pilot import Pilot
 
@@ -19,25 +19,6 @@ from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.queue import QueueScreen
 
 pytestmark = pytest.mark.timeout(120)
-
-SIZE = (80, 24)
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within: float = 30) -> None:
-    """Let the app run until ``check()`` holds."""
-    async with asyncio.timeout(within):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, as plain text."""
-    strips = app.screen._compositor.render_strips()  # type: ignore[attr-defined]
-    return "\n".join(strip.text for strip in strips[: app.size.height])
-
-
-def notices(app: DashboardApp) -> str:
-    return " ".join(str(n.message) for n in app._notifications)
 
 
 async def confirm(pilot: Pilot[None], app: DashboardApp) -> None:

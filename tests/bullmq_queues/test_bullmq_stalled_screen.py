@@ -5,14 +5,12 @@ stalled events are shown, and the jobs complete in Node's own view."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support.bullmq_node import HoldingWorker, NodeDriver
+from support.screen import SIZE, until, visible_text
 from support.workers import wait_until
-from textual.pilot import Pilot
 
 from dashboard.app import DashboardApp
 from dashboard.bullmq.backend import BullMQBackend
@@ -22,21 +20,7 @@ from dashboard.widgets.active_table import ActiveTable
 
 pytestmark = pytest.mark.timeout(120)
 
-SIZE = (80, 24)
 GONE = "GONE (stalled)"
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within: float = 20) -> None:
-    """Let the app run until ``check()`` holds."""
-    async with asyncio.timeout(within):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, as plain text."""
-    strips = app.screen._compositor.render_strips()  # type: ignore[attr-defined]
-    return "\n".join(strip.text for strip in strips[: app.size.height])
 
 
 def lock_column(text: str, job_ids: list[str]) -> dict[str, str]:

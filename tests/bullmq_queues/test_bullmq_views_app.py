@@ -4,12 +4,10 @@ schedulers, FlowProducer flows and metrics-recording workers made."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 import redis.asyncio as aioredis
 from support.bullmq_node import MINUTE_MS, NodeDriver, finish_at, sample_flow
+from support.screen import SIZE, until, visible_text
 from textual.pilot import Pilot
 
 from dashboard.app import DashboardApp
@@ -22,21 +20,6 @@ from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.links_table import LinksTable
 
 pytestmark = pytest.mark.timeout(120)
-
-SIZE = (80, 24)
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within: float = 20) -> None:
-    """Let the app run until ``check()`` holds."""
-    async with asyncio.timeout(within):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, as plain text."""
-    strips = app.screen._compositor.render_strips()  # type: ignore[attr-defined]
-    return "\n".join(strip.text for strip in strips[: app.size.height])
 
 
 def row(text: str, *words: str) -> str:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
+from support.screen import SIZE, notices, until, visible_text
 from textual.pilot import Pilot
 
 from dashboard.app import DashboardApp
 from dashboard.corral_backend import CorralBackend
 from dashboard.screens.queue import QueueScreen
-
-SIZE = (80, 24)
-"""The terminal every Pilot test runs in: what an SSH session on a worker host gives."""
 
 
 def make_app(url: str, queue: str, read_only: bool = False) -> DashboardApp:
@@ -20,26 +15,6 @@ def make_app(url: str, queue: str, read_only: bool = False) -> DashboardApp:
     return DashboardApp(
         url, CorralBackend(), queues=[queue], read_only=read_only, poll_interval=0.2
     )
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool]) -> None:
-    """Let the app run until ``check()`` holds (within 10 s)."""
-    async with asyncio.timeout(10):
-        while not check():
-            await pilot.pause(0.05)
-
-
-def visible_text(app: DashboardApp) -> str:
-    """What the terminal shows, line by line, as plain text."""
-    lines = []
-    for y in range(app.size.height):
-        strip = app.screen._compositor.render_strips()[y]  # type: ignore[attr-defined]
-        lines.append(strip.text)
-    return "\n".join(lines)
-
-
-def notices(app: DashboardApp) -> str:
-    return " ".join(str(n.message) for n in app._notifications)
 
 
 async def open_first_failed(pilot: Pilot[None], app: DashboardApp, name: str) -> QueueScreen:
@@ -51,3 +26,6 @@ async def open_first_failed(pilot: Pilot[None], app: DashboardApp, name: str) ->
     await pilot.press("5")  # failed tab
     await until(pilot, lambda: screen.page is not None and screen.page.state == "failed")
     return screen
+
+
+__all__ = ["SIZE", "make_app", "notices", "open_first_failed", "until", "visible_text"]

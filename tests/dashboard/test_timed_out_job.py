@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 
 import pytest
 from pilot import SIZE, make_app, open_first_failed, until, visible_text
@@ -21,14 +20,6 @@ from engine import JobState, Queue
 pytestmark = pytest.mark.timeout(90)
 
 REASON = "timed out after 0.3 s"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def test_a_timed_out_job_shows_its_timeout_in_the_failed_tab_and_the_job_screen(

@@ -4,7 +4,6 @@ heartbeat, a killed one dropping out, and a queue with work and no worker flagge
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from pilot import SIZE, until, visible_text
@@ -18,14 +17,6 @@ from dashboard.widgets.workers_table import WorkersTable
 from engine import Queue
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def _workers_screen(app: DashboardApp) -> WorkersScreen:

@@ -4,7 +4,6 @@ recovers when the dependency does, and the operator's reset overrides a long coo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from support.workers import WorkerProcess, wait_until
 from engine import Breaker, Queue
 
 DEPENDENCY_JOB = "support.jobs:dependency_job"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 class Dependency:

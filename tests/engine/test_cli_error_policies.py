@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from support.workers import WorkerProcess, wait_until
 from engine import Backoff, JobState, Queue
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def _all_finished(queue: Queue, job_ids: list[str], within: float = 40) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -277,14 +276,6 @@ async def test_dead_letter_and_replay_scripts_directly(
 
 
 # ---- real worker processes -----------------------------------------------------------------
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.mark.timeout(90)

@@ -8,7 +8,6 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from engine import FlowProducer, JobState, Queue
 
 FLOW_JOB = "support.flow_jobs:flow_job"
 LEDGER_JOB = "support.jobs:ledger_job"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,14 +15,6 @@ from support.workers import WorkerProcess, running_worker, wait_until
 
 from engine import Job, Queue
 from engine.keys import QueueKeys
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def test_a_running_worker_is_listed_with_its_heartbeat(

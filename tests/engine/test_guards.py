@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,6 @@ from engine.keys import QueueKeys
 LEDGER_JOB = "support.jobs:ledger_job"
 SANDBOX_JOB = "support.sandbox_jobs:async_job"
 EXIT_RECYCLED = 4
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def _exit_status(worker: WorkerProcess, within: float) -> int:

@@ -10,7 +10,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from support.server import FaultServer
@@ -19,14 +18,6 @@ from support.workers import WorkerProcess, wait_until
 from engine import Queue
 
 SANDBOX_JOB = "support.sandbox_jobs:async_job"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def _free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -281,14 +280,6 @@ async def test_close_returns_quickly_while_rate_limited(
 
 
 # ---- four worker processes (RL1) -----------------------------------------------------------
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def fixed_windows(starts: list[int], duration: int) -> list[list[int]]:

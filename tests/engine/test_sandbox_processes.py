@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from engine import JobState, Queue
 
 CPU_JOB = "support.sandbox_jobs:cpu_job"
 SIGKILL_REASON = "ProcessorExited: processor exited: signal SIGKILL"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def _starts(ledger: Path, job_id: str) -> list[dict[str, object]]:

@@ -9,7 +9,6 @@ import asyncio
 import random
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from engine import Queue
 
 LEDGER_JOB = "support.jobs:ledger_job"
 EVERY = 200
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def produce(url: str, queue_name: str, rounds: int) -> None:

@@ -8,7 +8,6 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +155,6 @@ def test_bad_timeouts_are_refused_with_the_option_named() -> None:
         Worker("q", process, timeout_ms=True)
     prepared = Queue("q")._prepare("a", {}, {"timeout_ms": 1500})
     assert json.loads(prepared["opts"])["timeout_ms"] == 1500
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.mark.timeout(90)

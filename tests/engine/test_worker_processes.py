@@ -8,7 +8,6 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from engine import JobState, Queue
 from engine.keys import QueueKeys
 
 LEDGER_JOB = "support.jobs:ledger_job"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def _stalled_events(redis: aioredis.Redis, queue: str) -> list[str]:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,6 @@ needs_faketime = pytest.mark.skipif(
     LIBRARY is None,
     reason="libfaketime.so.1 not found: install the test extra (the libfaketime wheel ships it)",
 )
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def _server_ms(client: aioredis.Redis) -> int:

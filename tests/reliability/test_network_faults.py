@@ -26,14 +26,6 @@ LEDGER_JOB = "support.jobs:ledger_job"
 
 
 @pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
-@pytest.fixture
 def proxy(fresh_server: FaultServer) -> Iterator[FaultProxy]:
     with FaultProxy(fresh_server.port) as running:
         yield running

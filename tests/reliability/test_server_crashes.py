@@ -8,7 +8,6 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from support.workers import WorkerProcess, wait_until
 from engine import JobState, Queue
 
 LEDGER_JOB = "support.jobs:ledger_job"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def _starts(ledger: Path) -> dict[str, int]:

@@ -44,14 +44,6 @@ EVENTS_SLACK = 200  # approximate (~) trimming leaves up to one stream node more
 QUEUE = "soak"
 
 
-@pytest.fixture
-def procs() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
 @contextlib.contextmanager
 def monitor_process(url: str, out: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The dashboard's monitor in its own process, writing its snapshots to ``out``."""
