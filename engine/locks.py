@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from redis.asyncio import Redis
 
 from . import commands
+from .cancellation import RECONNECT_CAP
 from .connection import TRANSIENT_ERRORS
 from .keys import QueueKeys
 from .scripts import ScriptRegistry
@@ -96,9 +97,18 @@ class LockRenewer:
         self.last_beat_ms = int(time.time() * 1000)
 
     async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
-        """Renew and beat forever (until cancelled); transient errors retry sooner."""
+        """Renew and beat forever (until cancelled); transient errors retry sooner.
+
+        While a held lock may still be alive (less than ``lock_ms`` since the last renewal
+        began) a failed renewal is retried every ``min(interval / 4, 1 s)``, to save it as
+        soon as the server answers again; after that, or with no job held, only the
+        heartbeat is at stake and the retries back off exponentially up to
+        ``RECONNECT_CAP``, so a long outage is not met with a fixed-rate reconnect loop."""
         interval = self._lock_ms / 2000
+        retry = min(interval / 4, 1.0)
+        delay = 0.0
         failing = False
+        renewed = time.monotonic()  # when the last good renewal began: locks live until +ttl
         while True:
             started = time.monotonic()
             try:
@@ -107,6 +117,8 @@ class LockRenewer:
                 if failing:
                     log.info("lock renewal works again")
                 failing = False
+                delay = 0.0
+                renewed = started
                 _stop_if_cancel_requested()
                 # fixed rate: slow round trips must not stretch the period towards the lock TTL
                 await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
@@ -114,7 +126,11 @@ class LockRenewer:
                 if not failing:
                     log.warning("lock renewal failed (%s); retrying", exc)
                 failing = True
-                await asyncio.sleep(min(interval / 4, 1.0))
+                if self._held() and time.monotonic() - renewed < self._lock_ms / 1000:
+                    delay = retry
+                else:
+                    delay = min(max(delay * 2, retry), RECONNECT_CAP)
+                await asyncio.sleep(delay)
 
 
 def _stop_if_cancel_requested() -> None:

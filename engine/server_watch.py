@@ -59,8 +59,17 @@ class ServerWatch:
 
     async def on_connect(self, connection: AbstractConnection) -> None:
         """``redis_connect_func`` for the client's pool: do the usual handshake, and mark the
-        watch stale so the next check looks at the server again."""
-        await connection.on_connect()
+        watch stale so the next check looks at the server again.
+
+        The handshake sends no health-check PING first: redis-py runs this hook from inside
+        a failed PING's retry too, so a PING here would reconnect from within itself without
+        end against a port that accepts connections and drops them at once, as a proxy in
+        front of a dead server does (a worker died of ``RecursionError``, an add hung)."""
+        handshake = getattr(connection, "on_connect_check_health", None)
+        if handshake is not None:  # the redis-py versions that have it
+            await handshake(check_health=False)
+        else:
+            await connection.on_connect()
         self.stale = True
 
     def connected(self) -> None:

@@ -628,6 +628,8 @@ class Worker:
             log.info("worker %s: job %s cancelled by %s; stopping it", self.id, job_id, by)
 
     async def _stalled_loop(self) -> None:
+        interval = self.stalled_interval / 1000
+        delay = interval  # backs off while the server is unreachable: no fixed-rate retries
         while True:
             try:
                 recovered, failed = await commands.recover_stalled(
@@ -646,9 +648,10 @@ class Worker:
                         len(recovered),
                         len(failed),
                     )
-            except TRANSIENT_ERRORS:
-                pass  # the fetch loop reports the connection state
-            await asyncio.sleep(self.stalled_interval / 1000)
+                delay = interval
+            except TRANSIENT_ERRORS:  # the fetch loop reports the connection state
+                delay = min(delay * 2, max(interval, RECONNECT_CAP))
+            await asyncio.sleep(delay)
 
     async def _drain_running(self) -> None:
         """Shutdown: let running jobs finish within the grace period, then hand back the rest."""

@@ -4,16 +4,21 @@ worker processes, the execution ledger and the invariant checker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from support.invariants import assert_invariants
 from support.ledger import read_ledger
+from support.outage import AttemptRecorder, cpu_seconds, gaps, pauses
 from support.server import FaultServer, ServerFactory
 from support.streams import stream_events
 from support.workers import WorkerProcess, wait_until
@@ -38,42 +43,182 @@ async def _completed(queue: Queue, n: int) -> bool:
         return False
 
 
+OUTAGE = 10.0  # seconds the server stays down in R1
+WORKER_STATE_CHANGES = ("lost Redis", "lock renewal failed", "cannot record job")
+"""What a worker may log once each when the server goes away with a job in flight."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Add:
+    started: float  # time.monotonic()
+    took: float
+    job_id: str | None
+    error: BaseException | None
+
+
+class _Producer:
+    """A producer that stays up: from ``start()`` to ``stop()`` it adds a job every ``every``
+    s, noting each outcome; an error does not end its loop."""
+
+    def __init__(self, queue: Queue, every: float) -> None:
+        self.adds: list[_Add] = []
+        self._queue = queue
+        self._every = every
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait_for(self._task, 10)
+
+    def added(self) -> list[_Add]:
+        """The adds that succeeded."""
+        return [a for a in self.adds if a.job_id is not None]
+
+    async def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                job = await self._queue.add("produced", {"n": n})
+            except Exception as exc:  # the test checks every error's type
+                self.adds.append(_Add(started, time.monotonic() - started, None, exc))
+            else:
+                self.adds.append(_Add(started, time.monotonic() - started, job.id, None))
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._every)
+
+
+def _backoff_report(tries: list[float], window: float) -> str:
+    early = sum(1 for t in tries if t < window / 2)
+    return (
+        f"{len(tries)} connection attempts ({early} in the first half of {window:.1f} s, "
+        f"{len(tries) - early} in the second), the first {tries[0]:.3f} s in, the second "
+        f"{tries[1]:.3f} s in, the last {tries[-1]:.2f} s in; longest gap "
+        f"{max(gaps(tries)):.2f} s; pauses of 0.5 s or more: {[round(p, 2) for p in pauses(tries)]}"
+    )
+
+
+def _assert_backs_off(tries: list[float], window: float) -> None:
+    """``tries`` (seconds from the start of an outage lasting ``window`` s): the first within
+    0.5 s, then fewer and fewer (the second half of the window holds at most half as many as
+    the first: a fixed-rate retry loop holds as many), never more than 20 s apart."""
+    assert len(tries) >= 2, f"{len(tries)} reconnect attempt(s)"
+    report = _backoff_report(tries, window)
+    assert tries[0] <= 0.5, report
+    assert max(gaps([0.0, *tries, window])) <= 20.0, report
+    early = sum(1 for t in tries if t < window / 2)
+    assert (len(tries) - early) * 2 <= early, report
+
+
 @pytest.mark.timeout(90)
 async def test_r1_server_without_persistence_killed_and_restarted_empty(
-    fresh_server: FaultServer, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
+    fresh_server: FaultServer,
+    queue_name: str,
+    tmp_path: Path,
+    procs: list[WorkerProcess],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """R1: the server dies mid-job and comes back empty. The worker stays up, logs the outage
-    once (not once per retry), says once that the dataset was reset, drops the vanished job's
-    result with a clear message instead of crashing, and runs jobs added after the restart
-    within 2 s + slack."""
-    url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
+    """R1: the server dies mid-job and comes back empty 10 s later, while a producer keeps
+    adding. Meanwhile the worker (a real ``corral worker``) retries with exponential backoff
+    (first attempt within 0.5 s, then thinning out, never 20 s apart; counted by a listener
+    on the dead server's port), uses under 5 % of a core, and logs each state change once. The
+    producer gets connection errors within 2 s per add instead of hanging. After the restart
+    the worker says once that the dataset was reset, drops the vanished job's result with a
+    clear message instead of crashing, and runs the jobs added since, the first within 2 s plus
+    the backoff delay it had reached (capped)."""
+    caplog.set_level(logging.INFO, logger="corral")
+    url, ledger, log_file = fresh_server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
+    worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, log_file=log_file)
+    procs.append(worker)
+    pid = worker.proc.pid
     async with Queue(queue_name, url) as queue:
-        job = await queue.add("in-flight", {"sleep": 2.0})
-        worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger)
-        procs.append(worker)
+        job = await queue.add("in-flight", {"sleep": 2.0})  # finishes during the outage
         await wait_until(lambda: _state_is(queue, job.id, JobState.ACTIVE), within=20)
-    fresh_server.kill()
-    await asyncio.sleep(3.0)  # the job finishes meanwhile; its completion cannot be recorded
-    fresh_server.restart()
-    async with Queue(queue_name, url) as queue:
-        after = await queue.add("after", {})
-        added_at = time.monotonic()
-        await wait_until(lambda: _completed(queue, 1), within=25)
-        assert time.monotonic() - added_at < 2.0 + 5.0  # reconnect backoff is capped
+        # the producer has been adding: it knows the queue (delayed, so no worker takes it)
+        await queue.add("before", {}, delay=60_000)
+        producer = _Producer(queue, every=0.25)
+        try:
+            fresh_server.kill()
+            killed_at, cpu_before = time.monotonic(), cpu_seconds(pid)
+            logged_before, records_before = log_file.stat().st_size, len(caplog.records)
+            with AttemptRecorder(fresh_server.port, [pid, os.getpid()]) as recorder:
+                producer.start()  # every add from now on is for the server after the restart
+                await asyncio.sleep(OUTAGE)
+            back_at = time.monotonic()
+            outage = back_at - killed_at
+            cpu_share = (cpu_seconds(pid) - cpu_before) / outage
+            worker_lines = log_file.read_bytes()[logged_before:].decode().splitlines()
+            producer_lines = [r.getMessage() for r in caplog.records[records_before:]]
+            await asyncio.to_thread(fresh_server.restart)
+            restarted_at = time.monotonic()
+
+            async def three_added() -> bool:
+                return len(producer.added()) >= 3
+
+            await wait_until(three_added, within=10)
+            first = producer.added()[0]
+            first_id = first.job_id
+            assert first_id is not None
+            await wait_until(lambda: _state_is(queue, first_id, JobState.COMPLETED), within=30)
+            latency = time.monotonic() - (first.started + first.took)
+        finally:
+            await producer.stop()
+        produced = producer.added()
+        await wait_until(lambda: _completed(queue, len(produced)), within=30)
         worker.signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 30) == 0
         log = worker.output()
-        assert "Traceback" not in log
+
+        tries = [t - killed_at for t in recorder.times(pid)]
+        failed = [a for a in producer.adds if a.error is not None]
+        print(  # the measured values, for the record (pytest -s or -rP shows them)
+            f"\nR1 worker: {_backoff_report(tries, outage)}; CPU {cpu_share:.2%} of a core over "
+            f"{outage:.1f} s; {len(worker_lines)} log line(s) during the outage; first job "
+            f"after the restart done {latency:.2f} s after its add\n"
+            f"R1 producer: {len(failed)} failed add(s), slowest {max(a.took for a in failed):.2f}"
+            f" s; first add after the restart {first.started - restarted_at:+.2f} s from it"
+        )
+        # the worker: backoff, CPU, quiet logs
+        _assert_backs_off(tries, outage)
+        assert cpu_share < 0.05
+        assert "Traceback" not in log, log
+        for line in worker_lines:
+            assert any(kind in line for kind in WORKER_STATE_CHANGES), worker_lines
+        for kind in WORKER_STATE_CHANGES:
+            assert sum(kind in line for line in worker_lines) <= 1, worker_lines
+        # plus at most one "still down" reminder per 30 s
+        assert len(worker_lines) <= len(WORKER_STATE_CHANGES) + 1, worker_lines
+        # the producer: clear errors, quickly, for every add during the outage; then adds again
+        during = [a for a in producer.adds if a.started + a.took < back_at]
+        assert len(during) >= OUTAGE / 2, during  # it kept going, nothing hung
+        assert all(isinstance(a.error, aioredis.ConnectionError) for a in during), during
+        assert all(isinstance(a.error, aioredis.ConnectionError) for a in failed), failed
+        assert max(a.took for a in failed) < 2.0
+        assert first.started - restarted_at < 1.0
+        assert len(producer_lines) <= 1, producer_lines
+        resets = [r.getMessage() for r in caplog.records if "Redis dataset was reset" in r.msg]
+        assert len(resets) == 1, resets  # the producer noticed the reset too, once
+        # after the restart: the reset said once, the old result fenced off, new jobs run soon
+        backoff_reached = max(gaps(tries))
+        assert latency < 2.0 + min(2 * backoff_reached, 20.0) + 1.0
         # the empty server hands out id 1 again: the stale result is fenced off all the same
         assert f"result of job {job.id} discarded" in log, log
         assert log.count("lock renewal failed") <= 1, log
         assert log.count("cannot record job") <= 1, log
         assert log.count("Redis dataset was reset") == 1, log
         assert f"without the data of queue {queue_name!r}" in log
-        assert len([x for x in read_ledger(ledger) if x["kind"] == "start"]) == 2
-        done = await queue.get_job(after.id)
-        assert done is not None and done.returnvalue == {}  # its own result, not the old one's
-        await assert_invariants(queue.client, queue_name, completed=1)
+        assert len([x for x in read_ledger(ledger) if x["kind"] == "start"]) == 1 + len(produced)
+        for added in produced:
+            assert added.job_id is not None
+            done = await queue.get_job(added.job_id)
+            assert done is not None and done.returnvalue == done.data  # its own result
+        await assert_invariants(queue.client, queue_name, completed=len(produced))
 
 
 async def _state_is(queue: Queue, job_id: str, state: JobState) -> bool:
@@ -203,31 +348,69 @@ async def test_r10_client_kill_bursts(
         await assert_invariants(queue.client, queue_name, completed=80)
 
 
+ABSENT = 8.0  # seconds R11 watches a worker wait for a server that is not there yet
+
+
 @pytest.mark.timeout(60)
 async def test_r11_server_absent_when_worker_and_producer_start(
-    server_factory: ServerFactory, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
+    queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
 ) -> None:
-    """R11: the worker starts before the server: it waits and retries quietly, then works. A
-    producer with no server fails within seconds with a connection error (no hang)."""
+    """R11: a producer with no server fails within seconds with a connection error (no
+    hang). A worker started before the server retries with the same bounded exponential
+    backoff as after an outage (counted by a listener on the port), quietly (one log line) and
+    cheaply (under 5 % of a core), then runs jobs once the server appears."""
     server = FaultServer()  # not started: its port is free
-    url, ledger = server.url, tmp_path / "ledger.jsonl"
-    worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger)
-    procs.append(worker)
-    async with Queue(queue_name, url) as queue:
-        started = time.monotonic()
-        with pytest.raises(aioredis.ConnectionError):
-            await queue.add("too-early", {})
-        assert time.monotonic() - started < 10
-    await asyncio.sleep(2.0)
-    server.start()
+    url, ledger, log_file = server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
     try:
         async with Queue(queue_name, url) as queue:
+            started = time.monotonic()
+            with pytest.raises(aioredis.ConnectionError, match=f"127.0.0.1:{server.port}"):
+                await queue.add("too-early", {})
+            refused_after = time.monotonic() - started
+        assert refused_after < 10
+        with AttemptRecorder(server.port, []) as recorder:
+            worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, log_file=log_file)
+            procs.append(worker)
+            pid = worker.proc.pid
+            recorder.pids.append(pid)
+
+            async def tried() -> bool:  # once the interpreter has started and imported
+                return bool(recorder.times(pid))
+
+            await wait_until(tried, within=20)
+            first_try, cpu_before = recorder.times(pid)[0], cpu_seconds(pid)
+            await asyncio.sleep(ABSENT)
+        waited = time.monotonic() - first_try
+        cpu_share = (cpu_seconds(pid) - cpu_before) / waited
+        lines = log_file.read_text().splitlines()
+        server.start()
+        tries = [t - first_try for t in recorder.times(pid)]
+        async with Queue(queue_name, url) as queue:
             job = await queue.add("j", {})
-            await wait_until(lambda: _completed(queue, 1), within=30)  # backoff is capped
+            added_at = time.monotonic()
+            await wait_until(lambda: _completed(queue, 1), within=30)
+            latency = time.monotonic() - added_at
             worker.signal(signal.SIGTERM)
             assert await asyncio.to_thread(worker.wait, 30) == 0
+            print(
+                f"\nR11: add() refused after {refused_after:.3f} s; worker "
+                f"{_backoff_report(tries, waited)}; CPU {cpu_share:.2%} of a core over "
+                f"{waited:.1f} s; {len(lines)} log line(s) while waiting; job done "
+                f"{latency:.2f} s after its add"
+            )
+            # the first attempt is where the outage starts for a worker that starts without
+            # a server: its first retry comes within 0.5 s of it
+            _assert_backs_off(tries, waited)
+            assert 0 < tries[1] <= 0.5, _backoff_report(tries, waited)
+            # one loop retries here, so its pauses are its backoff delays: they double
+            delays = pauses(tries)
+            assert len(delays) >= 2 and delays[-1] >= 1.5, _backoff_report(tries, waited)
+            assert all(b >= 0.9 * a for a, b in itertools.pairwise(delays)), delays
+            assert cpu_share < 0.05
             log = worker.output()
-            assert log.count("not reachable") <= 3, log
+            assert "Traceback" not in log, log
+            assert sum("not reachable" in line for line in lines) == 1, lines
+            assert latency < 2.0 + min(2 * max(gaps(tries)), 20.0) + 1.0
             assert _starts(ledger) == {job.id: 1}
             await assert_invariants(queue.client, queue_name, completed=1)
     finally:
