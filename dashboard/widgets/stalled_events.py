@@ -25,8 +25,10 @@ class StalledEvents(Static):
     """A count line, then the newest ``SHOWN`` events, newest first."""
 
     DEFAULT_CSS = """
-    StalledEvents { height: auto; max-height: 6; }
+    StalledEvents { height: auto; max-height: 6; text-wrap: nowrap; text-overflow: ellipsis; }
     """
+    """One line per event: a long job id is cut at the edge, never wrapped onto a second line
+    that would push the oldest of the ``SHOWN`` events out of the widget's six lines."""
 
     def show(self, events: Sequence[Event]) -> None:
         """Render the events of one queue (oldest first, as the monitor keeps them)."""
