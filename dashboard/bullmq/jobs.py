@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard.bullmq.replies import int_field
 from dashboard.model import JobDetail, JobRow
 
 OPTS_LONG_NAMES: dict[str, str] = {
@@ -74,22 +75,6 @@ def long_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-def _int(fields: Mapping[str, str], name: str) -> int | None:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        try:
-            number = float(raw)  # Lua may write large numbers as 1.7e+12
-        except ValueError:
-            raise NotAJob(f"field {name!r} is not a number: {raw[:40]!r}") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise NotAJob(f"field {name!r} is not a finite number: {raw[:40]!r}") from None
-        return int(number)
-
-
 def _json(fields: Mapping[str, str], name: str, default: Any = None) -> Any:
     raw = fields.get(name)
     if raw is None or raw == "":
@@ -109,9 +94,9 @@ def _opts(fields: Mapping[str, str]) -> dict[str, Any]:
 
 def _attempts_made(fields: Mapping[str, str]) -> int:
     """``atm`` (v5+), else ``attemptsMade`` (older data), else 0."""
-    made = _int(fields, "atm")
+    made = int_field(fields, "atm", NotAJob)
     if made is None:
-        made = _int(fields, "attemptsMade")
+        made = int_field(fields, "attemptsMade", NotAJob)
     return made or 0
 
 
@@ -140,8 +125,8 @@ def job_row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
             id=job_id,
             state=state,
             name=fields["name"],
-            timestamp_ms=_int(fields, "timestamp"),
-            finished_on_ms=_int(fields, "finishedOn"),
+            timestamp_ms=int_field(fields, "timestamp", NotAJob),
+            finished_on_ms=int_field(fields, "finishedOn", NotAJob),
             attempts_made=_attempts_made(fields),
             attempts=_attempts(opts),
             failed_reason=fields.get("failedReason") or None,
@@ -200,9 +185,9 @@ def job_detail(
             name=fields["name"],
             data=_json(fields, "data"),
             opts=long_opts(opts),
-            timestamp_ms=_int(fields, "timestamp"),
-            processed_on_ms=_int(fields, "processedOn"),
-            finished_on_ms=_int(fields, "finishedOn"),
+            timestamp_ms=int_field(fields, "timestamp", NotAJob),
+            processed_on_ms=int_field(fields, "processedOn", NotAJob),
+            finished_on_ms=int_field(fields, "finishedOn", NotAJob),
             attempts_made=_attempts_made(fields),
             attempts=_attempts(opts),
             progress=_json(fields, "progress"),

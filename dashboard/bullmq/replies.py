@@ -4,6 +4,7 @@ integers that may be missing or not numbers at all (BullMQ data written by anyth
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -40,3 +41,22 @@ def server_ms(reply: Any) -> int:
         return int(time.time() * 1000)
     seconds, micros = reply
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+def int_field(fields: Mapping[str, str], name: str, bad: type[ValueError]) -> int | None:
+    """Field ``name`` of a hash as a whole number (``None`` when absent or empty); Lua writes
+    large numbers as ``1.7e+12``, so a finite float is taken too. Anything else raises ``bad``
+    naming the field."""
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            number = float(raw)
+        except ValueError:
+            raise bad(f"field {name!r} is not a number: {raw[:40]!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise bad(f"field {name!r} is not a finite number: {raw[:40]!r}") from None
+        return int(number)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from dashboard.bullmq.job_reads import FIND_ORDER, place_of, read_place
 from dashboard.bullmq.keys import BullKeys
-from dashboard.bullmq.replies import as_text, server_ms
+from dashboard.bullmq.replies import as_text, int_field, server_ms
 from dashboard.model import SchedulerPage, SchedulerRow
 
 LEGACY_KEY_PARTS = 5
@@ -29,22 +29,6 @@ LEGACY_KEY_PARTS = 5
 
 class BadRecord(ValueError):
     """A ``repeat:<id>`` hash that BullMQ could not have written; the message says why."""
-
-
-def _number(fields: Mapping[str, str], name: str) -> int | None:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        try:
-            number = float(raw)  # Lua writes big numbers as 1.7e+12
-        except ValueError:
-            raise BadRecord(f"field {name!r} is not a number: {raw[:40]!r}") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise BadRecord(f"field {name!r} is not a finite number: {raw[:40]!r}") from None
-        return int(number)
 
 
 def _legacy_shaped(key: str) -> bool:
@@ -80,10 +64,10 @@ def scheduler_row(scheduler_id: str, next_ms: int, fields: Mapping[str, str]) ->
         fields = _from_key(scheduler_id)
     if "name" not in fields:
         raise BadRecord("no 'name' field: not a job scheduler's record")
-    every, pattern = _number(fields, "every"), fields.get("pattern") or None
+    every, pattern = int_field(fields, "every", BadRecord), fields.get("pattern") or None
     if every is None and pattern is None:
         raise BadRecord("neither 'every' nor 'pattern' is set")
-    iterations = _number(fields, "ic")
+    iterations = int_field(fields, "ic", BadRecord)
     legacy = iterations is None
     return SchedulerRow(
         id=scheduler_id,
@@ -92,8 +76,8 @@ def scheduler_row(scheduler_id: str, next_ms: int, fields: Mapping[str, str]) ->
         tz=fields.get("tz") or None,
         next_run_ms=next_ms,
         iterations=iterations or 0,
-        limit=_number(fields, "limit"),
-        end_date_ms=_number(fields, "endDate"),
+        limit=int_field(fields, "limit", BadRecord),
+        end_date_ms=int_field(fields, "endDate", BadRecord),
         job_name=fields["name"],
         last_job_id=last_job_id(scheduler_id, next_ms, legacy, fields["name"]),
     )
