@@ -385,10 +385,11 @@ async def _invoices_trickle(node5: NodeDriver) -> None:
 async def drive_bullmq(url: str, out: Path, sizes: Sequence[tuple[int, int]]) -> list[Path]:
     """Run the Node workload, then the dashboard on it (acting allowed); save its screens."""
     sys.path.insert(0, str(ROOT / "tests"))  # the tests' driver of the real BullMQ in Node
-    from support.bullmq_node import NodeDriver, ensure_bullmq
+    from support.bullmq_fixtures import install_bullmq
+    from support.bullmq_node import NodeDriver
 
-    node6 = await NodeDriver(ensure_bullmq("6"), url).start()
-    node5 = await NodeDriver(ensure_bullmq("5"), url).start()
+    node6 = await NodeDriver(install_bullmq("6"), url).start()
+    node5 = await NodeDriver(install_bullmq("5"), url).start()
     saved: list[Path] = []
     try:
         await bullmq_workload(node6, node5)

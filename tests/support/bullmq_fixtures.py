@@ -73,7 +73,7 @@ def _installed(folder: Path, package: str) -> str | None:
 
 @contextlib.contextmanager
 def _locked(root: Path, name: str) -> Iterator[None]:
-    """The same lock file as ``support.bullmq_node.ensure_bullmq``: parallel runs do not clash."""
+    """One install of a major at a time, across processes (parallel runs do not clash)."""
     root.mkdir(parents=True, exist_ok=True)
     with (root / f".{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
-import shutil
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,63 +23,11 @@ PACKAGES: dict[str, dict[str, str]] = {
     "6": {"bullmq": "6.7.0", "ioredis": "5.11.1"},
     "5": {"bullmq": "5.81.5"},
 }
-INSTALL_TIMEOUT = 600.0
 REPLY_TIMEOUT = 60.0
 
 
 class NodeUnavailable(RuntimeError):
     """Node or npm is missing, or npm could not install the packages."""
-
-
-def _installed(folder: Path, package: str) -> str | None:
-    try:
-        manifest = json.loads((folder / "node_modules" / package / "package.json").read_text())
-    except (OSError, ValueError):
-        return None
-    version = manifest.get("version")
-    return version if isinstance(version, str) else None
-
-
-@contextlib.contextmanager
-def _install_lock(name: str) -> Iterator[None]:
-    NODE_ROOT.mkdir(parents=True, exist_ok=True)
-    with (NODE_ROOT / f".{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def ensure_bullmq(major: str) -> Path:
-    """The ``node_modules`` folder holding BullMQ ``major`` (5 or 6), installed if missing."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        raise NodeUnavailable("node and npm are needed to run the real BullMQ; install Node.js")
-    packages = PACKAGES[major]
-    folder = NODE_ROOT / f"bullmq{major}"
-    with _install_lock(f"bullmq{major}"):
-        if any(_installed(folder, name) != version for name, version in packages.items()):
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest = folder / "package.json"
-            if not manifest.exists():
-                manifest.write_text(json.dumps({"name": f"corral-tests-bullmq{major}"}) + "\n")
-            specs = [f"{name}@{version}" for name, version in packages.items()]
-            try:
-                done = subprocess.run(
-                    ["npm", "install", "--no-audit", "--no-fund", "--silent", *specs],
-                    cwd=folder,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                    timeout=INSTALL_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired:
-                raise NodeUnavailable(f"npm install {' '.join(specs)} timed out") from None
-            if done.returncode != 0:
-                raise NodeUnavailable(
-                    f"npm install {' '.join(specs)} failed:\n{done.stderr[-2000:]}"
-                )
-    return folder / "node_modules"
 
 
 class NodeDriver:
