@@ -15,8 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-SAFE_POLICY = "noeviction"
-"""The only ``maxmemory-policy`` under which the server never drops a job's keys."""
+from engine.connection import SAFE_EVICTION_POLICY as SAFE_POLICY
 
 START_TIMEOUT_S = 3.0
 """How long ``corral dash`` waits for the server before it opens the app anyway (the app then

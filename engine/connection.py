@@ -23,6 +23,8 @@ from .errors import UnsafeServerConfig
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
+SAFE_EVICTION_POLICY = "noeviction"
+"""The only ``maxmemory-policy`` under which the server never drops a job's keys."""
 
 
 class WritesRefused(ResponseError):
@@ -209,8 +211,8 @@ async def check_server(client: Redis, *, allow_unsafe_eviction: bool = False) ->
             f"{flavour} {'.'.join(map(str, minimum))} or newer (scripts use #!lua flags so a "
             "server out of memory refuses them before they start)"
         )
-    policy = str(memory.get("maxmemory_policy", "noeviction"))
-    if policy != "noeviction" and not allow_unsafe_eviction:
+    policy = str(memory.get("maxmemory_policy", SAFE_EVICTION_POLICY))
+    if policy != SAFE_EVICTION_POLICY and not allow_unsafe_eviction:
         raise UnsafeServerConfig(
             f"maxmemory-policy is {policy!r}: the server may evict job keys and silently lose "
             "jobs. Only 'noeviction' is safe. Fix: CONFIG SET maxmemory-policy noeviction (and "
