@@ -368,6 +368,8 @@ async def test_hostile_breaker_alerts_and_notices_on_the_overview(
     app = make_app(redis_url, queue_name)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        # events go in once the tail follows the stream (it starts after what is already there)
+        await until(pilot, lambda: queue_name in app.monitor.tail.last_ids)
         for value in CORPUS:
             app.clear_notifications()
             hostile = _raw_bytes(value)

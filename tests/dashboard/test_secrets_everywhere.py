@@ -199,6 +199,9 @@ async def test_secrets_are_redacted_in_every_view(
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         # the overview: the alert in the status bar, the breaker's notice as a toast
         await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
+        # the event goes in once the tail follows the stream: one added before its first read
+        # is behind the id it starts from
+        await until(pilot, lambda: queue_name in app.monitor.tail.last_ids)
         await redis.xadd(
             keys.events, {"event": "breaker", "state": "open", "reason": reason, "by": "ops"}
         )
