@@ -45,6 +45,9 @@ from .worker_info import WorkerInfo, read_workers
 BULK_PIECE = 200
 """Adds per piece of a big ``add_bulk`` over the pipelined connection."""
 
+EXISTING_READ = 100
+"""Jobs per atomic read of the existing jobs that duplicate adds return."""
+
 log = logging.getLogger("corral.queue")
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -56,6 +59,7 @@ BATCH = 500  # jobs per script call in bulk operations: keeps each call well und
 _FINISHED = ("failed", "completed")
 
 BulkItem = tuple[str, Any] | tuple[str, Any, Mapping[str, Any]]
+_Existing = Mapping[str, Job]
 
 
 def _state(value: str | JobState) -> JobState:
@@ -232,11 +236,10 @@ class Queue:
         await self._check()
         if "deduplication" in prepared:
             reply = await commands.add_deduplicated_job(self._adding, self.keys, **prepared)
-            added = commands.parse_deduplicated_add(reply)
         else:
-            added = commands.parse_add(await commands.add_job(self._adding, self.keys, **prepared))
+            reply = await commands.add_job(self._adding, self.keys, **prepared)
         await self._check_after_write()
-        return await self._added(added, prepared)
+        return (await self._all_added([reply], [prepared]))[0]
 
     async def add_bulk(self, jobs: Iterable[BulkItem], *, durable: bool | None = None) -> list[Job]:
         """Add many jobs in one round trip: items are (name, data) or (name, data, options).
@@ -310,15 +313,18 @@ class Queue:
         return added
 
     async def _all_added(self, replies: list[Any], prepared: list[dict[str, Any]]) -> list[Job]:
-        return [
-            await self._added(
-                commands.parse_deduplicated_add(reply)
-                if "deduplication" in fields
-                else commands.parse_add(reply),
-                fields,
-            )
+        """The jobs of these adds, in order: a new job is built from what was sent (no read
+        back); a custom id (or deduplication id) that was taken already gives the existing
+        job, and all of those are read together (``read_existing_jobs``)."""
+        added = [
+            commands.parse_deduplicated_add(reply)
+            if "deduplication" in fields
+            else commands.parse_add(reply)
             for reply, fields in zip(replies, prepared, strict=True)
         ]
+        taken = [a.job_id for a in added if a.deduplicated or a.state is None]
+        existing = await read_existing_jobs(self.client, self.keys, taken) if taken else {}
+        return [self._added(a, fields, existing) for a, fields in zip(added, prepared, strict=True)]
 
     async def _add_all(self, prepared: list[dict[str, Any]]) -> list[Any]:
         """Send every add at once: over the pipelined connection, else in a pipeline."""
@@ -338,16 +344,15 @@ class Queue:
         else:
             await commands.add_job(self._adding, self.keys, pipeline=pipe, **fields)
 
-    async def _added(self, added: commands.Added, fields: dict[str, Any]) -> Job:
-        """The job just added, built from what was sent (no read back), or the existing job
-        when its custom id (or deduplication id) was taken already."""
+    def _added(self, added: commands.Added, fields: dict[str, Any], existing: _Existing) -> Job:
+        """The job of one add: built from what was sent, or the existing job read back."""
         if added.deduplicated:
-            return await self._holder(added.job_id, fields)
+            return self._holder(added.job_id, fields, existing.get(added.job_id))
         if added.state is None or added.timestamp is None:
-            existing = await self.get_job(added.job_id)
-            if existing is None:  # removed between the add and the read
+            job = existing.get(added.job_id)
+            if job is None:  # removed between the add and the read
                 raise JobNotFound(f"job {added.job_id!r} vanished right after it was added")
-            return existing
+            return job
         return Job(
             id=added.job_id,
             queue=self.name,
@@ -361,10 +366,9 @@ class Queue:
             state=JobState(added.state),
         )
 
-    async def _holder(self, job_id: str, fields: dict[str, Any]) -> Job:
+    def _holder(self, job_id: str, fields: dict[str, Any], holder: Job | None) -> Job:
         """The job that holds a deduplication id, flagged ``deduplicated``. A throttle ttl can
         outlive its job: then only its id is known (state None, data None, this add's name)."""
-        holder = await self.get_job(job_id)
         if holder is None:
             return Job(
                 id=job_id,
@@ -793,6 +797,45 @@ class Queue:
             raise JobNotFound(f"job {job_id!r} does not exist in queue {self.name!r}")
         now = state.value if state else "in no state"
         raise JobStateError(f"{prefix} now {now} (expected {wanted})", state=now)
+
+
+async def read_existing_jobs(
+    client: Redis, keys: QueueKeys, job_ids: Sequence[str]
+) -> dict[str, Job]:
+    """Jobs that exist already, each with the state it is in, by id (an id with no job hash is
+    left out); what a duplicate add returns. Raises ``CorruptJob`` for an unreadable hash.
+
+    O(log n) per job in the size of the queue, whatever the state: each job's hash and its
+    score in every sorted-set state, and the queue's pause flag, are read in one MULTI per
+    ``EXISTING_READ`` jobs, a snapshot between two scripts. A job in none of the sorted sets
+    is in a list, and which one is known without scanning it (an LPOS is O(n)): ``paused``
+    while the queue is paused, else ``wait``. That holds because every script that stores a
+    job puts it in exactly one state structure, a ready job into the paused list exactly while
+    the queue's meta says paused (``push_ready``), and pausing and resuming move the whole
+    list in the same script (the invariant checker asserts the first after every test). The
+    snapshot matters: read one at a time, a job moving between two reads could be in none.
+    """
+    zstates = [s for s in ALL_STATES if s not in LIST_STATES]
+    found: dict[str, Job] = {}
+    for i in range(0, len(job_ids), EXISTING_READ):
+        chunk = list(dict.fromkeys(job_ids[i : i + EXISTING_READ]))
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hexists(keys.meta, "paused")
+            for job_id in chunk:
+                pipe.hgetall(keys.job(job_id))
+                for state in zstates:
+                    pipe.zscore(keys.of_state(state.value), job_id)
+            paused, *replies = await pipe.execute()
+        listed = JobState.PAUSED if paused else JobState.WAIT
+        step = 1 + len(zstates)
+        for n, job_id in enumerate(chunk):
+            fields, *scores = replies[n * step : (n + 1) * step]
+            if not fields:
+                continue
+            in_zset = [s for s, score in zip(zstates, scores, strict=True) if score is not None]
+            state = in_zset[0] if in_zset else listed
+            found[job_id] = Job.from_hash(keys.queue, job_id, dict(fields), state)
+    return found
 
 
 async def read_job_state(

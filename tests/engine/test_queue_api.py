@@ -208,6 +208,61 @@ async def test_custom_job_id_returns_the_existing_job(redis: aioredis.Redis, que
     assert (await event_kinds(redis, queue)).count("duplicated") == 2
 
 
+async def test_a_duplicate_add_returns_the_existing_job_in_the_state_it_is_in(
+    redis_url: str, queue_name: str, queue: Queue
+) -> None:
+    """A duplicate add finds the existing job's state without scanning the wait list (a job
+    in no sorted set is in wait, or in paused while the queue is paused): in every state it
+    is the one ``get_job_state`` finds by scanning, for ``add`` and ``add_bulk`` alike, with
+    the existing job's fields, and a job deep in a long wait list too."""
+    for job_id in ("to-complete", "to-fail", "to-run"):
+        await queue.add(job_id, {"id": job_id}, job_id=job_id)
+    (done, done_token), (failed, failed_token), _running = await take(queue, 3)
+    await commands.complete_job(queue.scripts, queue.keys, done, done_token, '"ok"', Retention())
+    await commands.fail_job(
+        queue.scripts, queue.keys, failed, failed_token, "boom", '["tb"]', -1, Retention()
+    )
+    await queue.add("deep", {"id": "deep"}, job_id="deep")
+    await queue.add_bulk([("filler", i) for i in range(2_000)])  # "deep" is last of 2,001
+    await queue.add("later", {"id": "later"}, job_id="later", delay=60_000)
+    await queue.add("first", {"id": "first"}, job_id="first", priority=3)
+    async with FlowProducer(redis_url) as producer:
+        await producer.add(
+            {
+                "name": "parent",
+                "queue": queue_name,
+                "data": {"id": "parent"},
+                "opts": {"job_id": "parent"},
+                "children": [{"name": "child", "queue": queue_name, "data": {}}],
+            }
+        )
+    expected = {
+        "to-complete": JobState.COMPLETED,
+        "to-fail": JobState.FAILED,
+        "to-run": JobState.ACTIVE,
+        "deep": JobState.WAIT,
+        "later": JobState.DELAYED,
+        "first": JobState.PRIORITIZED,
+        "parent": JobState.WAITING_CHILDREN,
+    }
+
+    async def check(expected: dict[str, JobState]) -> None:
+        singles = [await queue.add("again", {"v": 2}, job_id=job_id) for job_id in expected]
+        bulk = await queue.add_bulk([("again", {"v": 2}, {"job_id": j}) for j in expected])
+        for job_id, single, from_bulk in zip(expected, singles, bulk, strict=True):
+            assert await queue.get_job_state(job_id) is expected[job_id]
+            assert single.state is from_bulk.state is expected[job_id], job_id
+            assert single.data == from_bulk.data == {"id": job_id}
+            assert single == await queue.get_job(job_id)
+
+    await check(expected)
+    await queue.pause()
+    await queue.add("while-paused", {"id": "while-paused"}, job_id="while-paused")
+    await check({**expected, "deep": JobState.PAUSED, "while-paused": JobState.PAUSED})
+    await queue.resume()
+    await check({"deep": JobState.WAIT, "while-paused": JobState.WAIT})
+
+
 def pooled_client(url: str) -> aioredis.Redis:
     """A client whose callers wait for one of 50 connections instead of failing."""
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -223,12 +278,11 @@ async def test_concurrent_duplicate_custom_ids_make_exactly_one_job_each(
     calls concurrent over a pool of 50 connections) and once with ``add_bulk`` (two concurrent
     bulks): exactly one job per id, holding the data of its id, and every call returns it.
 
-    Scaled from the plan's 10,000 ids to 5,000 (about 4 s here): an add that finds its id
-    taken reads the existing job back (HGETALL, then its state, whose LPOS scans the whole
-    wait list, O(waiting jobs) on the server per duplicate), and ``add_bulk`` does those reads
-    one job at a time, so the cost grows with the square of the ids: 10,000 took ~24 s.
+    The plan's 10,000 ids. An add that finds its id taken reads the existing job back with its
+    state in O(log n) (``read_existing_jobs``: no LPOS over the wait list), so the cost grows
+    with the ids, not with their square.
     """
-    count = 5_000
+    count = 10_000
     ids = [f"user-{i:05d}" for i in range(count)]
     # one added event and one duplicated event per id: keep them all to count them
     max_events = 4 * count
