@@ -4,6 +4,7 @@ worker processes, the execution ledger and the invariant checker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +58,17 @@ async def _stop(proc: WorkerProcess) -> str:
     return output
 
 
+STAMPED_JOB = "reliability.stamped_jobs:stamped_job"  # returns {"pid": the worker's pid}
+
+# N1 at the plan's size: A holds N1_HELD jobs when it is cut off for L + 2S + 2 s. L (lock) 1 s
+# and S (stalled interval) 0.5 s are WorkerProcess's defaults; epsilon for the recovery bound
+# is the plan's 1 s plus 1 s for two shared cores (as W1's). Seconds.
+N1_HELD = 20
+N1_AFTER = 5
+N1_PARTITION = 1.0 + 2 * 0.5 + 2.0
+N1_RECOVERY_BOUND = 1.0 + 2 * 0.5 + 2.0
+
+
 @pytest.mark.timeout(90)
 async def test_n1_partition_longer_than_the_lock(
     fresh_server: FaultServer,
@@ -65,42 +77,70 @@ async def test_n1_partition_longer_than_the_lock(
     tmp_path: Path,
     procs: list[WorkerProcess],
 ) -> None:
-    """N1: worker A is cut off (blackhole) for longer than its lock while running 5 jobs. B
-    recovers and re-runs them; A's late completions are rejected once the partition heals (C4);
-    every job has exactly one completion record (C2); A then goes on working (C5)."""
+    """N1: worker A is cut off (blackhole) for L + 2S + 2 s while it runs 20 jobs; worker B
+    runs all along. B recovers and completes the 20 within L + 2S + epsilon of the cut; once
+    the partition heals, A's late completions are rejected (C4), one warning each, and B's
+    results stand; every job has exactly one completion record (C2), nothing is lost, only the
+    20 ran twice; A then goes on working (C5)."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     async with Queue(queue_name, url) as queue:
-        jobs = await queue.add_bulk([("j", {"sleep": 2.0}) for _ in range(5)])
+        # A's runs outlast the partition (its completions come after the heal); B's are short
+        jobs = await queue.add_bulk(
+            [("j", {"first_sleep": 8.0, "sleep": 0.1}) for _ in range(N1_HELD)]
+        )
         ids = {j.id for j in jobs}
-        a = WorkerProcess(LEDGER_JOB, queue_name, proxy.url, ledger=ledger, concurrency=5)
+        a = WorkerProcess(STAMPED_JOB, queue_name, proxy.url, ledger=ledger, concurrency=N1_HELD)
         procs.append(a)
-        await wait_until(lambda: _has_active(queue, 5), within=20)
-        proxy.blackhole()
-        cut_at = time.monotonic()
-        b = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, concurrency=5)
+        await wait_until(lambda: _has_active(queue, N1_HELD), within=20)
+        b = WorkerProcess(STAMPED_JOB, queue_name, url, ledger=ledger, concurrency=N1_HELD)
         procs.append(b)
 
-        async def all_stalled() -> bool:
-            return len(await stream_events(queue.client, queue_name, "stalled")) == 5
+        async def b_is_up() -> bool:
+            return any(w.pid == b.proc.pid for w in await queue.get_workers())
 
-        await wait_until(all_stalled, within=20)
-        # lock 1 s + 2 sweeps of 0.5 s, plus B's start-up and a loaded machine's slack
-        assert time.monotonic() - cut_at < 1.0 + 2 * 0.5 + 8.0
-        await wait_until(lambda: _completed(queue, 5), within=20)
+        await wait_until(b_is_up, within=20, interval=0.02)
+        proxy.blackhole()
+        cut_at = time.monotonic()
+        await wait_until(lambda: _completed(queue, N1_HELD), within=20, interval=0.02)
+        recovered_after = time.monotonic() - cut_at
+        assert recovered_after < N1_RECOVERY_BOUND, f"completed {recovered_after:.2f} s after"
+        await asyncio.sleep(max(0.0, cut_at + N1_PARTITION - time.monotonic()))
         proxy.heal()
+
+        async def a_finished_its_runs() -> bool:
+            finishes = [x for x in read_ledger(ledger) if x["kind"] == "finish"]
+            return sum(1 for x in finishes if x["pid"] == a.proc.pid) == N1_HELD
+
+        await wait_until(a_finished_its_runs, within=20)
+        await asyncio.sleep(0.5)  # A's completions are sent and refused
         await _stop(b)
-        more = await queue.add_bulk([("after", {"sleep": 0}) for _ in range(3)])
-        await wait_until(lambda: _completed(queue, 8), within=20)  # only A is left to run them
+        more = await queue.add_bulk([("after", {}) for _ in range(N1_AFTER)])
+        total = N1_HELD + N1_AFTER
+        await wait_until(lambda: _completed(queue, total), within=20)  # only A runs them
         log_a = await _stop(a)
-        assert log_a.count("result of job") == 5, log_a
-        assert await queue.get_totals() == (8, 0)
-        starts = _starts(ledger)
-        assert {j: starts[j] for j in ids} == dict.fromkeys(ids, 2)
-        assert all(starts[j.id] == 1 for j in more)
+        refused = [line for line in log_a.splitlines() if "result of job" in line]
+        assert sorted(w.split("result of job ")[1].split()[0] for w in refused) == sorted(ids)
+        assert await queue.get_totals() == (total, 0)
+        added = ids | {j.id for j in more}
+        completed = set(await queue.get_job_ids("completed", 0, -1))
+        assert completed == added
+        events = await stream_events(queue.client, queue_name, "completed")
+        assert sorted(e["job_id"] for e in events) == sorted(added)  # one record each
+        for event in events:
+            pid = b.proc.pid if event["job_id"] in ids else a.proc.pid
+            assert json.loads(event["returnvalue"]) == {"pid": pid}, event
         for job_id in ids:
             job = await queue.get_job(job_id)
             assert job is not None and job.stalled_count == 1
-        await assert_invariants(queue.client, queue_name, completed=8)
+            assert job.returnvalue == {"pid": b.proc.pid}
+        stalled = [e["job_id"] for e in await stream_events(queue.client, queue_name, "stalled")]
+        assert sorted(stalled) == sorted(ids)
+        result = check_ledger(ledger, added, completed, recovered=stalled)
+        assert result.lost == set() and result.unexpected == set()
+        assert result.duplicated == set()
+        assert {j for j, n in result.starts.items() if n > 1} == ids
+        assert all(result.starts[j] == 2 for j in ids)
+        await assert_invariants(queue.client, queue_name, completed=total)
 
 
 async def _has_active(queue: Queue, n: int) -> bool:
@@ -182,7 +222,15 @@ async def test_n3_half_open_connection_during_blocking_fetch(
         await assert_invariants(queue.client, queue_name, completed=2)
 
 
-@pytest.mark.timeout(90)
+# N4 at the plan's size: N4_SECONDS of traffic under latency, from the worker's start. The
+# test costs that time and a few seconds more (about 33 s, mostly waiting on the network, not
+# using a core): kept at the plan's 30 s on purpose, the longest test of this module.
+# Throughput may drop, never stop: no N4_STALL_WINDOW seconds without a completion.
+N4_SECONDS = 30.0
+N4_STALL_WINDOW = 5.0
+
+
+@pytest.mark.timeout(120)
 async def test_n4_latency_and_jitter_on_every_link(
     fresh_server: FaultServer,
     proxy: FaultProxy,
@@ -190,9 +238,10 @@ async def test_n4_latency_and_jitter_on_every_link(
     tmp_path: Path,
     procs: list[WorkerProcess],
 ) -> None:
-    """N4: 200 ms +- 100 ms each way on the worker's and the producer's links. The lock must
-    outlast a few round trips (a new connection alone costs four), so it is 5 s here: slower,
-    but no stall, nothing lost and no second run."""
+    """N4: 200 ms +- 100 ms each way on the worker's and the producer's links for 30 s from
+    the worker's start, the producer adding all the time. The lock must outlast a few round
+    trips (a new connection alone costs four), so it is 5 s here. Slower, but it never stops
+    (a completion in every 5 s), no stall, nothing lost and no second run."""
     url, ledger = fresh_server.url, tmp_path / "ledger.jsonl"
     proxy.latency(200, 100)
     with FaultProxy(fresh_server.port) as producer_link:
@@ -206,16 +255,42 @@ async def test_n4_latency_and_jitter_on_every_link(
                 lock_duration=5000,
             )  # fmt: skip
             procs.append(a)
-            ids = set()
-            for _ in range(10):
-                jobs = await producer.add_bulk([("j", {"sleep": 1.0}) for _ in range(3)])
-                ids |= {j.id for j in jobs}
-            await wait_until(lambda: _completed(queue, 30), within=60)
+            ids: set[str] = set()
+            stop = asyncio.Event()
+
+            async def produce() -> None:
+                while not stop.is_set():  # one round trip (400 ms +- 200) per 3 jobs
+                    jobs = await producer.add_bulk([("j", {"sleep": 0.5}) for _ in range(3)])
+                    ids.update(j.id for j in jobs)
+
+            # 30 s under latency from the worker's start, the producer adding from the start
+            until = time.monotonic() + N4_SECONDS
+            adding = asyncio.create_task(produce())
+            seen: list[tuple[float, int]] = []  # (time, completed so far), once a second
+            try:
+                await wait_until(lambda: _completed(queue, 1), within=20)
+                while time.monotonic() < until:
+                    seen.append((time.monotonic(), (await queue.get_totals())[0]))
+                    await asyncio.sleep(1.0)
+            finally:
+                stop.set()
+                await adding  # the add on its way ends: every job added is in ``ids``
+            assert len(seen) >= N4_SECONDS / 2, "the worker started late: too little traffic"
+            gaps, last_change = [], seen[0]
+            for at, done in seen[1:]:
+                if done > last_change[1]:
+                    gaps.append(at - last_change[0])
+                    last_change = (at, done)
+            gaps.append(seen[-1][0] - last_change[0])
+            assert max(gaps) < N4_STALL_WINDOW, f"no completion for {max(gaps):.1f} s: {seen}"
+            assert len(ids) >= 3 * N4_SECONDS  # it kept adding: a bulk of 3 a second at least
+            await wait_until(lambda: _completed(queue, len(ids)), within=60)
+            assert set(await queue.get_job_ids("completed", 0, -1)) == ids
             assert await stream_events(queue.client, queue_name, "stalled") == []
             assert _starts(ledger) == dict.fromkeys(ids, 1)
             proxy.latency(0)
             await _stop(a)
-            await assert_invariants(queue.client, queue_name, completed=30)
+            await assert_invariants(queue.client, queue_name, completed=len(ids))
 
 
 POOL_ERRORS = ("MaxConnectionsError", "Too many connections", "No connection available")

@@ -4,6 +4,7 @@ bounded batches while another queue keeps working (X7)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
@@ -27,45 +28,79 @@ async def _completed(queue: Queue, n: int) -> bool:
     return (await queue.get_totals())[0] >= n
 
 
+STAMPED_JOB = "reliability.stamped_jobs:stamped_job"  # returns {"pid": the worker's pid}
+
+# W4: the frozen worker holds W4_HELD jobs (the plan's scenario freezes a worker mid-job; a few
+# jobs check that each lost one is refused on its own). L and S are WorkerProcess's defaults.
+W4_HELD = 3
+W4_FREEZE_AT_LEAST = 1.0 + 2 * 0.5 + 1.0  # L + 2S + epsilon
+
+
 @pytest.mark.timeout(90)
 async def test_w4_zombie_worker_cannot_complete_what_it_lost(
     redis_url: str, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
 ) -> None:
-    """W4: worker A is frozen (SIGSTOP) mid-job for longer than lock + 2 sweeps; B re-runs the
-    jobs. When A wakes up its completions are rejected and its results discarded; each job
-    has one completion record; A goes on taking new work."""
+    """W4: worker A is frozen (SIGSTOP) mid-job for at least L + 2S + epsilon, until B has
+    re-run and completed its jobs; then A wakes (SIGCONT). A's late completions are rejected,
+    one warning each, and its return values are nowhere: each job has exactly one completion
+    record (one ``completed`` event), with B's result in the job and in the event. A goes on
+    taking new work."""
     ledger = tmp_path / "ledger.jsonl"
     async with Queue(queue_name, redis_url) as queue:
-        jobs = await queue.add_bulk([("j", {"sleep": 1.5}) for _ in range(3)])
-        a = WorkerProcess(LEDGER_JOB, queue_name, redis_url, ledger=ledger, concurrency=3)
+        jobs = await queue.add_bulk(
+            [("j", {"first_sleep": 1.5, "sleep": 0.2}) for _ in range(W4_HELD)]
+        )
+        ids = {j.id for j in jobs}
+        a = WorkerProcess(STAMPED_JOB, queue_name, redis_url, ledger=ledger, concurrency=W4_HELD)
         procs.append(a)
 
         async def a_holds_all() -> bool:
-            return len(await queue.get_job_ids("active", 0, -1)) == 3
+            return len(await queue.get_job_ids("active", 0, -1)) == W4_HELD
 
         await wait_until(a_holds_all, within=20)
         a.signal(signal.SIGSTOP)
-        b = WorkerProcess(LEDGER_JOB, queue_name, redis_url, ledger=ledger, concurrency=3)
+        frozen_at = time.monotonic()
+        b = WorkerProcess(STAMPED_JOB, queue_name, redis_url, ledger=ledger, concurrency=W4_HELD)
         procs.append(b)
-        await wait_until(lambda: _completed(queue, 3), within=30)
+        await wait_until(lambda: _completed(queue, W4_HELD), within=30)
+        await asyncio.sleep(max(0.0, frozen_at + W4_FREEZE_AT_LEAST - time.monotonic()))
         a.signal(signal.SIGCONT)
-        await asyncio.sleep(2.0)  # A's processors finish and try to complete
+
+        async def a_finished_its_runs() -> bool:
+            finishes = [x for x in read_ledger(ledger) if x["kind"] == "finish"]
+            return sum(1 for x in finishes if x["pid"] == a.proc.pid) == W4_HELD
+
+        await wait_until(a_finished_its_runs, within=20)
+        await asyncio.sleep(0.5)  # A's completions are sent and refused
         b.signal(signal.SIGTERM)
         assert await asyncio.to_thread(b.wait, 30) == 0
         more = await queue.add("after", {})
-        await wait_until(lambda: _completed(queue, 4), within=20)
+        await wait_until(lambda: _completed(queue, W4_HELD + 1), within=20)
         a.signal(signal.SIGTERM)
         assert await asyncio.to_thread(a.wait, 30) == 0
         log = a.output()
-        assert log.count("result of job") == 3, log
-        assert await queue.get_totals() == (4, 0)
+        warnings = [line for line in log.splitlines() if "result of job" in line]
+        assert sorted(w.split("result of job ")[1].split()[0] for w in warnings) == sorted(ids)
+        assert "lock is gone" in warnings[0] and "ERROR" not in log and "Traceback" not in log
+        assert await queue.get_totals() == (W4_HELD + 1, 0)
         starts: dict[str, int] = {}
         for line in read_ledger(ledger):
             if line["kind"] == "start":
                 starts[str(line["job_id"])] = starts.get(str(line["job_id"]), 0) + 1
-        assert starts == {**{j.id: 2 for j in jobs}, more.id: 1}
-        assert len(await stream_events(queue.client, queue_name, "stalled")) == 3
-        await assert_invariants(queue.client, queue_name, completed=4)
+        assert starts == {**dict.fromkeys(ids, 2), more.id: 1}
+        # one completion record per job, B's: in the job hash and in the one completed event
+        for job_id in ids:
+            job = await queue.get_job(job_id)
+            assert job is not None and job.returnvalue == {"pid": b.proc.pid}, job
+        done = await queue.get_job(more.id)
+        assert done is not None and done.returnvalue == {"pid": a.proc.pid}  # A works on
+        completed = await stream_events(queue.client, queue_name, "completed")
+        assert sorted(e["job_id"] for e in completed) == sorted([*ids, more.id])
+        for event in completed:
+            pid = b.proc.pid if event["job_id"] in ids else a.proc.pid
+            assert json.loads(event["returnvalue"]) == {"pid": pid}, event
+        assert len(await stream_events(queue.client, queue_name, "stalled")) == W4_HELD
+        await assert_invariants(queue.client, queue_name, completed=W4_HELD + 1)
 
 
 def _text(value: str | bytes) -> str:
