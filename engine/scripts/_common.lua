@@ -7,10 +7,19 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Each queue's events cap, read once per script call: a transition of a batch of jobs emits
+-- several events. Only a cap that is set is kept, so a script that writes a new queue's meta
+-- after an emit still sees the cap it wrote.
+local events_cap = {}
+
 -- Append one event to the queue's capped stream. `...` are field/value pairs after `event`.
 local function emit(events_key, meta_key, event, ...)
-  local max_events = tonumber(redis.call('HGET', meta_key, 'max_events')) or 10000
-  redis.call('XADD', events_key, 'MAXLEN', '~', max_events, '*', 'event', event, ...)
+  local max_events = events_cap[meta_key]
+  if not max_events then
+    max_events = tonumber(redis.call('HGET', meta_key, 'max_events'))
+    events_cap[meta_key] = max_events
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', max_events or 10000, '*', 'event', event, ...)
 end
 
 local function is_paused(meta_key)
@@ -108,12 +117,16 @@ end
 -- Free the deduplication id a job holds (its hash field `dedup_key` names the key), if the key
 -- still holds this job: always when the job is removed; when it finishes, only if the key has
 -- no TTL (a TTL keeps throttling until it runs out). Call before the job hash is deleted.
-local function release_dedup(job_key, job_id, removing)
-  local dedup_key = redis.call('HGET', job_key, 'dedup_key')
+local function release_dedup_key(dedup_key, job_id, removing)
   if dedup_key and redis.call('GET', dedup_key) == job_id
       and (removing or redis.call('PTTL', dedup_key) == -1) then
     redis.call('DEL', dedup_key)
   end
+end
+
+-- release_dedup_key with the job's `dedup_key` field read here.
+local function release_dedup(job_key, job_id, removing)
+  release_dedup_key(redis.call('HGET', job_key, 'dedup_key'), job_id, removing)
 end
 
 -- Keep a finished-jobs zset within its retention: at most `keep` members (-1 = no limit) and
@@ -264,20 +277,31 @@ local function take_jobs(count, job_prefix, token_base, lock_ms, worker_id, now,
       end
       if not id then break end
       local job_key = job_prefix .. id
-      if redis.call('EXISTS', job_key) == 1 then
-        local started = redis.call('HINCRBY', job_key, 'attempts_started', 1)
+      local fields = redis.call('HGETALL', job_key)
+      if #fields > 0 then
+        local started = 1
+        for f = 1, #fields, 2 do
+          if fields[f] == 'attempts_started' then
+            started = (tonumber(fields[f + 1]) or 0) + 1
+            break
+          end
+        end
         local token = token_base .. ':' .. started
         redis.call('ZADD', active_key, now, id)
         redis.call('SET', job_key .. ':lock', token, 'PX', lock_ms)
-        redis.call('HSET', job_key, 'processed_on', now, 'worker', worker_id)
+        -- the fields as they are now: a later pair wins over the one HGETALL read
+        local changed = {'attempts_started', started, 'processed_on', now, 'worker', worker_id}
         if gate then -- a probe of the half-open breaker
-          redis.call('HSET', job_key, 'probe', gate[2])
+          changed[#changed + 1] = 'probe'
+          changed[#changed + 1] = gate[2]
           redis.call('HINCRBY', meta_key, 'breaker_probes', -1)
         end
+        redis.call('HSET', job_key, unpack(changed))
+        for _, v in ipairs(changed) do fields[#fields + 1] = tostring(v) end
         emit(events_key, meta_key, 'active', 'job_id', id, 'prev', prev)
         out[#out + 1] = id
         out[#out + 1] = token
-        out[#out + 1] = redis.call('HGETALL', job_key)
+        out[#out + 1] = fields
         taken = taken + 1
       end
     end
@@ -313,27 +337,56 @@ end
 
 -- Count one finished job of `kind` (completed|failed) in the hash of the current minute,
 -- `<metrics prefix><kind>:<minute start ms>` (built like job keys, so it is in the queue's
--- slot): `count`, and from the job hash the processing time (now - processed_on) and wait time
--- (processed_on - timestamp - delay) as histogram buckets `p<b>`/`w<b>`, sums `p_sum`/`w_sum`
--- and `timed`. The hash expires `window_ms` after its minute ends; a window of 0 records nothing.
-local function record_metrics(metrics_prefix, kind, window_ms, now, job_key)
+-- slot): `count`, and from the job's `processed_on`, `timestamp` and `delay` fields the
+-- processing time (now - processed_on) and wait time (processed_on - timestamp - delay) as
+-- histogram buckets `p<b>`/`w<b>`, sums `p_sum`/`w_sum` and `timed`. The counts gather in
+-- `acc` (a table: metrics hash key -> {field -> increment}) until flush_metrics writes them,
+-- so a batch of jobs costs one HINCRBY per field it touched. A window of 0 records nothing.
+local function count_metrics(acc, metrics_prefix, kind, window_ms, now, processed_on,
+                             timestamp, delay)
   window_ms = tonumber(window_ms) or 0
   if window_ms <= 0 then return end
   local minute = now - now % 60000
   local key = metrics_prefix .. kind .. ':' .. minute
-  redis.call('HINCRBY', key, 'count', 1)
-  local f = redis.call('HMGET', job_key, 'processed_on', 'timestamp', 'delay')
-  local started = tonumber(f[1])
+  local fields = acc[key]
+  if not fields then
+    fields = {}
+    acc[key] = fields
+    acc[#acc + 1] = {key, minute + 60000 + window_ms}
+  end
+  local function add(field, n) fields[field] = (fields[field] or 0) + n end
+  add('count', 1)
+  local started = tonumber(processed_on)
   if started then
     local run = math.max(now - started, 0)
-    local wait = math.max(started - (tonumber(f[2]) or started) - (tonumber(f[3]) or 0), 0)
-    redis.call('HINCRBY', key, 'p' .. latency_bucket(run), 1)
-    redis.call('HINCRBY', key, 'w' .. latency_bucket(wait), 1)
-    redis.call('HINCRBY', key, 'timed', 1)
-    redis.call('HINCRBY', key, 'p_sum', run)
-    redis.call('HINCRBY', key, 'w_sum', wait)
+    local wait = math.max(started - (tonumber(timestamp) or started) - (tonumber(delay) or 0), 0)
+    add('p' .. latency_bucket(run), 1)
+    add('w' .. latency_bucket(wait), 1)
+    add('timed', 1)
+    add('p_sum', run)
+    add('w_sum', wait)
   end
-  redis.call('PEXPIREAT', key, minute + 60000 + window_ms)
+end
+
+-- Write what count_metrics gathered in `acc`, and set each hash to expire `window_ms` after
+-- its minute ends.
+local function flush_metrics(acc)
+  for _, entry in ipairs(acc) do
+    local key = entry[1]
+    for field, n in pairs(acc[key]) do
+      redis.call('HINCRBY', key, field, n)
+    end
+    redis.call('PEXPIREAT', key, entry[2])
+  end
+end
+
+-- Count and write at once the metrics of one finished job (see count_metrics).
+local function record_metrics(metrics_prefix, kind, window_ms, now, job_key)
+  if (tonumber(window_ms) or 0) <= 0 then return end
+  local f = redis.call('HMGET', job_key, 'processed_on', 'timestamp', 'delay')
+  local acc = {}
+  count_metrics(acc, metrics_prefix, kind, window_ms, now, f[1], f[2], f[3])
+  flush_metrics(acc)
 end
 
 -- A finished job of a flow is retried (retry_job, retry_jobs). A child whose end its parent

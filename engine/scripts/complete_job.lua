@@ -26,10 +26,12 @@ events  completed (returnvalue, prev active); breaker (state open|closed) when t
 -- include: _complete
 
 local now = now_ms()
-local code = complete_one(completion_keys(KEYS), ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+local k, batch = completion_keys(KEYS), new_completions()
+local code = complete_one(k, ARGV[1], ARGV[2], ARGV[3], ARGV[4],
   tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[13], ARGV[14], parent_keys(KEYS, 15, ARGV[15]),
-  now)
+  now, batch)
 if code < 0 then return {code} end
+finish_completions(k, ARGV[1], batch, now)
 
 local out = take_jobs(tonumber(ARGV[7]), ARGV[1], ARGV[8], tonumber(ARGV[9]), ARGV[10], now,
   KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6],

@@ -30,11 +30,13 @@ end
 local now = now_ms()
 local k = completion_keys(KEYS)
 local out = {count}
+local batch = new_completions()
 for i = 0, count - 1 do
   local a = FIRST + i * PER_JOB
   out[#out + 1] = complete_one(k, ARGV[1], ARGV[a], ARGV[a + 1], ARGV[a + 2],
-    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[8], ARGV[9], nil, now)
+    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[8], ARGV[9], nil, now, batch)
 end
+finish_completions(k, ARGV[1], batch, now)
 
 local taken = take_jobs(tonumber(ARGV[2]), ARGV[1], ARGV[3], tonumber(ARGV[4]), ARGV[5], now,
   KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[1], KEYS[12], KEYS[5], KEYS[6],
