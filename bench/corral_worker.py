@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from bench.jobs import noop
-from engine import Worker, loops
+from engine import Worker, gc_policy, loops
 
 
 def _emit(message: dict[str, object]) -> None:
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
+    gc_policy.settle()  # as `corral worker` does before it runs
     loops.run(serve(args.url, args.queue, args.concurrency))  # `corral worker`'s default loop
     return 0
 

@@ -26,6 +26,7 @@ from dashboard.durations import parse_age, stuck_error
 from dashboard.eviction import is_evicting, policy_at_start, start_refusal
 from dashboard.sanitize import mask_url
 from dashboard.screens.stalled import STUCK_AFTER_MS
+from engine import gc_policy
 from engine.connection import DEFAULT_URL, TlsOptions
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
 
@@ -104,5 +105,6 @@ def run_dash(args: argparse.Namespace) -> int:
         app.title = f"Corral · BullMQ {backend.prefix} {mask_url(url)}"
     if tls.insecure:
         app.title += " · TLS NOT VERIFIED (--tls-insecure)"
+    gc_policy.settle()  # Textual, Rich and plotext are loaded: freeze what start-up made
     app.run()
     return 0

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from . import loops
+from . import gc_policy, loops
 from .connection import TlsOptions
 from .errors import EngineError, InvalidJobOptions
 from .job_types import JobTypes
@@ -224,6 +224,7 @@ def run_worker(args: argparse.Namespace) -> int:
             if health is not None:
                 await health.close()
 
+    gc_policy.settle()  # the processor's module is imported: freeze what start-up made
     try:
         return loops.run(main(), getattr(args, "loop", "asyncio"))
     except EngineError as exc:
