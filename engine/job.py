@@ -92,9 +92,7 @@ class FlowContext(Protocol):
 
 def _int(fields: dict[str, str], key: str, default: int = 0) -> int:
     raw = fields.get(key)
-    if raw is None or raw == "":
-        return default
-    return int(raw)
+    return int(raw) if raw else default  # absent or empty: the default
 
 
 def _opt_int(fields: dict[str, str], key: str) -> int | None:
@@ -106,12 +104,20 @@ def _json(fields: dict[str, str], key: str, default: Any = None) -> Any:
     raw = fields.get(key)
     if raw is None or raw == "":
         return default
+    if raw == "{}":  # most jobs' data: a new dict without the parser
+        return {}
     return json.loads(raw)
 
 
 def _not_utf8(fields: dict[str, str]) -> str | None:
     """The first field whose name or value held bytes that are not UTF-8 (decoded with
     ``surrogateescape``, so they show as lone surrogates), or None."""
+    try:  # one encode of everything: the fields are looked at one by one only if it fails
+        "".join(fields).encode("utf-8")
+        "".join(fields.values()).encode("utf-8")
+        return None
+    except (UnicodeEncodeError, TypeError):
+        pass
     for name, value in fields.items():
         for text in (name, value):
             try:
