@@ -32,9 +32,8 @@ local function complete_one(k, prefix, job_id, token, returnvalue, keep, max_age
   local held = redis.call('GET', job_key .. ':lock')
   if not held then return -2 end
   if held ~= token then return -6 end
-  if not redis.call('ZSCORE', k.active, job_id) then return -3 end
-
-  redis.call('ZREM', k.active, job_id)
+  -- a ZREM that finds nothing writes nothing: the check and the first write in one command
+  if redis.call('ZREM', k.active, job_id) == 0 then return -3 end
   redis.call('SREM', k.stalled, job_id)
   redis.call('DEL', job_key .. ':lock')
   batch.completed = batch.completed + 1
