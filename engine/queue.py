@@ -54,7 +54,7 @@ _PLAIN = (str, int, float, bool, type(None))
 """Types of option values whose checked form ``Queue`` remembers."""
 
 DEFAULT_MAX_EVENTS = 10_000
-BATCH = 500  # jobs per script call in bulk operations: keeps each call well under a few ms
+BATCH = 100  # jobs per script call in bulk operations: each call takes a few ms at most
 
 _FINISHED = ("failed", "completed")
 

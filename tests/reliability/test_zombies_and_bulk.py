@@ -142,8 +142,8 @@ async def _seed_failed(client: aioredis.Redis, queue: str, n: int) -> None:
 async def test_x7_retry_all_and_clean_100k_failed_jobs_in_bounded_batches(
     fresh_server: FaultServer,
 ) -> None:
-    """X7: retry-all and clean of 100,000 failed jobs run as many short scripts of at most 500
-    jobs (typically well under 50 ms each), a worker on another queue keeps completing jobs
+    """X7: retry-all and clean of 100,000 failed jobs run as many short scripts of at most 100
+    jobs, none over 50 ms in the slow log, a worker on another queue keeps completing jobs
     meanwhile, and the totals reconcile exactly."""
     url = fresh_server.url
     client = aioredis.Redis.from_url(url, decode_responses=True)
@@ -175,7 +175,7 @@ async def test_x7_retry_all_and_clean_100k_failed_jobs_in_bounded_batches(
             assert len(removed) == 100_000
             assert len([t for t in done if started <= t <= finished]) > 0  # others kept going
         stats: Any = await client.info("commandstats")
-        assert stats["cmdstat_evalsha"]["calls"] >= 2 * 100_000 // 500  # many short batches
+        assert stats["cmdstat_evalsha"]["calls"] >= 2 * 100_000 // 100  # many short batches
         logged = [
             (int(e["duration"]), _text(e["command"]).split())
             for e in await client.slowlog_get(100_000)
@@ -185,12 +185,10 @@ async def test_x7_retry_all_and_clean_100k_failed_jobs_in_bounded_batches(
             for micros, args in logged
             if args[0] == "EVALSHA" and any(q in args[3] for q in ("{retried}", "{cleaned}"))
         ]
-        assert scripts and all(int(args[-1]) <= 500 for _, args in scripts)
+        assert scripts and all(int(args[-1]) <= 100 for _, args in scripts)
         durations = sorted(micros for micros, _ in scripts)
-        # 50 ms per script (the plan's bound) for the typical batch; on a loaded 2-core
-        # machine the server is sometimes descheduled mid-script, so the worst may be slower
-        assert durations[len(durations) // 2] < 50_000, durations[-10:]
-        assert durations[-1] < 500_000, durations[-10:]
+        print(f"X7: {len(durations)} scripts over 1 ms; slowest (us): {durations[-5:]}")
+        assert durations[-1] < 50_000, durations[-10:]  # the plan's bound, for every script
         assert await client.hget(QueueKeys("retried").counters, "failed") == "100000"
         await assert_invariants(client, "retried", wait=100_000, failed=0)
         await assert_invariants(client, "cleaned", failed=0)
