@@ -20,6 +20,7 @@ from engine.job import ALL_STATES, JobState
 from engine.keys import QueueKeys
 from engine.options import Retention
 from engine.queue import BULK_PIECE, Queue
+from engine.scripts import script_source
 
 
 @pytest.fixture
@@ -123,6 +124,8 @@ async def test_add_is_one_round_trip(redis: aioredis.Redis, queue: Queue) -> Non
 
 
 async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Queue) -> None:
+    # the add script loaded already (a first call on a fresh server is a NOSCRIPT and a retry)
+    await redis.script_load(script_source("add_job"))
     before = await redis.info("commandstats")
     jobs = await queue.add_bulk(
         [
