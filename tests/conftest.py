@@ -1,8 +1,10 @@
 """Shared fixtures: a session-wide server, per-test URLs, queue names and clients.
 
-Set ``CORRAL_TEST_REDIS_URL`` (loopback only) to run against a server you started yourself;
-otherwise the suite starts a private one. ``fresh_server`` and ``server_factory`` always start
-private servers, which tests may kill and restart.
+Set ``CORRAL_TEST_REDIS_URL`` (loopback only) to run against a server you started yourself
+(without xdist workers: ``-n 0``); otherwise each test process starts a private one, so under
+``pytest -n 2`` each xdist worker has a server of its own (on a free port, in a temporary
+directory). ``fresh_server`` and ``server_factory`` always start private servers, which tests
+may kill and restart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from support.server import (
+    EXTERNAL_URL_ENV,
     ExternalServer,
     FaultServer,
     RunningServer,
@@ -30,16 +33,26 @@ pytest_plugins = [
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse a non-loopback ``CORRAL_TEST_REDIS_URL`` before any test runs."""
+    """Refuse a non-loopback ``CORRAL_TEST_REDIS_URL`` before any test runs, and refuse one
+    shared by several xdist workers: the suite's tests count the session server's commands,
+    flush its scripts and kill its clients, which only works when one test at a time uses it
+    (without it, each worker process starts a server of its own)."""
     try:
-        external_redis_url()
+        url = external_redis_url()
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    distributed = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+    if url is not None and distributed:
+        raise pytest.UsageError(
+            f"{EXTERNAL_URL_ENV} is one server for every xdist worker, and the tests need the "
+            "session server to themselves: run without workers (-n 0)"
+        )
 
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[RunningServer]:
-    """A running server shared by the whole session (no persistence, notifications off)."""
+    """A running server shared by the session's tests (no persistence, notifications off);
+    session fixtures are per process, so each xdist worker starts its own."""
     url = external_redis_url()
     if url is not None:
         yield ExternalServer(url)

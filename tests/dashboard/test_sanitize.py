@@ -75,9 +75,11 @@ def test_newlines_kept_only_in_multi_line_mode() -> None:
 
 
 def test_ten_megabytes_are_cut_quickly_with_a_marker() -> None:
-    started = time.perf_counter()
+    # the CPU time of this thread, as in the guards below: what the call costs, not how long
+    # other processes (another xdist worker, a benchmark) kept this one from running
+    started = time.thread_time()
     text = display_text("x" * 10_000_000, limit=100)
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
     assert text.plain == "x" * 100 + "… (9999900 more chars)"
 
 
@@ -170,16 +172,16 @@ def test_mask_url(url: str, masked: str) -> None:
     ],
 )
 def test_redaction_stays_linear_on_long_hostile_text(text: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     redact_string(text)
-    assert time.perf_counter() - started < 2.0  # a guard: each took seconds to minutes before
+    assert time.thread_time() - started < 2.0  # a guard: each took seconds to minutes before
 
 
 def test_a_window_far_into_a_value_costs_what_the_window_costs() -> None:
     value = "".join(f"<{i:07d}>" for i in range(1_200_000))  # 10.8 MB
-    started = time.perf_counter()
+    started = time.thread_time()
     text = display_text(value, limit=90, offset=9 * 1_000_000, single_line=False)
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
     assert (
         text.plain == "… " + value[9_000_000:9_000_090] + f"… ({len(value) - 9_000_090} more chars)"
     )

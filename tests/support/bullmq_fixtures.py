@@ -3,10 +3,12 @@ as a plugin by ``tests/conftest.py``.
 
 npm installs BullMQ into the ignored ``tests/.node/bullmq<major>/`` before the first test runs
 (only for the majors the selected tests need, and only if that folder does not already hold the
-pinned versions), so the install is not counted in any test's pytest-timeout. npm is given a
-bounded fetch behaviour and a timeout of its own: an unreachable registry fails in seconds, not
-minutes. Without node, without npm, or when npm cannot install, the tests that need BullMQ skip
-with the reason; ``CORRAL_REQUIRE_NODE=1`` turns those skips into failures."""
+pinned versions), so the install is not counted in any test's pytest-timeout. Under
+``pytest -n 2`` each xdist worker does this before its first test, one at a time under a file
+lock: the first runs npm, the others find its install. npm is given a bounded fetch behaviour
+and a timeout of its own: an unreachable registry fails in seconds, not minutes. Without node,
+without npm, or when npm cannot install, the tests that need BullMQ skip with the reason;
+``CORRAL_REQUIRE_NODE=1`` turns those skips into failures."""
 
 from __future__ import annotations
 
@@ -72,10 +74,12 @@ def _installed(folder: Path, package: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(root: Path, name: str) -> Iterator[None]:
-    """One install of a major at a time, across processes (parallel runs do not clash)."""
+def _locked(root: Path) -> Iterator[None]:
+    """One npm run under ``root`` at a time, across processes (xdist workers, parallel runs): two
+    never write one folder, nor npm's shared cache, at once; the check for an install is done
+    under the lock too, so a waiting process finds the install the other one made."""
     root.mkdir(parents=True, exist_ok=True)
-    with (root / f".{name}.lock").open("w") as lock:
+    with (root / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -139,7 +143,7 @@ def install_bullmq(
             )
     packages = PACKAGES[major]
     folder = root / f"bullmq{major}"
-    with _locked(root, f"bullmq{major}"):
+    with _locked(root):
         if all(_installed(folder, name) == version for name, version in packages.items()):
             return folder / "node_modules"
         folder.mkdir(parents=True, exist_ok=True)
@@ -212,9 +216,12 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    worker = getattr(session.config, "workerinput", {}).get("workerid")  # an xdist worker's id
 
     def announce(what: str) -> None:
-        if reporter is not None:
+        if worker is not None:  # the worker's own reporter is not shown: its stderr is
+            os.write(2, f"corral tests ({worker}): {what}\n".encode())
+        elif reporter is not None:
             reporter.write_line(f"corral tests: {what}")
 
     for major in sorted(_majors(session.items), reverse=True):
