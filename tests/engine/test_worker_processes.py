@@ -23,6 +23,27 @@ from engine.keys import QueueKeys
 LEDGER_JOB = "support.jobs:ledger_job"
 
 
+async def _all_completed_once(
+    redis: aioredis.Redis, queue: Queue, added: set[str], held: set[str]
+) -> tuple[set[str], list[str]]:
+    """Wait until every added job completed, then check each completed exactly once (one
+    `completed` event each) and each held job, and no other, had one `stalled` event.
+    Returns the completed ids and the stalled events' job ids."""
+
+    async def all_done() -> bool:
+        return (await queue.get_totals())[0] >= len(added)
+
+    await wait_until(all_done, within=30)
+    assert await queue.get_totals() == (len(added), 0)
+    completed = set(await queue.get_job_ids("completed", 0, -1))
+    assert completed == added
+    completions = Counter(e["job_id"] for e in await stream_events(redis, queue.name, "completed"))
+    assert completions == Counter(added)
+    stalled = await _stalled_events(redis, queue.name)
+    assert Counter(stalled) == Counter(held)
+    return completed, stalled
+
+
 async def _stalled_events(redis: aioredis.Redis, queue: str) -> list[str]:
     return [e["job_id"] for e in await stream_events(redis, queue, "stalled")]
 
@@ -122,21 +143,7 @@ async def test_killed_worker_jobs_are_recovered_and_complete_exactly_once(
         assert recovered_after < W1_RECOVERY_BOUND, f"recovered {recovered_after:.2f} s after kill"
         assert rescuer.proc.poll() is None  # B kept running throughout
 
-        async def all_done() -> bool:
-            return (await queue.get_totals())[0] >= W1_JOBS
-
-        await wait_until(all_done, within=30)
-        assert await queue.get_totals() == (W1_JOBS, 0)
-        completed = set(await queue.get_job_ids("completed", 0, -1))
-        assert completed == added
-        # completion transitions = N exactly: one completed event per job, none twice
-        completions = Counter(
-            e["job_id"] for e in await stream_events(redis, queue_name, "completed")
-        )
-        assert completions == Counter(added)
-        # exactly one stalled event for each held job, none for any other
-        stalled = await _stalled_events(redis, queue_name)
-        assert Counter(stalled) == Counter(held)
+        completed, stalled = await _all_completed_once(redis, queue, added, held)
         async with redis.pipeline(transaction=False) as pipe:
             for job_id in sorted(added):
                 pipe.hget(QueueKeys(queue_name).job(job_id), "stalled_count")
@@ -226,19 +233,7 @@ async def test_new_worker_recovers_jobs_of_a_dead_one_on_its_first_sweeps(
             f"({up_at - spawned:.2f} s after it was spawned)"
         )
 
-        async def all_done() -> bool:
-            return (await queue.get_totals())[0] >= W1_JOBS
-
-        await wait_until(all_done, within=30)
-        assert await queue.get_totals() == (W1_JOBS, 0)
-        completed = set(await queue.get_job_ids("completed", 0, -1))
-        assert completed == added
-        completions = Counter(
-            e["job_id"] for e in await stream_events(redis, queue_name, "completed")
-        )
-        assert completions == Counter(added)
-        stalled = await _stalled_events(redis, queue_name)
-        assert Counter(stalled) == Counter(held)
+        completed, stalled = await _all_completed_once(redis, queue, added, held)
         result = check_ledger(ledger, added, completed, recovered=stalled)
         assert result.lost == set() and result.unexpected == set()
         assert result.duplicated == set()
