@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import pytest
 import redis.asyncio as aioredis
+from support.invariants import assert_invariants
 
 from engine.errors import InvalidJobData, InvalidJobOptions, PayloadTooLarge, UnsafeServerConfig
 from engine.options import Backoff
@@ -133,6 +135,8 @@ async def test_payload_limit_is_inclusive_and_counts_bytes(
         assert "'big'" in str(info.value)
         with pytest.raises(PayloadTooLarge, match="102 bytes"):
             await queue.add("big", "é" * 50)
+        with pytest.raises(PayloadTooLarge, match=" 101 bytes"):  # the escape takes 2 bytes
+            await queue.add("big", "x" * 97 + '"')
         with pytest.raises(PayloadTooLarge):
             await queue.add_bulk([("small", 1), ("big", "x" * 200)])
 
@@ -149,6 +153,47 @@ async def test_default_payload_limit(redis: aioredis.Redis, queue: Queue) -> Non
     assert f"{DEFAULT_MAX_PAYLOAD + 1} bytes" in str(info.value)
     assert f"limit is {DEFAULT_MAX_PAYLOAD} bytes" in str(info.value)
     assert await queue.get_counts("wait") == {"wait": 1}
+
+
+B1_PAYLOAD = 100_000_000  # the plan's 100 MB
+
+
+async def _commands_run(client: aioredis.Redis) -> dict[str, int]:
+    """Calls per command the server has run (INFO commandstats), the INFO calls aside."""
+    stats = await client.info("commandstats")
+    return {name: row["calls"] for name, row in stats.items() if name != "cmdstat_info"}
+
+
+async def test_a_100_mb_payload_is_refused_before_any_redis_call(
+    fresh_server: ServerUnderTest, queue_name: str
+) -> None:
+    """B1 at the plan's size: ``add()`` of 100 MB refuses it naming the job, the size and the
+    limit, before any Redis call: the server (a private one: no other client) runs no command
+    meanwhile, and the queue holds only the job added at the limit before. The refusal does
+    not serialize the 100 MB: it allocates under 1 MB (tracemalloc)."""
+    blob = {"file": "x" * B1_PAYLOAD}
+    client = aioredis.Redis.from_url(fresh_server.url, decode_responses=True)
+    try:
+        async with Queue(queue_name, fresh_server.url) as queue:
+            at_limit = await queue.add("fits", "x" * (DEFAULT_MAX_PAYLOAD - 2))
+            before = await _commands_run(client)
+            tracemalloc.start()
+            try:
+                with pytest.raises(PayloadTooLarge) as info:
+                    await queue.add("upload", blob)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert await _commands_run(client) == before
+        message, size = str(info.value), B1_PAYLOAD + len('{"file":""}')
+        assert "job 'upload'" in message
+        assert f" {size} bytes" in message
+        assert f"limit is {DEFAULT_MAX_PAYLOAD} bytes" in message
+        assert peak < 1_000_000, peak
+        await assert_invariants(client, queue_name, wait=1)
+        assert await client.hget(queue.keys.job(at_limit.id), "name") == "fits"
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.parametrize("bad", [0, -5, "1mb", 1.5])
