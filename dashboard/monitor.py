@@ -49,6 +49,11 @@ MINUTE_MS = 60_000
 GAP_ALERT_S = 10.0
 """A trimmed-events alert stays at least this long (so it is seen), and then until the queue's
 counts have been read again after the gap (the counts are exact again: resynced)."""
+SOCKET_TIMEOUT_S = 3.0
+"""How long the monitor waits for a reply before it calls the connection lost (its stream reads
+wait ``block_ms`` longer). A link that went silent (a partition, a blackhole) shows DISCONNECTED
+within a poll interval plus this, so within 5 s at the default 1 s poll; its reads are bounded
+(counts, pages of a SCAN, ranges), so a healthy server answers far sooner."""
 BUSY_ROUND_S = 0.05
 """Shortest time between two stream reads while entries keep coming: a busy stream is then read
 in a few large rounds a second instead of many small ones (a quiet one is still read at once).
@@ -329,9 +334,9 @@ class QueueMonitor:
         return client
 
     async def _session(self) -> None:
-        counts = self._client(5.0)
-        streams = self._client(5.0 + self.tail.block_ms / 1000)
-        pubsub_client = self._client(5.0)
+        counts = self._client(SOCKET_TIMEOUT_S)
+        streams = self._client(SOCKET_TIMEOUT_S + self.tail.block_ms / 1000)
+        pubsub_client = self._client(SOCKET_TIMEOUT_S)
         try:
             await counts.ping()
             self.maxmemory_policy = await read_policy(counts)  # R5: again after each reconnect
