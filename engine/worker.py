@@ -60,6 +60,7 @@ log = logging.getLogger("corral.worker")
 MAX_LOG_LINES = 1000
 _NOT_MOVED = "DelayedError raised without job.move_to_delayed()"
 RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
+STILL_DOWN_EVERY = 30.0  # seconds between "Redis not reachable" lines while waiting at start
 REFUSED_RECHECK = 2.0  # seconds between checks of a server found unsafe on a reconnect
 
 
@@ -360,13 +361,16 @@ class Worker:
 
     async def _wait_for_server(self) -> None:
         backoff = _Backoff()
+        logged_at: float | None = None
         while not self._closing.is_set():
             try:
                 await self._watch.start()
                 return
             except TRANSIENT_ERRORS as exc:
                 delay = backoff.next()
-                if delay <= 0.1 or delay >= RECONNECT_CAP:
+                now = time.monotonic()
+                if logged_at is None or now - logged_at >= STILL_DOWN_EVERY:
+                    logged_at = now
                     log.warning("worker %s: Redis not reachable (%s); retrying", self.id, exc)
                 await self._sleep_unless_closing(delay)
 

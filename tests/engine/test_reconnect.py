@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ from support.server import FaultServer
 from support.streams import stream_events
 from support.workers import running_worker, wait_until
 
-from engine import Job, JobState, Queue
+from engine import Job, JobState, Queue, Worker
+from engine import worker as worker_module
 
 
 @pytest.mark.timeout(60)
@@ -119,3 +122,30 @@ async def test_a_running_worker_reloads_its_scripts_after_script_flush(
 
 async def _completed(queue: Queue, n: int) -> bool:
     return (await queue.get_totals())[0] >= n
+
+
+@pytest.mark.timeout(30)
+async def test_a_worker_waiting_for_a_server_says_so_at_most_once_per_interval(
+    queue_name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R1/R11: while nothing listens, the worker retries with growing pauses and repeats its
+    "not reachable" line at most once per ``STILL_DOWN_EVERY`` (30 s; 0.5 s here)."""
+    monkeypatch.setattr(worker_module, "STILL_DOWN_EVERY", 0.5)
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="corral.worker")
+
+    async def process(job: Job) -> Any:
+        return None
+
+    worker = Worker(queue_name, process, f"redis://127.0.0.1:{port}")
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(2.5)
+    await worker.close()
+    await running
+    lines = [r for r in caplog.records if "Redis not reachable" in r.getMessage()]
+    # attempts at about 0, 0.1, 0.3, 0.7, 1.5 s: a line at the first and then one per 0.5 s
+    assert 2 <= len(lines) <= 1 + 2.5 / 0.5
+    gaps = [b.created - a.created for a, b in itertools.pairwise(lines)]
+    assert all(gap >= 0.5 for gap in gaps), gaps
