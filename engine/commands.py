@@ -140,6 +140,30 @@ async def add_job(
     )
 
 
+ADD_FIELDS = ("job_id", "name", "data", "opts", "delay", "priority", "lifo", "attempts")
+"""A job's arguments to add_jobs.lua, in order (the fields of ``add_job`` but ``max_events``)."""
+
+
+async def add_jobs(
+    scripts: ScriptRegistry,
+    keys: QueueKeys,
+    jobs: Sequence[Mapping[str, Any]],
+    max_events: int,
+    pipeline: Pipeline | ScriptBatch | None = None,
+) -> Any:
+    """Queue add_jobs.lua for ``jobs`` (each with the ``ADD_FIELDS`` of ``add_job``); the reply
+    is one ``add_job`` reply per job, in order."""
+    args: list[Any] = [keys.job_prefix, max_events]
+    for job in jobs:
+        args += [int(job[f]) if f == "lifo" else job[f] for f in ADD_FIELDS]
+    return await scripts.call(
+        "add_jobs",
+        [*_ready_keys(keys), keys.delayed, keys.marker, keys.meta, keys.events, keys.id],
+        args,
+        pipeline,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Added:
     """add_job's reply: the id; for a new job its state and creation time, else None."""

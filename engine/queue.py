@@ -327,7 +327,10 @@ class Queue:
         return [self._added(a, fields, existing) for a, fields in zip(added, prepared, strict=True)]
 
     async def _add_all(self, prepared: list[dict[str, Any]]) -> list[Any]:
-        """Send every add at once: over the pipelined connection, else in a pipeline."""
+        """Send every add at once: one add_jobs call for them all, or (when some are
+        deduplicated) one call each over the pipelined connection, else in a pipeline."""
+        if len(prepared) > 1 and not any("deduplication" in fields for fields in prepared):
+            return list(await commands.add_jobs(self._adding, self.keys, prepared, self.max_events))
         batch = self._adding.batch()
         if batch is not None:
             for fields in prepared:

@@ -22,6 +22,7 @@ _INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
 
 SCRIPT_NAMES = (
     "add_job",
+    "add_jobs",
     "move_to_active",
     "complete_job",
     "complete_jobs",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from support.streams import stream_events
 
 from engine import FlowProducer, commands
 from engine.commands import Lease
@@ -125,7 +126,7 @@ async def test_add_is_one_round_trip(redis: aioredis.Redis, queue: Queue) -> Non
 
 async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Queue) -> None:
     # the add script loaded already (a first call on a fresh server is a NOSCRIPT and a retry)
-    await redis.script_load(script_source("add_job"))
+    await redis.script_load(script_source("add_jobs"))
     before = await redis.info("commandstats")
     jobs = await queue.add_bulk(
         [
@@ -148,9 +149,9 @@ async def test_add_bulk_keeps_order_and_options(redis: aioredis.Redis, queue: Qu
     def calls(stats: dict[str, dict[str, int]], cmd: str) -> int:
         return int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0))
 
-    # one script call per job (no per-job extra round trips such as a server check each)
+    # one script call for the five jobs (add_jobs), no per-job round trips or checks
     scripted = sum(calls(after, c) - calls(before, c) for c in ("evalsha", "eval"))
-    assert scripted == 5
+    assert scripted == 1
     assert await queue.add_bulk([]) == []
 
 
@@ -657,3 +658,43 @@ async def test_options_equal_in_python_but_not_the_same_stay_apart(
         assert first.opts == third.opts != second.opts
         stored = await queue.get_job(second.id)
         assert stored is not None and stored.opts == second.opts
+
+
+@pytest.mark.parametrize("paused", [False, True])
+async def test_a_bulk_add_stores_what_adds_one_by_one_store(
+    redis: aioredis.Redis, redis_url: str, queue_name: str, paused: bool
+) -> None:
+    """add_bulk sends its jobs in add_jobs calls; each job ends up exactly as ``add`` leaves
+    it: the same hash fields, state, list order and events, duplicates included."""
+    items: list[tuple[str, Any, dict[str, Any]]] = [
+        ("plain", {"a": 1}, {}),
+        ("first", [1], {"priority": 1}),
+        ("later", None, {"delay": 60_000}),
+        ("front", "x", {"lifo": True}),
+        ("named", 2, {"job_id": "custom"}),
+        ("again", 3, {"job_id": "custom"}),
+        ("tries", {}, {"attempts": 3, "remove_on_complete": True}),
+    ]
+
+    async def stored(name: str, bulk: bool) -> tuple[Any, ...]:
+        async with Queue(name, redis_url) as queue:
+            if paused:
+                await queue.pause()
+            if bulk:
+                jobs = await queue.add_bulk(items)
+            else:
+                jobs = [await queue.add(n, d, **o) for n, d, o in items]
+            keys = QueueKeys(name)
+            hashes = []
+            for job in jobs:
+                fields = await redis.hgetall(keys.job(job.id))
+                fields.pop("timestamp")
+                hashes.append(fields)
+            events = [
+                {k: v for k, v in e.items() if k not in ("_id", "delay")}
+                for e in await stream_events(redis, name)
+            ]
+            lists = [await redis.lrange(keys.of_state(s), 0, -1) for s in ("wait", "paused")]
+            return [(j.id, j.state, j.name, j.data) for j in jobs], hashes, events, lists
+
+    assert await stored(queue_name + "-bulk", True) == await stored(queue_name + "-one", False)
