@@ -123,8 +123,15 @@ class Workload:
             try:
                 proc.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
+                print(f"demo: {_name_of(proc)} still running after 5 s: killed", file=sys.stderr)
                 proc.kill()
                 proc.wait()
+
+
+def _name_of(proc: subprocess.Popen[bytes]) -> str:
+    """What a process of the workload runs, for a message: ``corral worker ... --queue q``."""
+    args = [str(a) for a in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
+    return " ".join(args[1:4] + args[5:7]) if len(args) > 6 else " ".join(args[1:])
 
 
 def _server_url(args: argparse.Namespace) -> tuple[str, EmbeddedServer | None]:
@@ -159,9 +166,13 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     finally:
         with _no_interrupts():  # a second Ctrl-C must not leave processes behind
+            began = time.monotonic()
             workload.stop()
             if server is not None:
-                server.close()
+                server.close(timeout=3)  # a private server without persistence: nothing to lose
+            if args.no_dash:
+                took = time.monotonic() - began
+                print(f"demo stopped in {took:.1f} s", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -433,9 +433,10 @@ class EmbeddedServer:
                     ) from None
                 time.sleep(0.1)
 
-    def close(self) -> None:
-        """Stop the server and remove the temporary directory if this object created it."""
-        self.stop()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGKILL after ``timeout``) and remove the temporary directory if
+        this object created it."""
+        self.stop(timeout=timeout)
         self._closed = True
         self._finalizer()
 
