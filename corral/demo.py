@@ -147,6 +147,10 @@ def _server_url(args: argparse.Namespace) -> tuple[str, EmbeddedServer | None]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``corral demo``."""
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C (SIGINT) stops the demo even when it was started with SIGINT ignored, as a
+        # shell without job control starts background commands
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     url, server = _server_url(args)
     workload = Workload(url)
     try:
