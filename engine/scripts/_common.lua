@@ -28,9 +28,10 @@ end
 
 -- Put a job where workers take ready jobs from: the prioritized zset when it has a priority,
 -- else the wait list (or the paused list while the queue is paused). Wakes one idle worker.
+-- `paused` is whether the queue is paused, when the caller knows it already (else nil).
 local function push_ready(job_id, priority, lifo, wait_key, paused_key, prioritized_key,
-                          pc_key, marker_key, meta_key)
-  local paused = is_paused(meta_key)
+                          pc_key, marker_key, meta_key, paused)
+  if paused == nil then paused = is_paused(meta_key) end
   if priority > 0 then
     local seq = redis.call('INCR', pc_key) % 4294967296
     redis.call('ZADD', prioritized_key, priority * 4294967296 + seq, job_id)

@@ -12,8 +12,9 @@ end
 -- `job` is a table with id, name, data, opts, delay (ms, relative), priority, lifo (boolean),
 -- attempts, and extra: a flat list of more field/value pairs for the hash. `k` holds the queue
 -- keys wait, paused, prioritized, pc, delayed, marker, meta, events.
+-- `paused` is whether the queue is paused, when the caller knows it already (else nil).
 -- Returns the state the job lands in: delayed, prioritized, paused or wait.
-local function create_job(prefix, job, k, now)
+local function create_job(prefix, job, k, now, paused)
   redis.call('HSET', prefix .. job.id, 'name', job.name, 'data', job.data, 'opts', job.opts,
     'timestamp', now, 'delay', job.delay, 'priority', job.priority, 'attempts', job.attempts,
     'attempts_made', 0, 'attempts_started', 0, unpack(job.extra))
@@ -24,11 +25,12 @@ local function create_job(prefix, job, k, now)
     emit(k.events, k.meta, 'delayed', 'job_id', job.id, 'delay', now + job.delay)
     return 'delayed'
   end
+  if paused == nil then paused = is_paused(k.meta) end
   push_ready(job.id, job.priority, job.lifo, k.wait, k.paused, k.prioritized, k.pc, k.marker,
-             k.meta)
+             k.meta, paused)
   emit(k.events, k.meta, 'waiting', 'job_id', job.id)
   if job.priority > 0 then return 'prioritized' end
-  if is_paused(k.meta) then return 'paused' end
+  if paused then return 'paused' end
   return 'wait'
 end
 

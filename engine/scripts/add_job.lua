@@ -13,6 +13,7 @@ returns {job id, 1, state, timestamp ms} when created (state: wait, paused, prio
 events  added (name), then waiting or delayed (delay); duplicated when the id exists
 ]]
 -- include: _common
+-- include: _new_job
 -- include: _add
 
 local job = {custom_id = ARGV[2], name = ARGV[3], data = ARGV[4], opts = ARGV[5],

@@ -11,6 +11,7 @@ returns one add_job reply per job, in ARGV order
 events  those of add_job for each job, in order
 ]]
 -- include: _common
+-- include: _new_job
 -- include: _add
 
 local FIRST, PER_JOB = 3, 8
