@@ -114,24 +114,18 @@ class Workload:
         with self._lock:
             self.stopping.set()
             self._stopped = True
-            procs = list(self.procs.values())
-        for proc in procs:
+            procs = list(self.procs.items())
+        for _, proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for proc in procs:
+        for name, proc in procs:
             try:
                 proc.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                print(f"demo: {_name_of(proc)} still running after 5 s: killed", file=sys.stderr)
+                print(f"demo: {name} still running after 5 s: killed", file=sys.stderr)
                 proc.kill()
                 proc.wait()
-
-
-def _name_of(proc: subprocess.Popen[bytes]) -> str:
-    """What a process of the workload runs, for a message: ``corral worker ... --queue q``."""
-    args = [str(a) for a in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
-    return " ".join(args[1:4] + args[5:7]) if len(args) > 6 else " ".join(args[1:])
 
 
 def _server_url(args: argparse.Namespace) -> tuple[str, EmbeddedServer | None]:
