@@ -225,7 +225,10 @@ async def _state_is(queue: Queue, job_id: str, state: JobState) -> bool:
     return await queue.get_job_state(job_id) is state
 
 
-@pytest.mark.timeout(90)
+ADDING = 10.0  # seconds R2/R3 add jobs (about 200 a second) before the SIGKILL
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("persistence", "window"), [("aof-everysec", 2.0), ("aof-always", 0.0)], ids=["R2", "R3"]
 )
@@ -237,35 +240,60 @@ async def test_r2_killed_server_with_aof_keeps_acknowledged_adds(
     persistence: str,
     window: float,
 ) -> None:
-    """R2 (AOF everysec): every add acknowledged more than 2 s before the crash survives it.
-    R3 (AOF always): every acknowledged add survives. Either way, jobs that were active come
-    back through the stalled check and every surviving job completes."""
+    """R2 (AOF everysec): a producer adds about 200 jobs a second for 10 s while a worker
+    runs them; the server is SIGKILLed. Every add acknowledged more than 2 s before the crash
+    survives it, and so does every completion seen more than 2 s before it (such a job never
+    runs again). R3 (AOF always): the same with no window: every acknowledged add and every
+    completion seen survives. Either way, jobs that were active come back through the stalled
+    check, every surviving job completes, and only jobs whose completion was not yet durable
+    run twice."""
     server = server_factory(persistence=persistence)
     url, ledger = server.url, tmp_path / "ledger.jsonl"
     acked: list[tuple[str, float]] = []
-    worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, concurrency=4)
+    seen_completed: list[tuple[float, set[str]]] = []  # (read at, completed ids)
+    worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, concurrency=8)
     procs.append(worker)
     async with Queue(queue_name, url) as queue:
-        started = time.monotonic()
-        while time.monotonic() - started < 3.0:
-            job = await queue.add("j", {"sleep": 0.3})
+        started = last_read = time.monotonic()
+        while time.monotonic() - started < ADDING:
+            job = await queue.add("j", {"sleep": 0.05})  # a backlog builds up
             acked.append((job.id, time.monotonic()))
-            await asyncio.sleep(0.01)
+            if time.monotonic() - last_read >= 0.5:
+                done = set(await queue.get_job_ids("completed", 0, -1))
+                last_read = time.monotonic()  # the completions read were there by now
+                seen_completed.append((last_read, done))
+            await asyncio.sleep(0.004)
         server.kill()
         killed_at = time.monotonic()
     server.start()
     must_survive = {job_id for job_id, at in acked if at <= killed_at - window}
+    stay_completed = set().union(*(done for at, done in seen_completed if at <= killed_at - window))
     async with Queue(queue_name, url) as queue:
         survived = {
             job_id for job_id, _ in acked if await queue.client.exists(f"{queue.keys.job(job_id)}")
         }
-        assert must_survive <= survived
+        completed_after_restart = set(await queue.get_job_ids("completed", 0, -1))
 
         async def all_done() -> bool:
             return set(await queue.get_job_ids("completed", 0, -1)) >= survived
 
-        await wait_until(all_done, within=40)
-        assert must_survive <= set(_starts(ledger))
+        await wait_until(all_done, within=60)
+        starts = _starts(ledger)
+        twice = {job_id for job_id, n in starts.items() if n > 1}
+        print(
+            f"\n{persistence}: {len(acked)} adds acknowledged in {ADDING:.0f} s, "
+            f"{len(acked) - len(survived)} lost (of the last "
+            f"{sum(at > killed_at - window for _, at in acked)} within {window:.0f} s of the "
+            f"kill); {len(stay_completed)} completions seen before the window, "
+            f"{len(completed_after_restart)} completed after the restart; {len(twice)} ran twice"
+        )
+        assert len(acked) >= 100 * ADDING
+        assert must_survive <= survived
+        assert stay_completed <= completed_after_restart
+        assert must_survive <= set(starts)
+        # a job runs again only if its completion was not durable: never one seen completed
+        assert not twice & stay_completed
+        assert all(n <= 2 for n in starts.values()), twice
         await assert_invariants(queue.client, queue_name, completed=len(survived))
 
 
@@ -415,6 +443,95 @@ async def test_r11_server_absent_when_worker_and_producer_start(
             await assert_invariants(queue.client, queue_name, completed=1)
     finally:
         server.close()
+
+
+LONG_OUTAGE = 55.0
+"""Seconds each phase of the long-outage test lasts: 0.1 s doubling reaches the 20 s cap
+after 25.5 s, so a 55 s wait holds two capped pauses (at 25.5 and 45.5 s)."""
+
+
+@pytest.mark.timeout(300)
+async def test_r1_r11_long_outage_backoff_reaches_its_cap_and_stays_there(
+    fresh_server: FaultServer, queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
+) -> None:
+    """R1 and R11 past the cap: a worker waiting 55 s for a server that is not there yet
+    doubles its pauses up to 20 s and then holds them there (never longer), repeating its
+    "not reachable" line once per 30 s; then, started and running, it loses the server for
+    55 s: its reconnect loops thin out to capped pauses too (few attempts in the last 25 s,
+    no gap over 20 s), each state change is logged once, and after the restart a new job runs
+    within the cap plus 2 s."""
+    url, ledger, log_file = fresh_server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
+    fresh_server.kill()  # a fresh, empty server that is down before the worker starts
+    with AttemptRecorder(fresh_server.port, []) as recorder:
+        worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, log_file=log_file)
+        procs.append(worker)
+        pid = worker.proc.pid
+        recorder.pids.append(pid)
+
+        async def tried() -> bool:
+            return bool(recorder.times(pid))
+
+        await wait_until(tried, within=20)
+        first_try, cpu_before = recorder.times(pid)[0], cpu_seconds(pid)
+        await asyncio.sleep(LONG_OUTAGE)
+    waited = time.monotonic() - first_try
+    start_cpu = (cpu_seconds(pid) - cpu_before) / waited
+    start_lines = log_file.read_text().splitlines()
+    start_tries = [t - first_try for t in recorder.times(pid)]
+    await asyncio.to_thread(fresh_server.restart)
+    async with Queue(queue_name, url) as queue:
+        await queue.add("first", {})
+        await wait_until(lambda: _completed(queue, 1), within=30)
+
+        logged_before = log_file.stat().st_size
+        fresh_server.kill()
+        killed_at, cpu_before = time.monotonic(), cpu_seconds(pid)
+        with AttemptRecorder(fresh_server.port, [pid]) as recorder:
+            await asyncio.sleep(LONG_OUTAGE)
+        outage = time.monotonic() - killed_at
+        run_cpu = (cpu_seconds(pid) - cpu_before) / outage
+        run_lines = log_file.read_bytes()[logged_before:].decode().splitlines()
+        run_tries = [t - killed_at for t in recorder.times(pid)]
+        await asyncio.to_thread(fresh_server.restart)
+        restarted_at = time.monotonic()
+        job = await queue.add("after", {})  # the server restarted empty: this is job 1 again
+        await wait_until(lambda: _state_is(queue, job.id, JobState.COMPLETED), within=40)
+        back_after = time.monotonic() - restarted_at
+        worker.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+        late = [t for t in run_tries if t >= outage - 25.0]
+        print(
+            f"\nR11 long wait: {_backoff_report(start_tries, waited)}; CPU {start_cpu:.2%}; "
+            f"{len(start_lines)} log line(s)\nR1 long outage: "
+            f"{_backoff_report(run_tries, outage)}; {len(late)} attempt(s) in the last 25 s; "
+            f"CPU {run_cpu:.2%}; {len(run_lines)} log line(s); job after the restart done "
+            f"{back_after:.2f} s after it"
+        )
+        # waiting at start: one loop, pauses doubling to the cap, then at the cap
+        delays = pauses(start_tries)
+        report = _backoff_report(start_tries, waited)
+        assert all(b >= 0.9 * a for a, b in itertools.pairwise(delays)), delays
+        assert max(gaps([*start_tries, waited])) <= 20.0 + 1.0, report
+        assert sum(d >= 0.9 * 20.0 for d in delays) >= 1, report  # the cap was reached
+        assert sum("not reachable" in line for line in start_lines) == 2, start_lines
+        assert start_cpu < 0.05
+        # running: every loop backs off to the cap; each state change said once
+        _assert_backs_off(run_tries, outage)
+        assert max(gaps([0.0, *run_tries, outage])) <= 20.0 + 1.0
+        # at the cap each of the worker's four reconnecting loops (fetch, lock heartbeat,
+        # stalled check, cancel watcher) tries at most twice in 25 s, each try a call that
+        # redis-py retries 3 times on a fresh connection: 32 attempts at most (a fixed-rate
+        # loop of 1 s would make 100)
+        assert len(late) <= 4 * 2 * 4, _backoff_report(run_tries, outage)
+        assert run_cpu < 0.05
+        for kind in WORKER_STATE_CHANGES:
+            assert sum(kind in line for line in run_lines) <= 1, run_lines
+        assert len(run_lines) <= len(WORKER_STATE_CHANGES) + 2, run_lines  # + once per 30 s
+        assert back_after < 20.0 + 2.0 + 1.0
+        log = worker.output()
+        assert "Traceback" not in log, log
+        assert _starts(ledger) == {"1": 2}  # "first" before the restart, "after" since
+        await assert_invariants(queue.client, queue_name, completed=1)
 
 
 @pytest.mark.timeout(60)
