@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from dashboard.sanitize import mask_url
 from engine.keys import DEFAULT_PREFIX
-from engine.server import EmbeddedServer, die_with_parent
+from engine.pdeathsig import stop_with_parent
+from engine.server import EmbeddedServer
 
 from .cli import REDIS_URL_ENV
 from .demo_producer import EMAILS, REPORTS, THUMBNAILS, WEBHOOKS
@@ -77,7 +78,7 @@ class Workload:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, REDIS_URL_ENV: self.url},  # not in argv: ps shows argv
                 start_new_session=True,  # Ctrl-C in the dashboard is ours to handle, not theirs
-                preexec_fn=die_with_parent,  # and if the demo is killed, they go with it
+                preexec_fn=stop_with_parent,  # and if the demo is killed, they go with it
             )
 
     def _spawn_worker(self, worker: DemoWorker) -> None:

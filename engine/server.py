@@ -9,7 +9,6 @@ faults and check what survives an AOF reload.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.resources
 import os
 import shutil
@@ -17,7 +16,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
@@ -29,6 +27,7 @@ from typing import Final, Literal, Self, get_args
 import redis
 
 from engine.errors import EngineError
+from engine.pdeathsig import stop_with_parent
 
 __all__ = [
     "PERSISTENCE_MODES",
@@ -52,21 +51,6 @@ LOG_FILE_NAME: Final = "server.log"
 _PORT_ATTEMPTS: Final = 5
 _POLL_INTERVAL: Final = 0.02
 _PING: Final = b"*1\r\n$4\r\nPING\r\n"
-
-
-def die_with_parent() -> None:
-    """In a child between fork and exec: ask Linux to SIGTERM it when its parent dies, so a
-    killed demo or test run leaves no server or worker behind. A no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-_PR_SET_PDEATHSIG: Final = 1
 
 
 class ServerError(EngineError, RuntimeError):
@@ -320,7 +304,7 @@ class EmbeddedServer:
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
                 start_new_session=True,
-                preexec_fn=die_with_parent,
+                preexec_fn=stop_with_parent,
             )
         deadline = time.monotonic() + timeout
         proc = self._res.proc
