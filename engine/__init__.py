@@ -9,6 +9,7 @@ Public API: ``Queue``, ``SyncQueue``, ``Worker``, ``Job``, ``JobState``, ``Backo
 from .breaker import Breaker, BreakerState
 from .deduplication import Deduplication
 from .errors import (
+    ClusterNotSupported,
     DelayedError,
     DurabilityNotConfirmed,
     EngineError,
@@ -47,6 +48,7 @@ __all__ = [
     "Backoff",
     "Breaker",
     "BreakerState",
+    "ClusterNotSupported",
     "CorruptJob",
     "Deduplication",
     "DelayedError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,12 +15,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
+    MasterDownError,
     OutOfMemoryError,
+    ReadOnlyError,
     ResponseError,
     TimeoutError,
 )
 
-from .errors import UnsafeServerConfig
+from .errors import ClusterNotSupported, UnsafeServerConfig
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MIN_VERSIONS = {"redis": (7, 0, 0), "valkey": (7, 2, 0)}
@@ -31,20 +34,42 @@ class WritesRefused(ResponseError):
     """``MISCONF``: the server refuses writes until a background save succeeds again."""
 
 
-# redis-py maps OOM, LOADING... to exception classes but not MISCONF; name it too, so it can
-# be told apart from a real script error (still a ResponseError for everyone else).
-BaseParser.EXCEPTION_CLASSES.setdefault("MISCONF", WritesRefused)
+class ServerDemoted(ResponseError):
+    """``UNBLOCKED``: the server ended a blocking command (``BZPOPMIN``) because it stopped
+    being a primary (a failover made it a replica)."""
 
-# Errors after which the same call may succeed later: the connection, a loading server, and a
-# server that refuses writes for now (out of memory, failed save). Scripts declare #!lua, so a
-# refused script never ran: retrying it is safe.
+
+# redis-py maps OOM, LOADING, READONLY... to exception classes but not MISCONF or UNBLOCKED;
+# name them too, so they can be told apart from a real script error (still ResponseErrors for
+# everyone else).
+BaseParser.EXCEPTION_CLASSES.setdefault("MISCONF", WritesRefused)
+BaseParser.EXCEPTION_CLASSES.setdefault("UNBLOCKED", ServerDemoted)
+
+NOT_PRIMARY_ERRORS: tuple[type[Exception], ...] = (ReadOnlyError, ServerDemoted, MasterDownError)
+"""The connection leads to a replica (``READONLY``, ``UNBLOCKED``, ``MASTERDOWN``): the
+server was demoted by a failover. The connection is dropped and the call retried on a new one,
+made to the configured address, which leads to the new primary once the failover moved it."""
+
+# Errors after which the same call may succeed later: the connection, a loading server, a
+# server that refuses writes for now (out of memory, failed save), and a server that is a
+# replica now. Scripts declare #!lua (none is no-writes), so a refused script never ran: a
+# replica refuses it before it starts, and retrying it is safe.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
     BusyLoadingError,
     OutOfMemoryError,
     WritesRefused,
+    *NOT_PRIMARY_ERRORS,
 )
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` for a log line; a replica's refusal says that the server is a replica."""
+    if isinstance(exc, NOT_PRIMARY_ERRORS):
+        return f"the server is a read-only replica, not the primary: {exc}"
+    return str(exc)
+
 
 MAX_CONNECTIONS = 64  # per client; pipelines and scripts keep each use short
 
@@ -198,10 +223,26 @@ class ServerInfo:
     run_id: str
 
 
+CLUSTER_REFUSAL = (
+    "the server is a Redis Cluster node (cluster_enabled:1): Corral does not support Redis "
+    "Cluster (flows, dead letters and other calls that span queues are one script over keys "
+    "in different slots). Use a standalone server; for failover, give Corral an address that "
+    "always leads to the primary (a proxy, or a DNS name or virtual IP that Sentinel moves)"
+)
+
+
+def cluster_refusal(info: Mapping[str, Any]) -> str | None:
+    """Why Corral refuses the server whose ``INFO cluster`` (or whole ``INFO``) is ``info``,
+    or None: a Redis Cluster node is refused."""
+    if str(info.get("cluster_enabled", 0)).strip() not in ("", "0"):
+        return CLUSTER_REFUSAL
+    return None
+
+
 async def check_server(client: Redis, *, allow_unsafe_eviction: bool = False) -> ServerInfo:
-    """Refuse servers that are too old or may evict keys; return what was found."""
+    """Refuse servers that are too old, are Redis Cluster nodes or may evict keys (two round
+    trips: ``INFO server``, then ``INFO memory cluster``); return what was found."""
     server = await client.info("server")
-    memory = await client.info("memory")
     flavour = "valkey" if "valkey_version" in server else "redis"
     version = _version(str(server.get("valkey_version") or server.get("redis_version", "0")))
     minimum = MIN_VERSIONS[flavour]
@@ -211,6 +252,10 @@ async def check_server(client: Redis, *, allow_unsafe_eviction: bool = False) ->
             f"{flavour} {'.'.join(map(str, minimum))} or newer (scripts use #!lua flags so a "
             "server out of memory refuses them before they start)"
         )
+    memory = await client.info("memory", "cluster")  # several sections: 7.0 and newer
+    refusal = cluster_refusal(memory)
+    if refusal is not None:
+        raise ClusterNotSupported(refusal)
     policy = str(memory.get("maxmemory_policy", SAFE_EVICTION_POLICY))
     if policy != SAFE_EVICTION_POLICY and not allow_unsafe_eviction:
         raise UnsafeServerConfig(

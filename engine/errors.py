@@ -59,6 +59,11 @@ class UnsafeServerConfig(EngineError):
     """The Redis server is too old or configured so that it may silently drop jobs."""
 
 
+class ClusterNotSupported(UnsafeServerConfig):
+    """The server is a Redis Cluster node (``cluster_enabled:1``), which Corral refuses: keys
+    of different queues are in different slots, and some scripts span queues."""
+
+
 class DurabilityNotConfirmed(EngineError):
     """An add with ``durable=True`` was stored, but the server did not confirm within the
     timeout that it fsynced it to its append-only file (``WAITAOF``), or cannot (AOF off).

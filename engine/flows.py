@@ -2,8 +2,8 @@
 
 A node of a tree is ``{"name", "queue", "data", "opts", "children": [...]}``; children may live
 in other queues. A whole tree (or several, with ``add_bulk``) is written by one script call, so
-no worker ever sees part of a flow. A flow that spans queues needs one server: on Redis Cluster
-the queues of a flow are in different slots, and such a flow is refused.
+no worker ever sees part of a flow. A flow may span queues: Corral runs on one server (a Redis
+Cluster node is refused at connect, see ``connection.check_server``).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ class FlowProducer:
         self._allow_unsafe = allow_unsafe_eviction
         self.client, self._owns_client = make_client(connection)
         self.scripts = ScriptRegistry(self.client)
-        self._cluster: bool | None = None
+        self._checked = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -238,17 +238,11 @@ class FlowProducer:
         if self._owns_client:
             await self.client.aclose()
 
-    async def _check(self, queues: Sequence[QueueKeys]) -> None:
-        if self._cluster is None:
+    async def _check(self) -> None:
+        """Refuse an unsafe server (or a Redis Cluster node) before the first write."""
+        if not self._checked:
             await check_server(self.client, allow_unsafe_eviction=self._allow_unsafe)
-            info = await self.client.info("cluster")
-            self._cluster = bool(int(info.get("cluster_enabled", 0) or 0))
-        if self._cluster and len(queues) > 1:
-            raise InvalidJobOptions(
-                f"this flow spans queues {[q.queue for q in queues]}; on Redis Cluster each "
-                "queue is in its own slot and a flow is one script call, so a flow must keep "
-                "all its jobs in one queue there (cross-queue flows need a single server)"
-            )
+            self._checked = True
 
     async def add(self, tree: FlowTree) -> FlowNode:
         """Add one tree atomically and return it; the root's children are in ``children``.
@@ -268,7 +262,7 @@ class FlowProducer:
             flat.add_tree(tree, what if what == "flow" else f"{what}[{i}]")
         if not flat.nodes:
             return []
-        await self._check(flat.queues)
+        await self._check()
         now, placed = await commands.add_flow(
             self.scripts, flat.queues, [n.spec for n in flat.nodes], self.max_events
         )

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from . import commands
 from .cancellation import RECONNECT_CAP
-from .connection import TRANSIENT_ERRORS
+from .connection import TRANSIENT_ERRORS, describe_error
 from .keys import QueueKeys
 from .scripts import ScriptRegistry
 
@@ -124,7 +124,7 @@ class LockRenewer:
                 await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
             except TRANSIENT_ERRORS as exc:
                 if not failing:
-                    log.warning("lock renewal failed (%s); retrying", exc)
+                    log.warning("lock renewal failed (%s); retrying", describe_error(exc))
                 failing = True
                 if self._held() and time.monotonic() - renewed < self._lock_ms / 1000:
                     delay = retry

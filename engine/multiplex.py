@@ -11,7 +11,9 @@ It speaks plain TCP and unix sockets, with the client's user, password, database
 name; a TLS client keeps the pooled path (``for_client`` returns None). Errors are the ones
 redis-py raises (its own error table maps the replies), so callers handle both paths alike: a
 lost or silent connection fails every call in flight with ``ConnectionError`` /
-``TimeoutError`` and the next call connects again.
+``TimeoutError`` and the next call connects again. So does a reply saying the server is a
+replica now (``READONLY`` after a failover): the connection is dropped, and a new one goes to
+the configured address, where the new primary may be.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .connection import NOT_PRIMARY_ERRORS
+
 DEFAULT_REPLY_TIMEOUT = 10.0  # s with calls in flight and no byte back: the link is dead
+_RETRIED: tuple[type[Exception], ...] = (ConnectionError, RedisTimeoutError, *NOT_PRIMARY_ERRORS)
+"""Errors after which ``evalsha`` retries on a new connection, as the client's pool does."""
 _FLUSH_ABOVE = 1 << 16  # bytes buffered in the transport before a call waits for the socket
 
 
@@ -68,6 +74,8 @@ class _Protocol(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.demoted = False  # the server answered as a replica: connect again, afresh
+        self.retired = False  # replaced after a demotion: closes when its last reply is read
         self.last_reply = 0.0
         self._paused: asyncio.Future[None] | None = None
 
@@ -91,9 +99,23 @@ class _Protocol(asyncio.Protocol):
             if waiter.done():
                 continue  # its caller gave up; the reply still had to be read
             if isinstance(reply, hiredis.ReplyError):
-                waiter.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                error = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
+                self.demoted = self.demoted or isinstance(error, NOT_PRIMARY_ERRORS)
+                waiter.set_exception(error)
             else:
                 waiter.set_result(reply)
+        if self.retired and not self.waiters:
+            self.fail(ConnectionError("closed: the server is a replica now"))
+
+    def retire(self, reply_timeout: float) -> None:
+        """Close once the calls in flight have their replies (no new call is written), or
+        fail them after ``reply_timeout`` s."""
+        self.retired = True
+        if not self.waiters:
+            self.fail(ConnectionError("closed: the server is a replica now"))
+            return
+        error = RedisTimeoutError(f"no reply from Redis for {reply_timeout:g} s")
+        asyncio.get_running_loop().call_later(reply_timeout, self.fail, error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionError(f"connection to Redis lost: {exc or 'closed by the server'}"))
@@ -143,6 +165,7 @@ class MultiplexedConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._retired: list[_Protocol] = []  # demoted connections with calls still in flight
         self._closed = False
 
     @classmethod
@@ -172,11 +195,12 @@ class MultiplexedConnection:
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script by its SHA, loading it first if the server does not have it. A lost or
-        silent connection is retried as the client's pool retries (see ``_retried``)."""
+        silent connection, or a server that is a replica now, is retried as the client's pool
+        retries (see ``_retried``)."""
         packed = _pack_evalsha(sha, keys, args)
         try:
             return await self._evalsha_once(source, packed)
-        except (ConnectionError, RedisTimeoutError) as exc:
+        except _RETRIED as exc:
             return await self._retried(exc, lambda: self._evalsha_once(source, packed))
 
     async def _evalsha_once(self, source: str, packed: bytes) -> Any:
@@ -191,21 +215,47 @@ class MultiplexedConnection:
     ) -> list[Any]:
         """Run each ``(sha, source, keys, args)`` script call of ``calls``, all written at
         once, and return the replies in order (like a pipeline: each call is atomic, the batch
-        is not). Calls refused with NOSCRIPT run again once their script is loaded; then the
-        first error reply is raised. Not retried: a lost connection raises
-        ``ConnectionError``, and the calls before it may have run."""
+        is not). Calls refused with NOSCRIPT run again once their script is loaded; calls a
+        replica refused (``READONLY`` after a failover: they never ran) run again on a new
+        connection, retried as ``evalsha`` is; then the first error reply is raised. A lost
+        connection is not retried: it raises ``ConnectionError``, and the calls before it may
+        have run."""
         packed = [_pack_evalsha(sha, keys, args) for sha, _, keys, args in calls]
-        replies = await self._gather(packed)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            for source in {calls[i][1] for i in missing}:
-                await self.execute("SCRIPT", "LOAD", source)
-            again = await self._gather([packed[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
+        replies = await self._run_many(calls, packed, range(len(calls)))
+        refused = [i for i, reply in enumerate(replies) if isinstance(reply, NOT_PRIMARY_ERRORS)]
+        retry = self._kwargs.get("retry")
+        backoff = getattr(retry, "_backoff", None)
+        retries = 0 if retry is None or self._closed else int(retry.get_retries())
+        for attempt in range(1, retries + 1):
+            if not refused:
+                break
+            await asyncio.sleep(backoff.compute(attempt) if backoff is not None else 0)
+            again = await self._run_many(calls, packed, refused)
+            for i, reply in zip(refused, again, strict=True):
                 replies[i] = reply
+            refused = [i for i in refused if isinstance(replies[i], NOT_PRIMARY_ERRORS)]
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        return replies
+
+    async def _run_many(
+        self,
+        calls: Sequence[tuple[str, str, Sequence[str], Sequence[Any]]],
+        packed: Sequence[bytes],
+        which: Iterable[int],
+    ) -> list[Any]:
+        """Send the calls numbered ``which`` at once; their replies (errors as values), those
+        refused with NOSCRIPT sent again once their scripts are loaded."""
+        which = list(which)
+        replies = await self._gather([packed[i] for i in which])
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for source in {calls[which[n]][1] for n in missing}:
+                await self.execute("SCRIPT", "LOAD", source)
+            again = await self._gather([packed[which[n]] for n in missing])
+            for n, reply in zip(missing, again, strict=True):
+                replies[n] = reply
         return replies
 
     async def ensure_connected(self) -> None:
@@ -214,7 +264,7 @@ class MultiplexedConnection:
 
     async def _connected(self) -> _Protocol:
         protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
+        if protocol is None or not _usable(protocol):
             protocol = await self._connect()
         return protocol
 
@@ -235,7 +285,7 @@ class MultiplexedConnection:
             await asyncio.sleep(backoff.compute(attempt) if backoff is not None else 0)
             try:
                 return await call()
-            except (ConnectionError, RedisTimeoutError) as exc:
+            except _RETRIED as exc:
                 error = exc
         raise error
 
@@ -253,9 +303,11 @@ class MultiplexedConnection:
         self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._protocol is not None:
-            self._protocol.fail(ConnectionError("connection closed"))
-            self._protocol = None
+        for protocol in [*self._retired, self._protocol]:
+            if protocol is not None:
+                protocol.fail(ConnectionError("connection closed"))
+        self._protocol = None
+        self._retired = []
 
     async def _send(self, protocol: _Protocol, packed: bytes) -> Any:
         (waiter,) = self._write(protocol, packed, 1)
@@ -300,8 +352,12 @@ class MultiplexedConnection:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._protocol is not None and self._protocol.lost is None:
-                return self._protocol
+            old = self._protocol
+            if old is not None and _usable(old):
+                return old
+            if old is not None and old.lost is None:  # demoted: its calls get their replies
+                old.retire(self._reply_timeout)
+                self._retired = [p for p in self._retired if p.lost is None] + [old]
             protocol = await self._open()
             self._protocol = protocol
             if self._on_open is not None:
@@ -349,6 +405,11 @@ class MultiplexedConnection:
             steps.append(("SELECT", int(kw["db"])))
         for step in steps:
             await self._send(protocol, _pack(step))
+
+
+def _usable(protocol: _Protocol | None) -> bool:
+    """True for a connection that is open and not known to lead to a replica."""
+    return protocol is not None and protocol.lost is None and not protocol.demoted
 
 
 async def close_quietly(connection: MultiplexedConnection | None) -> None:

@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import commands
 from .breaker import Breaker, BreakerState, read_breaker
 from .cancellation import CancelResult, validate_who
-from .connection import Connection, make_client
+from .connection import NOT_PRIMARY_ERRORS, Connection, make_client
 from .dead_letters import ReplayResult, replay, replay_oldest
 from .deduplication import Deduplication
 from .durability import DEFAULT_DURABLE_TIMEOUT_MS, confirm, validate_durable, wait_for_fsync
@@ -47,6 +47,9 @@ BULK_PIECE = 200
 
 EXISTING_READ = 100
 """Jobs per atomic read of the existing jobs that duplicate adds return."""
+
+DEMOTED_RETRIES = 3
+"""Times a durable add that a replica refused whole (after a failover) is sent again."""
 
 log = logging.getLogger("corral.queue")
 
@@ -300,11 +303,22 @@ class Queue:
         """The adds and WAITAOF in one pipeline, so on one connection (WAITAOF confirms the
         writes of its own connection only)."""
         await self._check()
-        async with self.client.pipeline(transaction=False) as pipe:
-            for fields in prepared:
-                await self._add_one(pipe, fields)
-            wait_for_fsync(pipe, self.durable_timeout_ms)
-            replies = await pipe.execute(raise_on_error=False)
+        for attempt in range(1 + DEMOTED_RETRIES):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for fields in prepared:
+                    await self._add_one(pipe, fields)
+                wait_for_fsync(pipe, self.durable_timeout_ms)
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, NOT_PRIMARY_ERRORS) for reply in replies[:-1]):
+                break
+            # the server is a replica now (a failover): errors left in the replies do not make
+            # redis-py drop the connection, so drop the idle ones here; the next connection
+            # goes to the configured address. When every add was refused none ran: try again.
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+            if not all(isinstance(reply, NOT_PRIMARY_ERRORS) for reply in replies[:-1]):
+                break
+            if attempt < DEMOTED_RETRIES:
+                await asyncio.sleep(0.1 * 2**attempt)
         for reply in replies[:-1]:
             if isinstance(reply, Exception):
                 raise reply

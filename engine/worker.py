@@ -26,7 +26,7 @@ from . import commands, guards, stats
 from . import sandbox as sandboxing
 from .cancellation import CancelWatcher
 from .completions import CompletionBatcher
-from .connection import TRANSIENT_ERRORS, Connection, make_client
+from .connection import TRANSIENT_ERRORS, Connection, describe_error, make_client
 from .dead_letters import record_failure
 from .errors import InvalidJobOptions, JobCancelled, JobNotFound, JobStateError, LockLost
 from .flow_model import Dependencies
@@ -284,7 +284,12 @@ class Worker:
             raise RuntimeError(f"worker {self.id} is already running or has run")
         self._started = True
         self._loop = asyncio.get_running_loop()
-        await self._wait_for_server()
+        try:
+            await self._wait_for_server()
+        except BaseException:  # refused (an unsafe server): close, so close() returns at once
+            await self._release(unregister=False)  # and send the refused server nothing
+            self._stopped.set()
+            raise
         helpers = [
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
             asyncio.create_task(self._stalled_loop()),
@@ -371,7 +376,11 @@ class Worker:
                 now = time.monotonic()
                 if logged_at is None or now - logged_at >= STILL_DOWN_EVERY:
                     logged_at = now
-                    log.warning("worker %s: Redis not reachable (%s); retrying", self.id, exc)
+                    log.warning(
+                        "worker %s: Redis not reachable (%s); retrying",
+                        self.id,
+                        describe_error(exc),
+                    )
                 await self._sleep_unless_closing(delay)
 
     async def _fetch_loop(self) -> None:
@@ -411,7 +420,9 @@ class Worker:
                 await self._wait_either(self._blocking.bzpopmin(self.keys.marker, timeout))
             except TRANSIENT_ERRORS as exc:
                 if not backoff.failing:
-                    log.warning("worker %s: lost Redis (%s); reconnecting", self.id, exc)
+                    log.warning(
+                        "worker %s: lost Redis (%s); reconnecting", self.id, describe_error(exc)
+                    )
                     if isinstance(exc, RedisTimeoutError):
                         await self._drop_idle_connections()
                 backoff.failing = True
@@ -575,7 +586,12 @@ class Worker:
                 return
             except TRANSIENT_ERRORS as exc:
                 if not backoff.failing:
-                    log.warning("worker %s: cannot record job %s yet (%s)", self.id, taken.id, exc)
+                    log.warning(
+                        "worker %s: cannot record job %s yet (%s)",
+                        self.id,
+                        taken.id,
+                        describe_error(exc),
+                    )
                 backoff.failing = True
                 await asyncio.sleep(backoff.next())
                 continue
@@ -605,7 +621,10 @@ class Worker:
             except TRANSIENT_ERRORS as exc:
                 if not backoff.failing:
                     log.warning(
-                        "worker %s: cannot put job %s back yet (%s)", self.id, taken.id, exc
+                        "worker %s: cannot put job %s back yet (%s)",
+                        self.id,
+                        taken.id,
+                        describe_error(exc),
                     )
                 backoff.failing = True
                 await asyncio.sleep(backoff.next())
@@ -692,13 +711,14 @@ class Worker:
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
 
-    async def _release(self) -> None:
+    async def _release(self, unregister: bool = True) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._sandbox is not None:
             await self._sandbox.close()
-        with contextlib.suppress(*TRANSIENT_ERRORS):
-            await self.client.delete(self.keys.worker(self.id))
-            await self.client.zrem(self.keys.workers, self.id)
+        if unregister:
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self.client.delete(self.keys.worker(self.id))
+                await self.client.zrem(self.keys.workers, self.id)
         await close_quietly(self._wire)
         if self._owns_client:
             await self.client.aclose()

@@ -1,5 +1,5 @@
 """The fault proxy itself, against the real server: pass, latency, partition, half-open,
-reset and refuse, each switched while clients are connected."""
+reset, refuse and retarget, each switched while clients are connected."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from support.proxy import FaultProxy
-from support.server import FaultServer
+from support.server import FaultServer, ServerFactory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,3 +104,22 @@ def test_reset_and_refuse(proxy: FaultProxy) -> None:
         _client(proxy).ping()
     proxy.accept()
     assert _client(proxy).ping()
+
+
+def test_retarget_moves_new_connections_only(
+    proxy: FaultProxy, fresh_server: FaultServer, server_factory: ServerFactory
+) -> None:
+    other = server_factory()
+    for server, name in ((fresh_server, "first"), (other, "second")):
+        direct = server.client()
+        direct.set("who", name)
+        direct.close()
+    before = _client(proxy)
+    assert before.get("who") == "first"
+    proxy.retarget(other.port)
+    after = _client(proxy)
+    assert after.get("who") == "second"  # a new connection reaches the new target
+    assert before.get("who") == "first"  # the open one still leads to the old server
+    assert proxy.accepted == 2 and len(proxy.accept_times) == 2
+    before.close()
+    after.close()

@@ -15,6 +15,8 @@ Faults, each switchable from the test at any time:
 - ``reset()``: close every open connection with RST (``SO_LINGER 0``); new ones work.
 - ``refuse()`` / ``accept()``: stop listening (connects get ECONNREFUSED) and listen again on
   the same port. ``refuse(reset_open=True)`` also resets the open connections.
+- ``retarget(port)``: new connections go to another server (as a failover moves the address
+  clients are configured with); the open ones stay linked to the server they were made to.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class FaultProxy:
         self._latency = (0.0, 0.0)
         self.accepted = 0
         """Connections accepted so far."""
+        self.accept_times: list[float] = []
+        """When (``time.monotonic()``) each connection was accepted."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -148,6 +152,11 @@ class FaultProxy:
         """Listen again on the same port."""
         self._call(self._listen())
 
+    def retarget(self, port: int, host: str = HOST) -> None:
+        """Link the connections accepted from now on to ``host:port``; the open ones keep
+        their server."""
+        self._run(setattr, self, "target", (host, port))
+
     # -- inside the loop thread ----------------------------------------------------------------
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -214,6 +223,7 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.accept_times.append(time.monotonic())
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
