@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,11 +285,15 @@ class Worker:
         self._started = True
         self._loop = asyncio.get_running_loop()
         try:
-            await self._wait_for_server()
+            reached = await self._wait_for_server()
         except BaseException:  # refused (an unsafe server): close, so close() returns at once
             await self._release(unregister=False)  # and send the refused server nothing
             self._stopped.set()
             raise
+        if not reached:  # closed before the server ever answered: nothing to hand back
+            await self._release(unregister=False)
+            self._stopped.set()
+            return
         helpers = [
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
             asyncio.create_task(self._stalled_loop()),
@@ -364,13 +368,15 @@ class Worker:
             limit.duration if limit else 0,
         )
 
-    async def _wait_for_server(self) -> None:
+    async def _wait_for_server(self) -> bool:
+        """Check the server, retrying with backoff while it cannot be reached: True once it
+        passed, False if the worker started closing first (an attempt in progress, such as a
+        connection that gets no answer, is abandoned then, not waited out)."""
         backoff = _Backoff()
         logged_at: float | None = None
         while not self._closing.is_set():
             try:
-                await self._watch.start()
-                return
+                return await self._unless_closing(self._watch.start())
             except TRANSIENT_ERRORS as exc:
                 delay = backoff.next()
                 now = time.monotonic()
@@ -382,6 +388,7 @@ class Worker:
                         describe_error(exc),
                     )
                 await self._sleep_unless_closing(delay)
+        return False
 
     async def _fetch_loop(self) -> None:
         backoff = _Backoff()
@@ -436,6 +443,16 @@ class Worker:
             self._wire.drop_if_idle()
         with contextlib.suppress(Exception):
             await self.client.connection_pool.disconnect(inuse_connections=False)
+
+    async def _unless_closing(self, awaitable: Awaitable[object]) -> bool:
+        """Await ``awaitable`` unless the worker starts closing first, which cancels it: True
+        when it finished (raising what it raised), False when it was cancelled."""
+        task = asyncio.ensure_future(awaitable)
+        await self._wait_either(task)
+        if task.cancelled():
+            return False
+        task.result()
+        return True
 
     async def _wait_either(self, awaitable: Any) -> None:
         """Wait for ``awaitable`` unless the worker starts closing first."""

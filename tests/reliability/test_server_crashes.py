@@ -571,6 +571,32 @@ async def test_s4_sigterm_while_redis_is_unreachable(
 
 
 @pytest.mark.timeout(60)
+async def test_s4_sigterm_while_the_first_connection_gets_no_answer(
+    queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
+) -> None:
+    """S4 at start: a worker whose server accepts the connection and never answers (a TLS
+    client on a plaintext port looks the same: no answer to its hello) waits on its connect
+    timeout; SIGTERM ends it within the grace period, not after its retries have timed out,
+    with exit status 0, no traceback, and nothing written anywhere."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes each connection; nobody ever reads or replies
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        log_file = tmp_path / "worker.log"
+        worker = WorkerProcess(LEDGER_JOB, queue_name, url, shutdown_grace=2.0, log_file=log_file)
+        procs.append(worker)
+        await asyncio.sleep(3.0)  # started, and waiting for its first reply
+        worker.signal(signal.SIGTERM)
+        sent = time.monotonic()
+        status = await asyncio.to_thread(worker.wait, 30)
+        took = time.monotonic() - sent
+    print(f"\nS4 at start: exit {status} {took:.2f} s after SIGTERM")
+    assert status == 0
+    assert took < 2.0 + 1.0
+    assert "Traceback" not in worker.output()
+
+
+@pytest.mark.timeout(60)
 async def test_r1_producer_says_once_that_the_dataset_was_reset(
     fresh_server: FaultServer, queue_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
