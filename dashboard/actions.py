@@ -1,6 +1,8 @@
-"""``JobActions``: the dashboard's only way to change queues, refused in read-only mode and
-while the server may evict keys (R5: any ``maxmemory-policy`` but ``noeviction``, unless the
-operator overrode it with ``--allow-unsafe-eviction``).
+"""``JobActions``: the dashboard's only way to change queues, refused in read-only mode, while
+the server may evict keys (R5: any ``maxmemory-policy`` but ``noeviction``, or one that cannot be
+read, unless the operator overrode it with ``--allow-unsafe-eviction``), and on a replica (Z2:
+checked with ``INFO replication`` before each action writes anything, and a ``READONLY`` reply
+turned into the same one-line reason).
 
 Every action goes through the backend (so through ``engine.Queue`` for Corral queues) and comes
 back as a short outcome message, e.g. "not retried: job '7' is now completed".
@@ -12,12 +14,16 @@ import asyncio
 import getpass
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
+from redis.exceptions import ReadOnlyError as ReadOnlyReplyError
+from redis.exceptions import ResponseError
 
 from dashboard.backend import ActionRefused, Backend, PromotesJobIds
 from dashboard.bulk import BULK_BATCH, BulkRun, Selection, selection_outcome, stopped_note
+from dashboard.conn_errors import READ_ONLY_REPLICA
 from dashboard.eviction import action_refusal, is_evicting
 from dashboard.model import ReplayOutcome
 from dashboard.notifications import CONFIG_KEY
@@ -40,6 +46,29 @@ class ReadOnlyError(ActionsOff):
 
 class UnsafeServerError(ActionsOff):
     """An action was asked while the server's eviction policy may lose jobs."""
+
+
+class ReplicaServerError(ActionsOff):
+    """An action was asked of a replica, whose data only its primary may change."""
+
+
+WRITABLE_REPLICA = (
+    "the server is a replica: what is written there never reaches its primary and is lost at "
+    "the next sync; point the dashboard at the primary"
+)
+
+
+async def replica_refusal(client: Redis) -> str | None:
+    """Why not to write through ``client`` when its server is a replica (None: a primary, or
+    ``INFO`` refused: then a ``READONLY`` reply says it)."""
+    try:
+        replication = await client.info("replication")
+    except ResponseError:
+        return None
+    if replication.get("role") not in ("slave", "replica"):
+        return None
+    read_only = replication.get("slave_read_only", replication.get("replica_read_only", 1))
+    return READ_ONLY_REPLICA if str(read_only) != "0" else WRITABLE_REPLICA
 
 
 class JobActions:
@@ -78,14 +107,27 @@ class JobActions:
             raise UnsafeServerError(f"{what} {unsafe}")
         return self._client
 
+    @asynccontextmanager
+    async def _acting(self, what: str) -> AsyncIterator[Redis]:
+        """The client to act with, once no rule refuses ``what`` and the server is no replica;
+        a ``READONLY`` reply inside (a node demoted since the check) says the same."""
+        client = self._writer(what)
+        replica = await replica_refusal(client)
+        if replica is not None:
+            raise ReplicaServerError(f"{what} refused: {replica}")
+        try:
+            yield client
+        except ReadOnlyReplyError as exc:
+            raise ReplicaServerError(f"{what} refused: {READ_ONLY_REPLICA}") from exc
+
     async def retry(self, queue: str, job_id: str, state: str = "failed") -> str:
         """Retry one job that is still in ``state`` (failed or completed), as the operator saw."""
-        client = self._writer("retry")
-        try:
-            await self.backend.retry_job(client, queue, job_id, state)
-        except ActionRefused as exc:
-            return _refused("retried", job_id, exc)
-        return f"retried job {job_id!r}: back in wait"
+        async with self._acting("retry") as client:
+            try:
+                await self.backend.retry_job(client, queue, job_id, state)
+            except ActionRefused as exc:
+                return _refused("retried", job_id, exc)
+            return f"retried job {job_id!r}: back in wait"
 
     async def _in_batches(
         self,
@@ -110,27 +152,27 @@ class JobActions:
     async def retry_selected(self, selection: Selection, run: BulkRun) -> str:
         """Retry exactly the selected jobs still in their state, batch by batch, until done or
         ``run`` is stopped; says how many were retried and why the others were not."""
-        client = self._writer("retry all")
-        missed: dict[str, str | None] = {}
+        async with self._acting("retry all") as client:
+            missed: dict[str, str | None] = {}
 
-        async def retry(chunk: Sequence[str]) -> None:
-            queue, state = selection.queue, selection.state
-            missed.update(await self.backend.retry_job_ids(client, queue, chunk, state))
+            async def retry(chunk: Sequence[str]) -> None:
+                queue, state = selection.queue, selection.state
+                missed.update(await self.backend.retry_job_ids(client, queue, chunk, state))
 
-        attempted = await self._in_batches(selection, run, retry)
-        return selection_outcome("retried", selection, attempted, missed)
+            attempted = await self._in_batches(selection, run, retry)
+            return selection_outcome("retried", selection, attempted, missed)
 
     async def promote_selected(self, selection: Selection, run: BulkRun) -> str:
         """Promote exactly the selected delayed jobs that are still delayed, batch by batch,
         until done or ``run`` is stopped; says how many were promoted and why not the others."""
-        client = self._writer("promote all")
-        missed: dict[str, str | None] = {}
+        async with self._acting("promote all") as client:
+            missed: dict[str, str | None] = {}
 
-        async def promote(chunk: Sequence[str]) -> None:
-            missed.update(await self._promote_ids(client, selection.queue, chunk))
+            async def promote(chunk: Sequence[str]) -> None:
+                missed.update(await self._promote_ids(client, selection.queue, chunk))
 
-        attempted = await self._in_batches(selection, run, promote)
-        return selection_outcome("promoted", selection, attempted, missed)
+            attempted = await self._in_batches(selection, run, promote)
+            return selection_outcome("promoted", selection, attempted, missed)
 
     async def _promote_ids(
         self, client: Redis, queue: str, job_ids: Sequence[str]
@@ -149,94 +191,96 @@ class JobActions:
 
     async def replay(self, queue: str, ids: Sequence[str]) -> str:
         """Send these dead letters of a dead-letter queue back to their origin queues."""
-        client = self._writer("replay")
-        outcome = await self.backend.replay_dead_letters(client, queue, ids, None)
-        return replay_message(queue, outcome)
+        async with self._acting("replay") as client:
+            outcome = await self.backend.replay_dead_letters(client, queue, ids, None)
+            return replay_message(queue, outcome)
 
     async def replay_selected(self, selection: Selection, run: BulkRun) -> str:
         """Replay exactly the selected dead letters (those still here), batch by batch, until
         done or ``run`` is stopped; says where they went and which stayed, and why."""
-        client = self._writer("replay all")
-        replayed: list[tuple[str, str, str]] = []
-        skipped: list[tuple[str, str]] = []
+        async with self._acting("replay all") as client:
+            replayed: list[tuple[str, str, str]] = []
+            skipped: list[tuple[str, str]] = []
 
-        async def replay(chunk: Sequence[str]) -> None:
-            outcome = await self.backend.replay_dead_letters(client, selection.queue, chunk, None)
-            replayed.extend(outcome.replayed)
-            skipped.extend(outcome.skipped)
+            async def replay(chunk: Sequence[str]) -> None:
+                outcome = await self.backend.replay_dead_letters(
+                    client, selection.queue, chunk, None
+                )
+                replayed.extend(outcome.replayed)
+                skipped.extend(outcome.skipped)
 
-        attempted = await self._in_batches(selection, run, replay)
-        outcome = ReplayOutcome(replayed=tuple(replayed), skipped=tuple(skipped))
-        left = len(selection.ids) - attempted
-        return replay_message(selection.queue, outcome) + stopped_note(left)
+            attempted = await self._in_batches(selection, run, replay)
+            outcome = ReplayOutcome(replayed=tuple(replayed), skipped=tuple(skipped))
+            left = len(selection.ids) - attempted
+            return replay_message(selection.queue, outcome) + stopped_note(left)
 
     async def discard(self, queue: str, job_id: str) -> str:
         """Remove one job that no worker holds."""
-        client = self._writer("discard")
-        try:
-            await self.backend.remove_job(client, queue, job_id)
-        except ActionRefused as exc:
-            return _refused("discarded", job_id, exc)
-        return f"discarded job {job_id!r}"
+        async with self._acting("discard") as client:
+            try:
+                await self.backend.remove_job(client, queue, job_id)
+            except ActionRefused as exc:
+                return _refused("discarded", job_id, exc)
+            return f"discarded job {job_id!r}"
 
     async def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a waiting or running job, in the operator's name."""
-        client = self._writer("cancel")
-        try:
-            done = await self.backend.cancel_job(client, queue, job_id, operator())
-        except ActionRefused as exc:
-            return _refused("cancelled", job_id, exc)
-        if done:
-            return f"cancelled job {job_id!r}: failed"
-        return f"cancel of running job {job_id!r} requested: its worker stops it"
+        async with self._acting("cancel") as client:
+            try:
+                done = await self.backend.cancel_job(client, queue, job_id, operator())
+            except ActionRefused as exc:
+                return _refused("cancelled", job_id, exc)
+            if done:
+                return f"cancelled job {job_id!r}: failed"
+            return f"cancel of running job {job_id!r} requested: its worker stops it"
 
     async def promote(self, queue: str, job_id: str) -> str:
         """Run a delayed job now."""
-        client = self._writer("promote")
-        try:
-            await self.backend.promote_job(client, queue, job_id)
-        except ActionRefused as exc:
-            return _refused("promoted", job_id, exc)
-        return f"promoted job {job_id!r}"
+        async with self._acting("promote") as client:
+            try:
+                await self.backend.promote_job(client, queue, job_id)
+            except ActionRefused as exc:
+                return _refused("promoted", job_id, exc)
+            return f"promoted job {job_id!r}"
 
     async def promote_all(self, queue: str, count: int = PROMOTE_ALL_LIMIT) -> str:
         """Run the delayed jobs of a queue now."""
-        client = self._writer("promote all")
-        promoted = await self.backend.promote_all(client, queue, count)
-        return f"promoted {promoted} delayed job{'s' if promoted != 1 else ''} of {queue!r}"
+        async with self._acting("promote all") as client:
+            promoted = await self.backend.promote_all(client, queue, count)
+            return f"promoted {promoted} delayed job{'s' if promoted != 1 else ''} of {queue!r}"
 
     async def change_priority(self, queue: str, job_id: str, priority: int) -> str:
         """Give a job that is not running a new priority."""
-        client = self._writer("change priority")
-        try:
-            await self.backend.change_priority(client, queue, job_id, priority)
-        except ActionRefused as exc:
-            return _refused("reprioritized", job_id, exc)
-        return f"job {job_id!r} now has priority {priority}"
+        async with self._acting("change priority") as client:
+            try:
+                await self.backend.change_priority(client, queue, job_id, priority)
+            except ActionRefused as exc:
+                return _refused("reprioritized", job_id, exc)
+            return f"job {job_id!r} now has priority {priority}"
 
     async def set_paused(self, queue: str, paused: bool) -> str:
         """Pause or resume a queue."""
-        client = self._writer("pause" if paused else "resume")
-        if paused:
-            await self.backend.pause(client, queue)
-            return f"paused {queue!r}"
-        await self.backend.resume(client, queue)
-        return f"resumed {queue!r}"
+        async with self._acting("pause" if paused else "resume") as client:
+            if paused:
+                await self.backend.pause(client, queue)
+                return f"paused {queue!r}"
+            await self.backend.resume(client, queue)
+            return f"resumed {queue!r}"
 
     async def breaker(self, queue: str, remove: bool) -> str:
         """Close the queue's circuit breaker now, or take it off the queue."""
-        if remove:
-            client = self._writer("breaker remove")
-            if await self.backend.remove_breaker(client, queue):
-                return f"removed the circuit breaker of {queue!r}"
-            return f"queue {queue!r} has no circuit breaker"
-        client = self._writer("breaker reset")
-        if await self.backend.reset_breaker(client, queue):
-            return f"closed the circuit breaker of {queue!r}: its jobs run again"
-        return f"the circuit breaker of {queue!r} was closed already"
+        async with self._acting("breaker remove" if remove else "breaker reset") as client:
+            if remove:
+                if await self.backend.remove_breaker(client, queue):
+                    return f"removed the circuit breaker of {queue!r}"
+                return f"queue {queue!r} has no circuit breaker"
+            if await self.backend.reset_breaker(client, queue):
+                return f"closed the circuit breaker of {queue!r}: its jobs run again"
+            return f"the circuit breaker of {queue!r} was closed already"
 
     async def enable_notifications(self, flags: str) -> str:
-        """``CONFIG SET notify-keyspace-events <flags>``, asked for by the operator."""
+        """``CONFIG SET notify-keyspace-events <flags>``, asked for by the operator (a replica
+        takes it too: it notifies of the writes its primary sends it)."""
         client = self._writer("CONFIG SET")
         await client.config_set(CONFIG_KEY, flags)
         return f"ran CONFIG SET {CONFIG_KEY} {flags}: live updates"
@@ -246,22 +290,22 @@ class JobActions:
     ) -> str:
         """Remove up to ``limit`` completed or failed jobs older than ``grace_ms``, a batch at a
         time, until done or ``run`` is stopped."""
-        client = self._writer("clean")
-        run = run if run is not None else BulkRun(limit)
-        removed = 0
-        while removed < limit and not run.stop_requested:
-            if removed:
-                await asyncio.sleep(self.batch_pause)
-            batch = min(self.batch_size, limit - removed)
-            ids = await self.backend.clean(client, queue, state, grace_ms, batch)
-            removed += len(ids)
-            run.advance(len(ids))
-            if len(ids) < batch:
-                break
-        text = f"removed {removed:,} {state} job{'s' if removed != 1 else ''}"
-        if run.stop_requested and removed < limit:
-            text += f"; stopped: {limit - removed:,} not attempted"
-        return text
+        async with self._acting("clean") as client:
+            run = run if run is not None else BulkRun(limit)
+            removed = 0
+            while removed < limit and not run.stop_requested:
+                if removed:
+                    await asyncio.sleep(self.batch_pause)
+                batch = min(self.batch_size, limit - removed)
+                ids = await self.backend.clean(client, queue, state, grace_ms, batch)
+                removed += len(ids)
+                run.advance(len(ids))
+                if len(ids) < batch:
+                    break
+            text = f"removed {removed:,} {state} job{'s' if removed != 1 else ''}"
+            if run.stop_requested and removed < limit:
+                text += f"; stopped: {limit - removed:,} not attempted"
+            return text
 
 
 def operator() -> str:

@@ -2,7 +2,8 @@
 defined with the other commands in ``corral.cli``).
 
 In write mode it first reads the server's ``maxmemory-policy`` and refuses (exit status 2, the
-reason on stderr) a server that may evict keys, unless ``--allow-unsafe-eviction`` (R5).
+reason on stderr) a server that may evict keys, or whose policy this user may not read (neither
+``INFO`` nor ``CONFIG GET``), unless ``--allow-unsafe-eviction`` (R5).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _backend(args: argparse.Namespace) -> tuple[Backend, list[str]]:
 
 def _evicting_server(url: str) -> bool:
     """True (and the reason, fix and override on stderr) when the server's policy may evict
-    keys; False when it is safe or cannot be read now (the app then shows why, and its
-    monitor checks once connected)."""
+    keys or is refused to this user; False when it is safe or cannot be read now (no server:
+    the app then shows why, and its monitor checks once connected)."""
     policy = policy_at_start(url)
     if policy is None or not is_evicting(policy):
         return False

@@ -1,6 +1,7 @@
 """``Announcer``: what deserves a notice as snapshots arrive: each circuit breaker change
-(open, half-open, closed) seen in the events, and each alert threshold breach that was not
-there in the snapshot before (with a terminal bell when asked for). No Textual here."""
+(open, half-open, closed) seen in the events, each alert threshold breach that was not there in
+the snapshot before (with a terminal bell when asked for), and an eviction policy that cannot be
+read (R5: ``INFO`` refused), each time it becomes so. No Textual here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from dashboard.eviction import UNREADABLE, UNREADABLE_NOTICE
 from dashboard.model import DashboardSnapshot, Event
 from dashboard.sanitize import display_text
 
@@ -45,10 +47,17 @@ class Announcer:
         self.bell = bell
         self._seen: deque[str] = deque(maxlen=SEEN_KEPT)
         self._breaches: frozenset[tuple[str, str]] | None = None
+        self._policy: str | None = None
 
     def new(self, snapshot: DashboardSnapshot) -> tuple[list[Notice], bool]:
-        """Notices for breaker changes and new breaches; and whether to ring the bell."""
+        """Notices for breaker changes, new breaches and an eviction policy that became
+        unreadable; and whether to ring the bell."""
         notices = []
+        policy = snapshot.maxmemory_policy
+        if policy == UNREADABLE and self._policy != UNREADABLE:
+            notices.append(Notice(UNREADABLE_NOTICE, "warning"))
+        if policy is not None:
+            self._policy = policy
         for event in snapshot.breaker_events:
             key = f"{event.queue}\0{event.entry_id}"
             if key not in self._seen:
