@@ -1,56 +1,30 @@
-"""Z3's TLS cases: ``--tls-ca-cert``/``--tls-cert``/``--tls-key``/``--tls-insecure`` map to
-redis-py's ``ssl_*`` options; the dashboard and ``corral worker`` connect through a TLS front
-with the right CA; a wrong CA, an expired certificate, a certificate for another host and a
-plaintext client each fail with a specific one-line reason, and the password shows nowhere."""
+"""Z3's TLS options without a server: ``--tls-ca-cert``/``--tls-cert``/``--tls-key``/
+``--tls-insecure`` map to redis-py's ``ssl_*`` options, a bad combination names the flag, and
+``corral dash``/``corral worker`` take them. The cases against a server's own TLS are in
+``test_tls_server.py``."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from pilot import SIZE, notices, until, visible_text
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from support.server import FaultServer
-from support.workers import WorkerProcess, wait_until
-from tls_proxy import Pki, TlsProxy, make_pki
+from support.tls_server import (
+    BINARY_ENV,
+    REQUIRE_ENV,
+    TlsServerUnavailable,
+    server_binary,
+    unavailable,
+)
 
 from corral.cli import build_parser, main
 from dashboard.app import DashboardApp
 from dashboard.conn_errors import describe_error
-from dashboard.corral_backend import CorralBackend
 from engine.connection import TlsOptions
-from engine.queue import Queue
 
 pytestmark = pytest.mark.timeout(60)
 
 PASSWORD = "tls-pw-5521"
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    """A private CA, server certificates signed by it, and a CA that signed none of them."""
-    return make_pki(tmp_path)
-
-
-@pytest.fixture
-def tls_front(fresh_server: FaultServer, pki: Pki) -> Iterator[TlsProxy]:
-    """The test's server behind TLS (a valid certificate for 127.0.0.1), with an ACL user
-    ``ops`` whose password is ``PASSWORD``."""
-    admin = fresh_server.client()
-    try:
-        admin.acl_setuser(
-            "ops", enabled=True, passwords=[f"+{PASSWORD}"], keys=["~*"], channels=["&*"],
-            commands=["+@all"],
-        )  # fmt: skip
-    finally:
-        admin.close()
-    with TlsProxy(fresh_server.port, pki.server_cert, pki.server_key) as proxy:
-        yield proxy
 
 
 # -- the option mapping -----------------------------------------------------------------------
@@ -130,104 +104,13 @@ def test_dash_and_worker_take_the_flags(
     assert "DANGEROUS" in help_text and "--tls-ca-cert" in help_text
 
 
-# -- against a server behind TLS --------------------------------------------------------------
-
-
-async def test_dashboard_connects_with_the_right_ca_and_names_a_wrong_one(
-    tls_front: TlsProxy, pki: Pki, fresh_server: FaultServer, queue_name: str
-) -> None:
-    async with Queue(queue_name, fresh_server.url) as queue:
-        await queue.add("send", {"n": 1})
-    url = tls_front.url(f"ops:{PASSWORD}")
-    app = DashboardApp(
-        url,
-        CorralBackend(),
-        queues=[queue_name],
-        read_only=True,
-        poll_interval=0.2,
-        tls=TlsOptions(ca_cert=str(pki.ca)),
-    )
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.snapshot is not None and bool(app.snapshot.queues))
-        await pilot.pause(0.1)
-        text = visible_text(app)
-        assert app.snapshot is not None and app.snapshot.error is None
-        assert "rediss://ops:***@127.0.0.1" in text and PASSWORD not in text
-    wrong = DashboardApp(
-        url,
-        CorralBackend(),
-        queues=[queue_name],
-        read_only=True,
-        tls=TlsOptions(ca_cert=str(pki.other_ca)),
-    )
-    async with wrong.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: wrong.snapshot is not None and wrong.snapshot.error is not None)
-        await pilot.pause(0.1)
-        text = visible_text(wrong)
-        assert "TLS certificate verify failed: unknown CA" in text, text
-        assert "Traceback" not in text
-        assert wrong.snapshot is not None and wrong.snapshot.error is not None
-        assert PASSWORD not in text + notices(wrong) + wrong.snapshot.error
-
-
-@pytest.mark.parametrize(
-    ("certificate", "client", "expected"),
-    [
-        ("server", "other_ca", "TLS certificate verify failed: unknown CA"),
-        ("expired", "ca", "TLS certificate verify failed: the server's certificate has expired"),
-        ("elsewhere", "ca", "TLS certificate verify failed: the certificate is not for this host"),
-        ("server", "plaintext", "connection closed by the server"),
-    ],
-)
-async def test_each_certificate_problem_has_its_own_message(
-    fresh_server: FaultServer, pki: Pki, certificate: str, client: str, expected: str
-) -> None:
-    cert = {"server": pki.server_cert, "expired": pki.expired_cert}.get(
-        certificate, pki.elsewhere_cert
-    )
-    with TlsProxy(fresh_server.port, cert, pki.server_key) as proxy:
-        url = proxy.url(f"ops:{PASSWORD}")
-        if client == "plaintext":
-            url = url.replace("rediss://", "redis://")
-        else:
-            ca = pki.ca if client == "ca" else pki.other_ca
-            url = TlsOptions(ca_cert=str(ca)).apply(url)
-        said = await _connect_error(url)
-    assert said.startswith(expected), said
-    assert PASSWORD not in said
-
-
-async def test_a_monitor_using_tls_on_a_plaintext_port_never_hangs(
-    fresh_server: FaultServer, pki: Pki
-) -> None:
-    url = TlsOptions(ca_cert=str(pki.ca)).apply(fresh_server.url.replace("redis://", "rediss://"))
-    async with asyncio.timeout(10):
-        said = await _connect_error(url, wait_s=1.0)
-    assert said == "timeout (no answer from the server)"
-
-
-async def test_mutual_tls_needs_the_client_certificate(fresh_server: FaultServer, pki: Pki) -> None:
-    """``--tls-cert``/``--tls-key`` reach the handshake: with them a server that asks for a
-    client certificate lets the client in; without, it is refused (never a hang)."""
-    proxy = TlsProxy(fresh_server.port, pki.server_cert, pki.server_key, client_ca=pki.ca)
-    with proxy:
-        url = proxy.url()
-        mutual = TlsOptions(ca_cert=str(pki.ca), cert=str(pki.client_cert), key=str(pki.server_key))
-        client = aioredis.Redis.from_url(mutual.apply(url), socket_connect_timeout=3)
-        try:
-            assert await client.ping()
-        finally:
-            await client.aclose()
-        said = await _connect_error(TlsOptions(ca_cert=str(pki.ca)).apply(url))
-    # TLS 1.3: the client's handshake ends before the server checks its certificate, so the
-    # refusal arrives as an alert or as the server closing the connection
-    assert said.startswith("TLS handshake refused by the server") or said == (
-        "connection closed by the server"
-    ), said
+# -- wording ------------------------------------------------------------------------------
 
 
 def test_tls_handshake_messages() -> None:
-    """The handshake failures not produced live above, from redis-py's wording."""
+    """A handshake failure no real server produced in the tests (a plaintext Redis never
+    answers a TLS hello: ``test_tls_server.py``), from redis-py's wording: a plaintext reply
+    to the hello."""
     plain = (
         "Error 1 connecting to h:1. [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)."
     )
@@ -236,39 +119,20 @@ def test_tls_handshake_messages() -> None:
     )
 
 
-async def test_corral_worker_runs_jobs_over_tls(
-    tls_front: TlsProxy, pki: Pki, fresh_server: FaultServer, queue_name: str
+# -- where the tests get a TLS server --------------------------------------------------------
+
+
+def test_a_given_binary_that_is_missing_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = TlsOptions(ca_cert=str(pki.ca)).apply(tls_front.url(f"ops:{PASSWORD}"))
-    async with Queue(queue_name, url) as queue:  # the engine's own clients take the URL too
-        await queue.add("j", {"n": 1})
-        worker = WorkerProcess(
-            "support.jobs:noop",
-            queue_name,
-            tls_front.url(f"ops:{PASSWORD}"),
-            extra_args=["--tls-ca-cert", str(pki.ca)],
-        )
-        try:
-            await wait_until(lambda: _completed(queue), within=20)
-            worker.signal(signal.SIGTERM)
-            assert worker.wait(20) == 0
-        finally:
-            worker.stop()
-
-
-async def _completed(queue: Queue) -> bool:
-    return (await queue.get_totals())[0] >= 1
-
-
-async def _connect_error(url: str, wait_s: float = 3.0) -> str:
-    """What the dashboard would say about connecting to ``url``."""
-    client = aioredis.Redis.from_url(
-        url, socket_connect_timeout=wait_s, socket_timeout=wait_s, retry=Retry(NoBackoff(), 0)
-    )
-    try:
-        await client.ping()
-    except Exception as exc:
-        return describe_error(exc)
-    finally:
-        await client.aclose()
-    raise AssertionError(f"connected to {url}")
+    """``$CORRAL_TLS_SERVER_BIN`` naming no file: the reason names the variable; a skip, or a
+    failure under ``CORRAL_REQUIRE_TLS_SERVER=1``."""
+    missing = tmp_path / "redis-server"
+    with pytest.raises(TlsServerUnavailable, match=f"{BINARY_ENV}=.*: no such file"):
+        server_binary({BINARY_ENV: str(missing)})
+    monkeypatch.delenv(REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no server"):
+        unavailable("no server")
+    monkeypatch.setenv(REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"no server \\({REQUIRE_ENV}=1"):
+        unavailable("no server")
