@@ -3,7 +3,8 @@ defined with the other commands in ``corral.cli``).
 
 In write mode it first reads the server's ``maxmemory-policy`` and refuses (exit status 2, the
 reason on stderr) a server that may evict keys, or whose policy this user may not read (neither
-``INFO`` nor ``CONFIG GET``), unless ``--allow-unsafe-eviction`` (R5).
+``INFO`` nor ``CONFIG GET``), unless ``--allow-unsafe-eviction`` (R5). In any mode it refuses a
+Redis Cluster node (R12).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
 from dashboard.credentials import resolve_url
 from dashboard.durations import parse_age, stuck_error
-from dashboard.eviction import is_evicting, policy_at_start, start_refusal
+from dashboard.eviction import cluster_at_start, is_evicting, policy_at_start, start_refusal
 from dashboard.sanitize import mask_url
 from dashboard.screens.stalled import STUCK_AFTER_MS
 from engine import gc_policy
@@ -87,6 +88,9 @@ def run_dash(args: argparse.Namespace) -> int:
             "not with --bullmq",
             file=sys.stderr,
         )
+        return 2
+    if (cluster := cluster_at_start(connect_url)) is not None:
+        print(cluster, file=sys.stderr)
         return 2
     if not read_only and not allow_unsafe and _evicting_server(connect_url):
         return 2

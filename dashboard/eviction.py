@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from engine.connection import SAFE_EVICTION_POLICY as SAFE_POLICY
+from engine.connection import cluster_refusal
 
 START_TIMEOUT_S = 3.0
 """How long ``corral dash`` waits for the server before it opens the app anyway (the app then
@@ -101,18 +102,23 @@ async def read_policy(client: Redis) -> str | None:
         return UNREADABLE
 
 
-def policy_at_start(url: str) -> str | None:
-    """The policy, read once before the app opens (as ``read_policy`` does: ``UNREADABLE``
-    where INFO and CONFIG GET are refused); None when it cannot be read now (no server, wrong
-    password, TLS failure): the app then shows the connection problem, and its monitor reads
-    the policy once it connects."""
-    client = redis.Redis.from_url(
+def _start_client(url: str) -> redis.Redis:
+    """A client for one quick look before the app opens: one try, short timeouts."""
+    return redis.Redis.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=START_TIMEOUT_S,
         socket_timeout=START_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),  # one try: the app's own reconnects take over
     )
+
+
+def policy_at_start(url: str) -> str | None:
+    """The policy, read once before the app opens (as ``read_policy`` does: ``UNREADABLE``
+    where INFO and CONFIG GET are refused); None when it cannot be read now (no server, wrong
+    password, TLS failure): the app then shows the connection problem, and its monitor reads
+    the policy once it connects."""
+    client = _start_client(url)
     try:
         try:
             return _policy_of(client.info("memory"))
@@ -126,3 +132,23 @@ def policy_at_start(url: str) -> str | None:
         return None
     finally:
         client.close()
+
+
+def cluster_at_start(url: str) -> str | None:
+    """Why ``corral dash`` will not open on this server: it is a Redis Cluster node, whose
+    other nodes hold keys the dashboard's one connection cannot read (read-only or not). None
+    for any other server, or when ``INFO cluster`` cannot be read now."""
+    client = _start_client(url)
+    try:
+        why = cluster_refusal(client.info("cluster"))
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    if why is None:
+        return None
+    return (
+        "corral dashboard: the server is a Redis Cluster node (cluster_enabled:1): the "
+        "dashboard does not support Redis Cluster, whose keys are spread over nodes it does not "
+        "connect to. Point it at a standalone server (or a primary behind a proxy)."
+    )

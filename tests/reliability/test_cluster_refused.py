@@ -1,12 +1,15 @@
 """R12: Corral does not support Redis Cluster. A cluster node (``cluster_enabled:1``, here a
 real ``valkey-server --cluster-enabled yes`` serving every slot, so that writes would work) is
-refused when the producer, the worker, the flow producer or ``corral worker`` connects, with an
+refused when the producer, the worker, the flow producer, ``corral worker`` or ``corral dash``
+connects, with an
 error naming Redis Cluster and what to use instead, and nothing is written."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -118,6 +121,30 @@ async def test_r12_corral_worker_exits_naming_the_cluster(
     assert "corral worker: the server is a Redis Cluster node" in output, output
     _assert_clear(output)
     assert "Traceback" not in output, output
+    await _assert_nothing_written(cluster_node)
+
+
+@pytest.mark.parametrize(
+    "mode", [[], ["--read-only"], ["--bullmq"]], ids=["write", "read-only", "bullmq"]
+)
+async def test_r12_corral_dash_exits_naming_the_cluster(
+    cluster_node: FaultServer, mode: list[str]
+) -> None:
+    """``corral dash`` refuses a cluster node before it opens, in every mode and with either
+    backend: exit 2, the reason on stderr, nothing drawn and nothing written."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "corral", "dash", "--redis", cluster_node.url, *mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""  # the app never started
+    assert "corral dashboard: the server is a Redis Cluster node" in done.stderr, done.stderr
+    assert "does not support Redis Cluster" in done.stderr
+    assert "Traceback" not in done.stderr
     await _assert_nothing_written(cluster_node)
 
 
