@@ -28,6 +28,7 @@ from dashboard.eviction import action_refusal, is_evicting
 from dashboard.model import ReplayOutcome
 from dashboard.notifications import CONFIG_KEY
 from dashboard.replay_text import replay_message
+from dashboard.sanitize import quoted
 
 PROMOTE_ALL_LIMIT = 100_000
 """Most delayed jobs one "promote all" makes ready (the engine works in bounded batches)."""
@@ -127,7 +128,7 @@ class JobActions:
                 await self.backend.retry_job(client, queue, job_id, state)
             except ActionRefused as exc:
                 return _refused("retried", job_id, exc)
-            return f"retried job {job_id!r}: back in wait"
+            return f"retried job {quoted(job_id)}: back in wait"
 
     async def _in_batches(
         self,
@@ -221,7 +222,7 @@ class JobActions:
                 await self.backend.remove_job(client, queue, job_id)
             except ActionRefused as exc:
                 return _refused("discarded", job_id, exc)
-            return f"discarded job {job_id!r}"
+            return f"discarded job {quoted(job_id)}"
 
     async def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a waiting or running job, in the operator's name."""
@@ -231,8 +232,8 @@ class JobActions:
             except ActionRefused as exc:
                 return _refused("cancelled", job_id, exc)
             if done:
-                return f"cancelled job {job_id!r}: failed"
-            return f"cancel of running job {job_id!r} requested: its worker stops it"
+                return f"cancelled job {quoted(job_id)}: failed"
+            return f"cancel of running job {quoted(job_id)} requested: its worker stops it"
 
     async def promote(self, queue: str, job_id: str) -> str:
         """Run a delayed job now."""
@@ -241,13 +242,15 @@ class JobActions:
                 await self.backend.promote_job(client, queue, job_id)
             except ActionRefused as exc:
                 return _refused("promoted", job_id, exc)
-            return f"promoted job {job_id!r}"
+            return f"promoted job {quoted(job_id)}"
 
     async def promote_all(self, queue: str, count: int = PROMOTE_ALL_LIMIT) -> str:
         """Run the delayed jobs of a queue now."""
         async with self._acting("promote all") as client:
             promoted = await self.backend.promote_all(client, queue, count)
-            return f"promoted {promoted} delayed job{'s' if promoted != 1 else ''} of {queue!r}"
+            return (
+                f"promoted {promoted} delayed job{'s' if promoted != 1 else ''} of {quoted(queue)}"
+            )
 
     async def change_priority(self, queue: str, job_id: str, priority: int) -> str:
         """Give a job that is not running a new priority."""
@@ -256,27 +259,27 @@ class JobActions:
                 await self.backend.change_priority(client, queue, job_id, priority)
             except ActionRefused as exc:
                 return _refused("reprioritized", job_id, exc)
-            return f"job {job_id!r} now has priority {priority}"
+            return f"job {quoted(job_id)} now has priority {priority}"
 
     async def set_paused(self, queue: str, paused: bool) -> str:
         """Pause or resume a queue."""
         async with self._acting("pause" if paused else "resume") as client:
             if paused:
                 await self.backend.pause(client, queue)
-                return f"paused {queue!r}"
+                return f"paused {quoted(queue)}"
             await self.backend.resume(client, queue)
-            return f"resumed {queue!r}"
+            return f"resumed {quoted(queue)}"
 
     async def breaker(self, queue: str, remove: bool) -> str:
         """Close the queue's circuit breaker now, or take it off the queue."""
         async with self._acting("breaker remove" if remove else "breaker reset") as client:
             if remove:
                 if await self.backend.remove_breaker(client, queue):
-                    return f"removed the circuit breaker of {queue!r}"
-                return f"queue {queue!r} has no circuit breaker"
+                    return f"removed the circuit breaker of {quoted(queue)}"
+                return f"queue {quoted(queue)} has no circuit breaker"
             if await self.backend.reset_breaker(client, queue):
-                return f"closed the circuit breaker of {queue!r}: its jobs run again"
-            return f"the circuit breaker of {queue!r} was closed already"
+                return f"closed the circuit breaker of {quoted(queue)}: its jobs run again"
+            return f"the circuit breaker of {quoted(queue)} was closed already"
 
     async def enable_notifications(self, flags: str) -> str:
         """``CONFIG SET notify-keyspace-events <flags>``, asked for by the operator (a replica
@@ -319,5 +322,5 @@ def operator() -> str:
 
 def _refused(verb: str, job_id: str, exc: ActionRefused) -> str:
     if exc.state is None:
-        return f"not {verb}: job {job_id!r} no longer exists"
-    return f"not {verb}: job {job_id!r} is now {exc.state}"
+        return f"not {verb}: job {quoted(job_id)} no longer exists"
+    return f"not {verb}: job {quoted(job_id)} is now {exc.state}"

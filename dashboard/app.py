@@ -40,7 +40,7 @@ from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags
 from dashboard.palette import KeyCommands
 from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
 from dashboard.replay import confirm_replay_ids, is_dead_letter_queue
-from dashboard.sanitize import display_text, mask_url, notice_text
+from dashboard.sanitize import display_text, escaped, mask_url, notice_text, quoted
 from dashboard.screens.base import DashScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
@@ -59,7 +59,9 @@ def _client(url: str) -> Redis:
     client: Redis = Redis.from_url(
         url,
         decode_responses=True,
-        encoding_errors="backslashreplace",  # invalid UTF-8 from Redis is shown, not fatal
+        # bytes that are not UTF-8 read as lone surrogates and are sent back as the same bytes,
+        # so an id read from Redis addresses its own key; display_text shows them as \xff
+        encoding_errors="surrogateescape",
         socket_connect_timeout=3.0,
         socket_timeout=10.0,
     )
@@ -119,6 +121,15 @@ class DashboardApp(ConfirmedActions):
         self.snapshot: DashboardSnapshot | None = None
         self.frozen = False
         self._offered_live = False
+
+    def validate_title(self, title: object) -> str:
+        """The title without lone surrogates (a URL given as bytes that are not UTF-8): it is
+        written into screenshots, which are encoded strictly."""
+        return escaped(str(title))
+
+    def validate_sub_title(self, sub_title: object) -> str:
+        """The subtitle without lone surrogates, as the title."""
+        return escaped(str(sub_title))
 
     def on_mount(self) -> None:
         """Show the overview and start watching."""
@@ -244,7 +255,7 @@ class DashboardApp(ConfirmedActions):
             display_text(queue, limit=60),
             "?",
         )
-        scope = ActionScope(kind, queue, f"job {job_id!r}" + (f" ({state})" if state else ""))
+        scope = ActionScope(kind, queue, f"job {quoted(job_id)}" + (f" ({state})" if state else ""))
         self._ask(f"{label} job", body, label, lambda: call(queue, job_id), scope=scope)
 
     def confirm_retry_all(self, queue: str) -> None:
@@ -307,14 +318,14 @@ class DashboardApp(ConfirmedActions):
         flags = flags_to_enable(current)
         body = Text(f"Run CONFIG SET {CONFIG_KEY} {flags} on ")
         body.append_text(display_text(self.masked_url, limit=60))
-        body.append(f"?\nIt changes the server's setting (now {current!r}) for every client.")
+        body.append(f"?\nIt changes the server's setting (now {quoted(current)}) for every client.")
 
         async def run() -> str:
             outcome = await self.actions.enable_notifications(flags)
             self.monitor.recheck_notifications()
             return outcome
 
-        scope = ActionScope("config set", "", f"{CONFIG_KEY} {flags} (was {current!r})")
+        scope = ActionScope("config set", "", f"{CONFIG_KEY} {flags} (was {quoted(current)})")
         self._ask("Turn on live updates", body, "Run CONFIG SET", run, scope=scope)
 
     def confirm_change_priority(self, queue: str, job_id: str) -> None:
@@ -349,7 +360,7 @@ class DashboardApp(ConfirmedActions):
         pause = not (snapshot is not None and snapshot.paused)
         verb = "Pause" if pause else "Resume"
         body = Text.assemble(f"{verb} queue ", display_text(queue, limit=60), "?")
-        scope = ActionScope(verb.lower(), queue, f"queue {queue!r}")
+        scope = ActionScope(verb.lower(), queue, f"queue {quoted(queue)}")
         self._ask(
             f"{verb} queue", body, verb, lambda: self.actions.set_paused(queue, pause), scope=scope
         )

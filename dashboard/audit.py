@@ -5,7 +5,9 @@ exact scope confirmed, and the outcome. It lives in the user's state directory
 (``$XDG_STATE_HOME/corral/audit.log``, else ``~/.local/state/corral/audit.log``) or where
 ``CORRAL_AUDIT_LOG`` / ``--audit-log`` says; directory 0700, file 0600. Queue names, job ids and
 outcomes are stored as JSON strings (control characters escaped) and outcomes redacted; no job
-data is ever written. A log that cannot be written is reported, never fatal.
+data is ever written. A byte that was not UTF-8 (a lone surrogate, as the dashboard reads it) is
+written as the text ``\\xff``, so every line is valid UTF-8 JSON that any reader takes. A log
+that cannot be written is reported, never fatal.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from dashboard.sanitize import redact_string
+from dashboard.sanitize import escaped, redact_string
 
 ENV_PATH = "CORRAL_AUDIT_LOG"
 
@@ -69,7 +71,9 @@ class AuditLog:
             "scope": scope.scope,
             "outcome": redact_string(outcome),
         }
-        line = json.dumps(entry, ensure_ascii=True) + "\n"
+        # the environment ($USER) is decoded with surrogateescape too
+        written = {key: escaped(value) if value else value for key, value in entry.items()}
+        line = json.dumps(written, ensure_ascii=True) + "\n"
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

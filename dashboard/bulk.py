@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from dashboard.backend import Backend
+from dashboard.sanitize import quoted
 
 BULK_LIMIT = 10_000
 """Most jobs one bulk action selects; the confirmation says so when a state holds more."""
@@ -82,7 +83,7 @@ def selection_outcome(
     exists" (``done`` is the verb: "retried", "promoted"); ``missed`` maps the jobs that were
     not in the state seen any more to the state they are in now (None: gone)."""
     acted = attempted - len(missed)
-    text = f"{done} {_plural(acted, selection.state + ' job')} of {selection.queue!r}"
+    text = f"{done} {_plural(acted, selection.state + ' job')} of {quoted(selection.queue)}"
     if missed:
         why = Counter(
             f"now {state}" if state is not None else "no longer exists" for state in missed.values()

@@ -30,6 +30,7 @@ from dashboard.model import (
     StateCounts,
     WorkerRow,
 )
+from dashboard.sanitize import from_redis, not_utf8
 from engine.errors import JobNotFound, JobStateError
 from engine.flow_model import JobRef
 from engine.flows import FlowNode, read_flow
@@ -74,10 +75,14 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _row(job_id: str, state: str, values: Sequence[str | None]) -> JobRow:
+    """A table row; malformed as the engine's workers judge a job hash: no name, a number
+    field that is no number, or a field that is not UTF-8 (read as lone surrogates)."""
     name, timestamp, finished, made, attempts, reason, origin_queue, origin_id, progress = values
     numbers = (timestamp, finished, made, attempts)
-    malformed = name is None or any(
-        raw not in (None, "") and _int_or_none(raw) is None for raw in numbers
+    malformed = (
+        name is None
+        or any(raw not in (None, "") and _int_or_none(raw) is None for raw in numbers)
+        or any(raw is not None and not_utf8(raw) for raw in values)
     )
     return JobRow(
         id=job_id,
@@ -728,7 +733,6 @@ def _link(ref: JobRef, node: FlowNode | None, pending: bool = False) -> JobLink:
 
 
 def _text(value: str | bytes) -> str:
-    """Clients may or may not decode replies; the backend always works with ``str``."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
+    """Clients may or may not decode replies; the backend always works with ``str`` that
+    encodes back to the bytes it was read as (``from_redis``: ``surrogateescape``)."""
+    return from_redis(value)

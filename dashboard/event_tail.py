@@ -27,6 +27,7 @@ from redis.client import NEVER_DECODE, CaseInsensitiveDict
 
 from dashboard.backend import Backend
 from dashboard.model import Event
+from dashboard.sanitize import from_redis, to_redis
 
 BATCH = 2_000
 """Entries read per stream and round while the tail keeps up, so one round's cost stays bounded."""
@@ -44,15 +45,15 @@ def _raw(response: Any, **options: Any) -> Any:
 
 
 def _text(value: bytes | str) -> str:
-    """A reply's bytes as text; invalid UTF-8 is shown escaped, never raised on."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
+    """A reply's bytes as text, never raised on: bytes that are not UTF-8 become lone
+    surrogates (``from_redis``), so an id read here addresses its own key again."""
+    return from_redis(value)
 
 
 def _key_bytes(key: str) -> bytes:
-    """A key as the server names it in a reply (as redis-py encodes it when sending)."""
-    return key.encode("utf-8", errors="backslashreplace")
+    """A key as the server names it in a reply (as the dashboard's clients encode it when
+    sending: ``surrogateescape``)."""
+    return to_redis(key)
 
 
 def _event_name(fields: Sequence[bytes] | None) -> bytes:

@@ -326,7 +326,7 @@ class QueueMonitor:
         client: Redis = Redis.from_url(
             self.url,
             decode_responses=True,
-            encoding_errors="backslashreplace",  # invalid UTF-8 is shown, not fatal
+            encoding_errors="surrogateescape",  # not UTF-8: read and sent back as the same bytes
             socket_connect_timeout=3.0,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), retries=0),  # the monitor reconnects itself, with backoff

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from dashboard.model import JobRow, ReplayOutcome
-from dashboard.sanitize import display_text
+from dashboard.sanitize import display_text, quoted
 
 SKIPPED_SHOWN = 3
 """Dead letters left in place that the outcome line names one by one."""
@@ -31,10 +31,12 @@ def replay_message(queue: str, outcome: ReplayOutcome) -> str:
 def _message(queue: str, outcome: ReplayOutcome) -> str:
     if len(outcome.replayed) == 1 and not outcome.skipped:
         ((dl_id, origin, origin_id),) = outcome.replayed
-        return f"replayed dead letter {dl_id!r} to {origin!r} as job {origin_id!r}"
+        return (
+            f"replayed dead letter {quoted(dl_id)} to {quoted(origin)} as job {quoted(origin_id)}"
+        )
     counted = Counter(origin for _, origin, _ in outcome.replayed)
     where = ", ".join(f"{name} ({n})" for name, n in counted.most_common())
-    text = f"replayed {plural(len(outcome.replayed), 'dead letter')} of {queue!r}"
+    text = f"replayed {plural(len(outcome.replayed), 'dead letter')} of {quoted(queue)}"
     if where:
         text += f" to {where}"
     if outcome.skipped:

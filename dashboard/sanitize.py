@@ -5,6 +5,11 @@ controls and zero-width characters visible instead of passing them to the termin
 bounded window of a value (``offset``, ``limit``), so a 10 MB value costs what its window costs.
 Credential shapes in free text are found from cheap anchors (``://``, ``bearer``, key names), so
 redaction stays linear in the text it reads. ``mask_url`` hides the password of a connection URL.
+
+Bytes read from Redis are decoded with ``surrogateescape`` (``from_redis``), so text that is not
+UTF-8 goes back to the server as the bytes it came as (a job id addresses its own key); each such
+byte is a lone surrogate in the ``str``, which ``display_text`` shows as ``\\xff`` and
+``escaped`` turns into that text for anything else that leaves the process (a notice, a file).
 """
 
 from __future__ import annotations
@@ -109,12 +114,67 @@ _FORMAT = (
     r"\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
     r"\ufeff\ufff9-\ufffb\U000e0000-\U000e007f"
 )
-_UNSAFE = re.compile(r"[\x00-\x1f" + _FORMAT + "]")
-_UNSAFE_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f" + _FORMAT + "]")
+_SURROGATES = r"\ud800-\udfff"
+"""Lone surrogates: a byte that was not UTF-8 (``surrogateescape``), or a JSON ``\\ud800``
+escape. No terminal or strict UTF-8 encoder takes them."""
+_UNSAFE = re.compile(r"[\x00-\x1f" + _FORMAT + _SURROGATES + "]")
+_UNSAFE_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f" + _FORMAT + _SURROGATES + "]")
+_SURROGATE = re.compile("[" + _SURROGATES + "]")
+_REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
+"""``\\udcff`` in a ``repr`` (not after an escaped backslash): the byte 0xff, as Python writes
+a lone surrogate of ``surrogateescape``."""
+
+
+def from_redis(value: str | bytes) -> str:
+    """A reply as ``str``, decoded the way the dashboard's clients decode: bytes that are not
+    UTF-8 become lone surrogates, so encoding the text again (``surrogateescape``, as the
+    clients do) gives back the same bytes: an id read from Redis addresses its own key."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    return value
+
+
+def to_redis(text: str) -> bytes:
+    """``text`` as the bytes the dashboard's clients send for it (the inverse of
+    ``from_redis``)."""
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+def not_utf8(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (or other lone surrogates): what a
+    strict UTF-8 encode, like the engine's check of a job hash, refuses."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _surrogate_text(char: str) -> str:
+    """A lone surrogate as text: ``\\xff`` for a byte that was not UTF-8, else ``\\ud800``."""
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def escaped(text: str) -> str:
+    """``text`` without lone surrogates: each byte that was not UTF-8 as the text ``\\xff``
+    (as ``backslashreplace`` shows it). Safe to encode strictly (files, notices, the audit
+    log); everything else in ``text`` is left as it is."""
+    if not not_utf8(text):
+        return text
+    return _SURROGATE.sub(lambda match: _surrogate_text(match.group()), text)
+
+
+def quoted(text: str) -> str:
+    """``repr(text)`` with each byte that was not UTF-8 written ``\\xff`` (not ``\\udcff``):
+    quoted, control characters escaped, and safe to encode strictly."""
+    written = repr(text)
+    if "\\udc" not in written:
+        return written
+    return _REPR_SURROGATE.sub(r"\1\\x\2", written)
 
 
 def _visible(char: str) -> str:
-    """How one unsafe character is shown: a control picture, ``\\x9b`` or ``<U+202E>``."""
+    """How one unsafe character is shown: a control picture, ``\\x9b``, ``\\xff`` (a byte
+    that was not UTF-8) or ``<U+202E>``."""
     code = ord(char)
     if code < 0x20:
         return chr(0x2400 + code)  # ␛ for ESC, ␀ for NUL...
@@ -122,6 +182,8 @@ def _visible(char: str) -> str:
         return "\u2421"  # ␡
     if code <= 0x9F:
         return f"\\x{code:02x}"
+    if 0xD800 <= code <= 0xDFFF:
+        return _surrogate_text(char)
     return f"<U+{code:04X}>"
 
 
@@ -196,7 +258,8 @@ def redact_string(text: str) -> str:
 
 
 def notice_text(value: object, limit: int = 300) -> str:
-    """A notification's text: redacted, cut, controls made visible (``notify`` takes ``str``)."""
+    """A notification's text: redacted, cut, controls and bytes that were not UTF-8 made
+    visible (``notify`` takes ``str``)."""
     return display_text(value, limit=limit).plain
 
 
@@ -245,7 +308,7 @@ def plain_text(value: object, *, pretty: bool = False) -> str:
     """The whole of any value as plain text, before redaction of free text and any cut: a
     string as it is, bytes decoded, anything else as JSON with secret keys' values masked."""
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="backslashreplace")
+        return from_redis(bytes(value))
     if isinstance(value, str):
         return value
     if value is None:
@@ -272,7 +335,7 @@ def to_plain(
     """Any value as redacted plain text: the ``limit`` characters from ``offset``."""
     if isinstance(value, bytes | bytearray) and offset == 0:
         head = bytes(value[: (limit + _SLACK) * 4])  # never decode more than a window needs
-        window = window_of(head.decode("utf-8", errors="backslashreplace"), 0, limit)
+        window = window_of(from_redis(head), 0, limit)
         return Window(window.text, 0, window.after, len(value) - len(head))
     return window_of(plain_text(value, pretty=pretty), offset, limit)
 

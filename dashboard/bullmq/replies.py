@@ -7,12 +7,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from dashboard.sanitize import from_redis
+
 
 def as_text(value: str | bytes) -> str:
-    """``value`` as ``str``; undecodable bytes are shown escaped, never raised on."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
+    """``value`` as ``str``, never raised on: bytes that are not UTF-8 become lone surrogates
+    (``from_redis``), so a name or id read here addresses its own key again."""
+    return from_redis(value)
 
 
 def as_int(raw: Any) -> int | None:

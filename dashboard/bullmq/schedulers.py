@@ -22,6 +22,7 @@ from dashboard.bullmq.job_reads import FIND_ORDER, place_of, read_place
 from dashboard.bullmq.keys import BullKeys
 from dashboard.bullmq.replies import as_text, int_field, server_ms
 from dashboard.model import SchedulerPage, SchedulerRow
+from dashboard.sanitize import to_redis
 
 LEGACY_KEY_PARTS = 5
 """A legacy repeat key spells ``name:jobId:endDate:tz:pattern-or-every`` (BullMQ before 5)."""
@@ -51,8 +52,8 @@ def last_job_id(scheduler_id: str, next_ms: int, legacy: bool, name: str) -> str
     legacy keys holding ``:``, checksummed as BullMQ 5's ``getRepeatJobKey`` does (with no
     ``id`` in the job data, the usual case)."""
     if legacy and len(scheduler_id.split(":")) > 2:
-        namespace = hashlib.md5(scheduler_id.encode()).hexdigest()
-        checksum = hashlib.md5(f"{name}{namespace}".encode()).hexdigest()
+        namespace = hashlib.md5(to_redis(scheduler_id)).hexdigest()
+        checksum = hashlib.md5(to_redis(f"{name}{namespace}")).hexdigest()
         return f"repeat:{checksum}:{next_ms}"
     return f"repeat:{scheduler_id}:{next_ms}"
 

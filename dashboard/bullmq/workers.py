@@ -14,13 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dashboard.bullmq.replies import as_int, as_text
 from dashboard.model import WorkerRow
+from dashboard.sanitize import to_redis
 
 NAMED_WORKER = ":w:"
 
 
 def node_client_name(prefix: str, queue: str) -> str:
     """The client name Node BullMQ gives a worker of ``queue`` that has no name of its own."""
-    return f"{prefix}:{base64.b64encode(queue.encode()).decode('ascii')}"
+    return f"{prefix}:{base64.b64encode(to_redis(queue)).decode('ascii')}"
 
 
 def python_client_name(prefix: str, queue: str) -> str:

@@ -1,7 +1,8 @@
 """A confirmation modal: Cancel has the focus, Confirm ignores presses for 300 ms; escape or
 ``n`` leaves it.
 
-With ``typed`` the user must also type that text (the queue name) for bulk actions.
+With ``typed`` the user must also type that text (the queue name) for bulk actions; a name
+holding bytes that are not UTF-8 is typed as the modal shows it (``\\xff`` for each such byte).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from dashboard.sanitize import escaped
 
 DEBOUNCE_S = 0.3
 
@@ -56,7 +59,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def _update_button(self) -> None:
         ok = self._armed
         if self.typed is not None:
-            ok = ok and self.query_one("#confirm-input", Input).value == self.typed
+            value = self.query_one("#confirm-input", Input).value
+            ok = ok and value in (self.typed, escaped(self.typed))
         self.query_one("#confirm", Button).disabled = not ok
 
     @on(Input.Changed)

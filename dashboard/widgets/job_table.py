@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import events
 
 from dashboard.model import JobPage, JobRow
-from dashboard.sanitize import display_text
+from dashboard.sanitize import display_text, escaped
 from dashboard.widgets.format import age, progress_cell
 from dashboard.widgets.keyed_table import KeyedTable
 
@@ -78,12 +78,13 @@ class JobTable(KeyedTable):
 
 
 def matches(job: JobRow, text: str) -> bool:
-    """True if ``text`` is empty or found in the job's id, name or failure reason."""
+    """True if ``text`` is empty or found in the job's id, name or failure reason (a byte
+    that is not UTF-8 matched as it is shown: ``\\xff``)."""
     if not text:
         return True
     needle = text.casefold()
     return any(
-        needle in (field or "").casefold() for field in (job.id, job.name, job.failed_reason)
+        needle in escaped(field or "").casefold() for field in (job.id, job.name, job.failed_reason)
     )
 
 

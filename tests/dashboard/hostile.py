@@ -45,11 +45,21 @@ FORBIDDEN = (
     | {chr(c) for c in range(0x7F, 0xA0)}
     | set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
     | set("\u200b\u200c\u200d\u2060\ufeff")
+    | {chr(c) for c in range(0xD800, 0xE000)}  # lone surrogates: no terminal takes them
 )
 
 
 def as_stored(value: str | bytes) -> str:
-    """How a value reads back through the dashboard's clients (invalid UTF-8 escaped)."""
+    """How a value reads back through the dashboard's clients: bytes that are not UTF-8 as
+    lone surrogates (``surrogateescape``), so the text encodes back to the same bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    return value
+
+
+def stand_in(value: str | bytes) -> str:
+    """Text the engine takes in place of a value: bytes that are not UTF-8 written out as the
+    printable text ``\\xff`` (which a view shows just as it shows the bytes themselves)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="backslashreplace")
     return value
@@ -76,7 +86,8 @@ def assert_inert(app: DashboardApp) -> str:
 
 def _visible_char(char: str) -> str:
     """How RELIABILITY.md 3.5 rule 2 says one character is shown: C0 as its control picture
-    (``\\x1b`` as ␛), DEL as ␡, C1 as ``\\x9b``, bidi and zero-width as ``<U+202E>``."""
+    (``\\x1b`` as ␛), DEL as ␡, C1 as ``\\x9b``, bidi and zero-width as ``<U+202E>``, a byte
+    that was not UTF-8 (a lone surrogate as read) as ``\\xff``."""
     code = ord(char)
     if code < 0x20:
         return chr(0x2400 + code)
@@ -84,13 +95,17 @@ def _visible_char(char: str) -> str:
         return "\u2421"
     if 0x80 <= code <= 0x9F:
         return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"\\u{code:04x}"
     if char in FORBIDDEN:
         return f"<U+{code:04X}>"
     return char
 
 
 def shown(value: str | bytes, *, in_json: bool = False) -> str:
-    """The text a view must show for ``value``: read back as stored (invalid UTF-8 escaped),
+    """The text a view must show for ``value``: read back as stored (invalid UTF-8 as ``\\xff``),
     written as a JSON string's inside when ``in_json`` (so ESC reads ``\\u001b``), then every
     unsafe character made visible. Written from the rule, not from ``dashboard.sanitize``."""
     text = as_stored(value)

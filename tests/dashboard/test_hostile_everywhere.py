@@ -32,6 +32,7 @@ from hostile import (
     open_job_screen,
     shown,
     squeezed,
+    stand_in,
     toasts_text,
     whole_detail,
 )
@@ -104,13 +105,15 @@ async def _hostile_jobs(queue: Queue, url: str, raw: aioredis.Redis) -> list[tup
     """For each corpus value a job that failed with it and one that returned it, processed by a
     real worker; ``(job id, value as stored, failed)`` each. The value is also the job's name,
     a key and a value of its data (one level down and in a list two levels down) and an option
-    (``job_id`` of the returning one, the ``deduplication`` id of the failing one)."""
+    (``job_id`` of the returning one, the ``deduplication`` id of the failing one). Bytes that
+    are not UTF-8 go in as their printable stand-in (``\\xff``), and as themselves in the logs:
+    in a field of the job hash they make it a corrupt job (``test_non_utf8_jobs``)."""
     keys = QueueKeys(queue.name)
     added: list[tuple[str | bytes, Job, bool]] = []
     for value in CORPUS:
-        text = as_stored(value)
+        text = stand_in(value)
         data = {"value": text, "nested": {text: text, "list": [1, {"deep": text}]}}
-        name = text if _engine_takes_name(value) else "placeholder"
+        name = text if text.isprintable() else "placeholder"
         dedup = {"id": text} if text.isprintable() else None
         failing = await queue.add(name, {**data, "fail": True}, deduplication=dedup)
         job_id = text if _engine_takes_id(value) else None
@@ -125,21 +128,19 @@ async def _hostile_jobs(queue: Queue, url: str, raw: aioredis.Redis) -> list[tup
         await wait_until(all_done, within=30)
     for value, job, failed in added:
         job_key = keys.job(job.id)
-        if not _engine_takes_name(value):  # another producer wrote the name
+        text = stand_in(value)
+        if not text.isprintable():  # another producer wrote the name
             await raw.hset(job_key, "name", _raw_bytes(value))
         opts = json.loads(await raw.hget(job_key, "opts") or b"{}")
         if failed and "deduplication" not in opts:  # ... and the option the engine refuses
-            opts["deduplication"] = {"id": as_stored(value)}
+            opts["deduplication"] = {"id": text}
             await raw.hset(job_key, "opts", json.dumps(opts))
         if not failed and "job_id" not in opts:
-            opts["job_id"] = as_stored(value)
+            opts["job_id"] = text
             await raw.hset(job_key, "opts", json.dumps(opts))
-        if isinstance(value, bytes):  # invalid UTF-8 in the free-text fields too (in a JSON
-            # field it is a malformed job, which test_hostile_corpus shows)
-            if failed:
-                await raw.hset(job_key, "failed_reason", b"RuntimeError: " + value)
+        if isinstance(value, bytes):  # invalid UTF-8 in the logs, shown as its stand-in is
             await raw.rpush(keys.logs(job.id), value)
-    return [(job.id, as_stored(value), failed) for value, job, failed in added]
+    return [(job.id, stand_in(value), failed) for value, job, failed in added]
 
 
 def _expected(value: str, failed: bool) -> dict[str, list[str]]:
@@ -235,8 +236,8 @@ async def _stall(
     queue: Queue, raw: aioredis.Redis, values: tuple[str | bytes, ...]
 ) -> list[tuple[str, str]]:
     """One active job per value, named and identified by it, whose lock is gone (its worker
-    died); ``(id, name)`` of each as the dashboard reads them back. An id that is not UTF-8
-    stays the engine's (see ``test_a_job_id_that_is_not_utf8_is_read_by_its_own_key``)."""
+    died); ``(id, name)`` of each as the dashboard reads them back. An id the engine refuses
+    (control characters, bytes that are not UTF-8) is written by another producer."""
     keys = QueueKeys(queue.name)
     for value in values:
         name = as_stored(value) if _engine_takes_name(value) else "placeholder"
@@ -249,13 +250,13 @@ async def _stall(
         await raw.delete(keys.lock(job_id))  # the worker died: no lock
         await raw.hset(keys.job(job_id), mapping={"name": value, "worker": value})
         new_id = job_id
-        if isinstance(value, str) and job_id != value:  # an id the engine refuses, written by
-            score = await raw.zscore(keys.active, job_id)  # another producer
+        if job_id != as_stored(value):  # an id the engine refuses, written by another producer
+            score = await raw.zscore(keys.active, job_id)
             assert score is not None
-            await raw.rename(keys.job(job_id), keys.job(value))
+            await raw.rename(keys.job(job_id), keys.job_prefix.encode() + _raw_bytes(value))
             await raw.zrem(keys.active, job_id)
-            await raw.zadd(keys.active, {value: score})
-            new_id = value
+            await raw.zadd(keys.active, {_raw_bytes(value): score})
+            new_id = as_stored(value)
         rows.append((new_id, as_stored(value)))
     return rows
 
@@ -323,15 +324,12 @@ async def test_hostile_ids_and_names_on_the_stalled_screen(
             assert_inert(app)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dashboard's clients decode ids with backslashreplace, so a job whose id is not "
-    "UTF-8 (only another producer can write one) is looked up under another key: no name, "
-    "and its lock is never found (shown GONE)",
-)
 async def test_a_job_id_that_is_not_utf8_is_read_by_its_own_key(
     redis_url: str, queue_name: str, raw: aioredis.Redis
 ) -> None:
+    """An active job whose id is not UTF-8 (only another producer can write one): the
+    dashboard reads it back as the same bytes, so its row shows its name and its lock is
+    found (not counted "without lock"); the bytes show as ``\\xff\\xfe``."""
     keys = QueueKeys(queue_name)
     async with Queue(queue_name, redis_url) as queue:
         await queue.add("named", {})
@@ -348,7 +346,8 @@ async def test_a_job_id_that_is_not_utf8_is_read_by_its_own_key(
         await until(pilot, lambda: isinstance(app.screen, StalledScreen) and app.screen.loaded)
         await until(pilot, lambda: "1 active" in visible_text(app))
         text = assert_inert(app)
-        assert _active_row_shown(text, "\\xff\\xfe", "named")
+        assert _active_row_shown(text, as_stored(b"\xff\xfe"), "named")
+        assert "\\xff\\xfe" in text
         assert "1 active, 0 without lock" in text
 
 
