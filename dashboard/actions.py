@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError as ReadOnlyReplyError
-from redis.exceptions import ResponseError
 
 from dashboard.backend import ActionRefused, Backend, PromotesJobIds
 from dashboard.bulk import BULK_BATCH, BulkRun, Selection, selection_outcome, stopped_note
@@ -29,6 +28,7 @@ from dashboard.model import ReplayOutcome
 from dashboard.notifications import CONFIG_KEY
 from dashboard.replay_text import replay_message
 from dashboard.sanitize import quoted
+from dashboard.server_role import replica_refusal
 
 PROMOTE_ALL_LIMIT = 100_000
 """Most delayed jobs one "promote all" makes ready (the engine works in bounded batches)."""
@@ -53,25 +53,6 @@ class ReplicaServerError(ActionsOff):
     """An action was asked of a replica, whose data only its primary may change."""
 
 
-WRITABLE_REPLICA = (
-    "the server is a replica: what is written there never reaches its primary and is lost at "
-    "the next sync; point the dashboard at the primary"
-)
-
-
-async def replica_refusal(client: Redis) -> str | None:
-    """Why not to write through ``client`` when its server is a replica (None: a primary, or
-    ``INFO`` refused: then a ``READONLY`` reply says it)."""
-    try:
-        replication = await client.info("replication")
-    except ResponseError:
-        return None
-    if replication.get("role") not in ("slave", "replica"):
-        return None
-    read_only = replication.get("slave_read_only", replication.get("replica_read_only", 1))
-    return READ_ONLY_REPLICA if str(read_only) != "0" else WRITABLE_REPLICA
-
-
 class JobActions:
     """Retry, discard, promote, reprioritize, pause/resume and clean, on their own connection."""
 
@@ -89,6 +70,9 @@ class JobActions:
         self.allow_unsafe_eviction = allow_unsafe_eviction
         self.server_policy: str | None = None
         """The server's ``maxmemory-policy`` as the monitor last read it (None: not known)."""
+        self.server_replica: str | None = None
+        """Why not to write: the server is a replica, as the monitor last read it (None: a
+        primary, or not known)."""
         self.batch_size = BULK_BATCH
         self.batch_pause = BATCH_PAUSE_S
 
@@ -96,6 +80,8 @@ class JobActions:
         """Why no action may run now, or None when they may."""
         if self.read_only or self._client is None:
             return "read-only mode: actions are off"
+        if self.server_replica is not None:
+            return f"refused: {self.server_replica}"
         if is_evicting(self.server_policy) and not self.allow_unsafe_eviction:
             return action_refusal(str(self.server_policy))
         return None
@@ -103,6 +89,8 @@ class JobActions:
     def _writer(self, what: str) -> Redis:
         if self.read_only or self._client is None:
             raise ReadOnlyError(f"read-only mode: {what} refused")
+        if self.server_replica is not None:
+            raise ReplicaServerError(f"{what} refused: {self.server_replica}")
         unsafe = self.refusal()
         if unsafe is not None:
             raise UnsafeServerError(f"{what} {unsafe}")

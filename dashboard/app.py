@@ -40,7 +40,7 @@ from dashboard.notifications import CONFIG_KEY, can_offer, enable_command, flags
 from dashboard.palette import KeyCommands
 from dashboard.priorities import MAX_PRIORITY, parse_priority, priority_error
 from dashboard.replay import confirm_replay_ids, is_dead_letter_queue
-from dashboard.sanitize import display_text, escaped, mask_url, notice_text, quoted
+from dashboard.sanitize import display_text, escaped, mask_url, notice_text, quoted, unescaped
 from dashboard.screens.base import DashScreen
 from dashboard.screens.help import HelpScreen
 from dashboard.screens.job import JobScreen
@@ -153,6 +153,7 @@ class DashboardApp(ConfirmedActions):
         self.snapshot = message.snapshot
         # the action layer refuses to act while the policy read at the last (re)connect is unsafe
         self.actions.server_policy = message.snapshot.maxmemory_policy
+        self.actions.server_replica = message.snapshot.replica
         notices, ring = self.announcer.new(message.snapshot)
         for notice in notices:
             self.notify(notice.text, severity=notice.severity, markup=False)
@@ -222,8 +223,8 @@ class DashboardApp(ConfirmedActions):
         target: str = queue
 
         def opened(job_id: str | None) -> None:
-            if job_id:
-                self.open_job(target, job_id)
+            if job_id:  # typed as shown: a byte that was not UTF-8 as \xff
+                self.open_job(target, unescaped(job_id))
 
         self.push_screen(PromptScreen("Job id:"), opened)
 

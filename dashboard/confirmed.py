@@ -34,8 +34,8 @@ class ConfirmedActions(App[None]):
     read_only: bool
 
     def refuse_action(self) -> bool:
-        """Say why and return True when no action may run now (read-only mode, or a server
-        that may evict jobs); False when actions may go on."""
+        """Say why and return True when no action may run now (read-only mode, a replica, or a
+        server that may evict jobs); False when actions may go on."""
         reason = self.actions.refusal()
         if reason is None:
             return False

@@ -154,8 +154,11 @@ class DashboardSnapshot:
     notify_flags: str | None = None
     """The server's ``notify-keyspace-events`` when CONFIG GET may read it, else None."""
     maxmemory_policy: str | None = None
-    """The server's ``maxmemory-policy`` as read (``INFO memory``) at the latest (re)connect;
-    None until then, or where INFO is refused."""
+    """The server's ``maxmemory-policy`` as read at the latest (re)connect (``INFO memory``,
+    else ``CONFIG GET``, else ``"unknown"``); None until then."""
+    replica: str | None = None
+    """Why not to write to the server, read (``INFO replication``) at the latest (re)connect:
+    it is a replica. None for a primary, or until then."""
 
     @property
     def evicting_policy(self) -> str | None:

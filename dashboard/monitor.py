@@ -34,6 +34,7 @@ from dashboard.event_tail import EventTail
 from dashboard.eviction import read_policy
 from dashboard.model import Breach, DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
 from dashboard.notifications import keyspace_enabled
+from dashboard.server_role import replica_refusal
 from dashboard.throughput import Throughput
 from engine.health import Thresholds
 
@@ -125,6 +126,7 @@ class QueueMonitor:
         self.error: str | None = None
         self.notify_flags: str | None = None
         self.maxmemory_policy: str | None = None
+        self.replica: str | None = None
         """Read at every (re)connect: a failover may land on a node configured otherwise."""
         self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
@@ -193,6 +195,7 @@ class QueueMonitor:
             hour_failed=hour_failed,
             notify_flags=self.notify_flags,
             maxmemory_policy=self.maxmemory_policy,
+            replica=self.replica,
         )
 
     async def snapshots(self) -> AsyncGenerator[DashboardSnapshot, None]:
@@ -340,6 +343,7 @@ class QueueMonitor:
         try:
             await counts.ping()
             self.maxmemory_policy = await read_policy(counts)  # R5: again after each reconnect
+            self.replica = await replica_refusal(counts)  # Z2: a failover may demote it
             live = await self._notifications_on(counts)
             self.mode = Mode.LIVE if live else Mode.POLLING
             await self._first_queues(counts)

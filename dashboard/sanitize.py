@@ -163,6 +163,19 @@ def escaped(text: str) -> str:
     return _SURROGATE.sub(lambda match: _surrogate_text(match.group()), text)
 
 
+_TYPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+"""``\\xff`` as typed: a byte that was not UTF-8, written as ``escaped`` shows it."""
+
+
+def unescaped(typed: str) -> str:
+    """What the operator typed, as ``escaped`` showed it, back as the text read from Redis:
+    each ``\\xff`` (0x80 to 0xff) becomes the byte it stands for, so an id that is not UTF-8
+    can be typed as it is shown (the inverse of ``escaped`` for such bytes)."""
+    if "\\x" not in typed:
+        return typed
+    return _TYPED_BYTE.sub(lambda match: chr(0xDC00 + int(match.group(1), 16)), typed)
+
+
 def quoted(text: str) -> str:
     """``repr(text)`` with each byte that was not UTF-8 written ``\\xff`` (not ``\\udcff``):
     quoted, control characters escaped, and safe to encode strictly."""

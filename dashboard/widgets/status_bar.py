@@ -1,14 +1,18 @@
 """The top bar: masked URL, mode, READ-ONLY badge, clock and the first alert on one line;
 while the connection fails, a second line saying why (redacted); else, while the server's
-``maxmemory-policy`` may evict jobs (R5), a red second line naming it."""
+``maxmemory-policy`` may evict jobs (R5), a red second line naming it (yellow where the policy
+cannot be read); else, in write mode on a replica (Z2), a yellow line saying actions are off.
+Each line is cut to the terminal's width, so none wraps into the next."""
 
 from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
+from dashboard.eviction import UNREADABLE
 from dashboard.model import DashboardSnapshot, Mode
 from dashboard.notifications import can_offer
 from dashboard.sanitize import display_text
@@ -20,6 +24,9 @@ MODE_STYLES = {
     Mode.FROZEN: "bold white on blue",
     Mode.DISCONNECTED: "bold white on red",
 }
+
+REPLICA_BANNER = "⚠ a replica: actions refused; point the dashboard at the primary"
+"""The second line in write mode on a replica (Z2)."""
 
 
 class StatusBar(Static):
@@ -83,23 +90,49 @@ class StatusBar(Static):
         elif snapshot is not None and snapshot.evicting_policy is not None:
             text.append("\n")
             text.append_text(self._eviction_banner(snapshot.evicting_policy))
+        elif snapshot is not None and snapshot.replica is not None and not self.read_only:
+            text.append("\n")
+            text.append(REPLICA_BANNER, style="bold black on yellow")
         return text
 
     def _eviction_banner(self, policy: str) -> Text:
-        """The red line shown while the server may evict jobs, and what that means here."""
-        style = "bold white on red"
-        banner = Text("⚠ maxmemory-policy ", style=style)
-        banner.append_text(display_text(policy, limit=20, style=style))
-        if self.read_only:
-            banner.append(": may evict jobs; only noeviction is safe", style=style)
-        elif self.unsafe_ok:
-            banner.append(": may evict jobs; acting anyway (override)", style=style)
+        """The red line shown while the server may evict jobs, and what that means here; a
+        yellow one while the policy cannot be read (this user may not run INFO)."""
+        if policy == UNREADABLE:
+            style = "bold black on yellow"
+            banner = Text("⚠ maxmemory-policy unknown: INFO refused (grant +info)", style=style)
         else:
-            banner.append(": may evict jobs; actions refused", style=style)
+            style = "bold white on red"
+            banner = Text("⚠ maxmemory-policy ", style=style)
+            banner.append_text(display_text(policy, limit=20, style=style))
+            banner.append(": may evict jobs", style=style)
+        if self.read_only:
+            banner.append("; only noeviction is safe", style=style)
+        elif self.unsafe_ok:
+            banner.append("; acting anyway (override)", style=style)
+        else:
+            banner.append("; actions refused", style=style)
         return banner
 
+    def _fitted(self, text: Text) -> Text:
+        """``text`` with each line cut to the bar's width (an ellipsis at the cut): a first
+        line longer than the terminal would wrap and push the second one (the error or the
+        eviction banner) out of the bar."""
+        width = self.size.width
+        if width <= 0 or all(cell_len(line) <= width for line in text.plain.split("\n")):
+            return text
+        lines = text.split("\n", allow_blank=True)
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n", end="").join(lines)
+
+    def on_resize(self) -> None:
+        """Cut the lines again for the new width."""
+        self._shown = None
+        self._redraw()
+
     def _redraw(self) -> None:
-        text = self.render_line_text()
+        text = self._fitted(self.render_line_text())
         if text != self._shown:  # most snapshots change nothing here; the clock ticks once a second
             two_lines = "\n" in text.plain
             lines_changed = self._shown is None or two_lines != ("\n" in self._shown.plain)

@@ -40,7 +40,7 @@ USERS: dict[str, tuple[str, ...]] = {
     # no INFO, but CONFIG GET: the policy is read from the config instead
     "cfg": (*BASE, "+@read", "+@connection", "-@dangerous", "+time", "+config|get"),
 }
-UNKNOWN_BANNER = "maxmemory-policy unknown: may evict jobs"
+UNKNOWN_BANNER = "maxmemory-policy unknown: INFO refused (grant +info)"
 NOTICE = "eviction policy unknown: INFO refused for this user (grant +info)"
 
 

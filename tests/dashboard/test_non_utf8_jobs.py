@@ -239,3 +239,25 @@ async def test_the_filter_finds_a_byte_as_it_is_shown(
         table = screen.query_one(JobTable)
         await until(pilot, lambda: [row.id for row in table.shown_rows] == [job_id])
         assert "1 match" in assert_inert(app)
+
+
+async def test_go_to_job_takes_such_an_id_typed_as_it_is_shown(
+    redis_url: str, queue_name: str, raw: aioredis.Redis
+) -> None:
+    """``g`` then ``j\\xff1`` (as the table shows the id): the job whose id holds that byte
+    opens, read under its own key."""
+    async with Queue(queue_name, redis_url) as queue:
+        await _foreign_failed_jobs(queue, raw)
+    app = make_app(redis_url, queue_name)
+    async with app.run_test(size=SIZE) as pilot:
+        await _failed_tab(pilot, app, rows=2)
+        await pilot.press("g")
+        await pilot.pause(0.1)
+        await pilot.press(*"j\\xff1", "enter")
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        screen = app.screen
+        assert isinstance(screen, JobScreen)
+        await until(pilot, lambda: screen.detail is not None)
+        assert screen.detail is not None and screen.detail.id == as_stored(PLAIN_NAME_ID)
+        assert screen.detail.data == {"to": "ann"}
+        assert "j\\xff1" in assert_inert(app)

@@ -25,14 +25,13 @@ from support.audit import CommandAudit
 from support.server import FaultServer, ServerFactory
 from support.workers import running_worker
 from textual.pilot import Pilot
-from textual.widgets import Button
 
 from dashboard.app import DashboardApp
 from dashboard.conn_errors import describe_error
 from dashboard.model import Mode
-from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.job import JobScreen
 from dashboard.screens.queue import QueueScreen
+from dashboard.widgets.status_bar import REPLICA_BANNER
 from engine import Job
 from engine.queue import Queue
 
@@ -126,14 +125,6 @@ async def follow_the_workload(
     assert screen_counts(app, pair.queue) == await primary_counts(queue)
 
 
-async def confirm(pilot: Pilot[None], app: DashboardApp) -> None:
-    """Confirm the modal on screen once its debounce is over (tab to Confirm, enter)."""
-    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-    modal = app.screen
-    await until(pilot, lambda: not modal.query_one("#confirm", Button).disabled)
-    await pilot.press("tab", "enter")
-
-
 async def open_failed_job(pilot: Pilot[None], app: DashboardApp, pair: Pair) -> QueueScreen:
     """The queue screen's failed tab lists the primary's failed jobs, and a job's detail
     opens; back on the queue screen."""
@@ -216,9 +207,10 @@ async def test_read_only_dashboard_on_a_replica_follows_the_primary(pair: Pair) 
 async def test_write_mode_on_a_replica_follows_and_refuses_each_action_in_one_line(
     pair: Pair,
 ) -> None:
-    """Write mode: it watches as read-only mode does; retry, discard and pause are asked (the
-    app learns the server is a replica when it acts), then each ends in one warning line that
-    says why and what to do, and the queue is as it was."""
+    """Write mode: it watches as read-only mode does, and says in the status bar that actions
+    are off (it read the server's role when it connected); retry, discard and pause are each
+    refused before anything is asked, in one warning line that says why and what to do, and
+    the queue is as it was."""
     app = make_app(pair.replica.url, pair.queue)
     link = await master_address(pair.replica)
     async with (
@@ -230,17 +222,20 @@ async def test_write_mode_on_a_replica_follows_and_refuses_each_action_in_one_li
         screen = await open_failed_job(pilot, app, pair)
         job_id = screen.selected_job()
         assert job_id is not None
-        for key, verb in (("r", "retry"), ("d", "discard"), ("p", "pause")):
+        assert REPLICA_BANNER in visible_text(app)
+        for count, key in enumerate(("r", "d", "p"), start=1):
             await pilot.press(key)
-            await confirm(pilot, app)
-            await until(pilot, lambda v=verb: f"{v} {REFUSED}" in notices(app))  # type: ignore[misc]
-            await until(pilot, lambda: isinstance(app.screen, QueueScreen))
+            await until(
+                pilot,
+                lambda n=count: sum(REFUSED in str(m.message) for m in app._notifications) == n,  # type: ignore[misc]
+            )
+            assert isinstance(app.screen, QueueScreen)  # nothing was asked
         said = [n for n in app._notifications if "replica" in str(n.message)]
         assert len(said) == 3
         assert all(n.severity == "warning" and "\n" not in str(n.message) for n in said)
         assert "action failed" not in notices(app)
         await pilot.pause(0.3)
-        assert "read-only replica" in visible_text(app)  # the toast, on screen
+        assert "refused: the server is a read-only" in visible_text(app)  # the toast, on screen
         no_trouble_on_screen(app)
         assert await queue.get_job_state(job_id) == "failed"
         assert not await queue.is_paused()
