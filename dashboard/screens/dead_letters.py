@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from dashboard.keymap import DEAD_LETTER_KEYS, bindings
 from dashboard.model import DashboardSnapshot, JobPage
@@ -18,6 +18,7 @@ from dashboard.replay_text import plural
 from dashboard.sanitize import display_text, notice_text
 from dashboard.screens.base import DashScreen
 from dashboard.widgets.dead_letters_table import DeadLettersTable
+from dashboard.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from dashboard.app import DashboardApp
@@ -44,7 +45,7 @@ class DeadLettersScreen(DashScreen):
         yield Static(display_text(f"dead letters of {self.queue}", limit=70), id="queue-title")
         yield Static("", id="page-line")
         yield DeadLettersTable(id="dead-letters")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """First page."""

@@ -11,7 +11,7 @@ import time
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static, Tree
+from textual.widgets import Static, Tree
 
 from dashboard.keymap import FLOW_KEYS, bindings
 from dashboard.model import JobLink
@@ -19,6 +19,7 @@ from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.widgets.flow_tree import FlowNode, FlowTree
 from dashboard.widgets.format import clock
+from dashboard.widgets.key_bar import KeyBar
 
 FLOW_CHILDREN = 50
 """Children read per node of the tree."""
@@ -41,7 +42,7 @@ class FlowScreen(DashScreen):
         yield self.status_bar()
         yield Static(display_text(f"flow of job {self.job_id}", limit=70), id="queue-title")
         yield FlowTree(id="flow")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Read the path to the job and show it."""

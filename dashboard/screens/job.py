@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from dashboard.keymap import JOB_KEYS, bindings
 from dashboard.model import JobDetail, JobLinks
@@ -18,6 +18,7 @@ from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.flow import FlowScreen
 from dashboard.widgets.job_detail import JobDetailView, Section, detail_sections, parts
+from dashboard.widgets.key_bar import KeyBar
 from dashboard.widgets.links_table import LinksTable, blocked_line, links_summary
 
 LINKED_CHILDREN = 20
@@ -48,7 +49,7 @@ class JobScreen(DashScreen):
         yield LinksTable(id="links")
         with VerticalScroll(id="detail-scroll"):
             yield JobDetailView("loading…", id="detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Load the job."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.widgets import Footer
 
 from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import OVERVIEW_KEYS, bindings
@@ -15,6 +14,7 @@ from dashboard.screens.queue import QueueScreen
 from dashboard.screens.schedulers import SchedulersScreen
 from dashboard.screens.stalled import StalledScreen
 from dashboard.screens.workers import WorkersScreen
+from dashboard.widgets.key_bar import KeyBar
 from dashboard.widgets.queue_table import QueueTable
 from dashboard.widgets.throughput_chart import ThroughputChart
 
@@ -35,7 +35,7 @@ class OverviewScreen(DashScreen):
         yield self.status_bar()
         yield QueueTable(id="queues")
         yield ThroughputChart(id="chart")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """The table has the focus."""

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from dashboard.breaker_prompts import confirm_breaker
 from dashboard.keymap import QUEUE_KEYS, bindings
@@ -20,6 +20,7 @@ from dashboard.screens.stalled import StalledScreen
 from dashboard.screens.workers import WorkersScreen
 from dashboard.widgets.counts_bar import CountsBar
 from dashboard.widgets.job_table import JobTable
+from dashboard.widgets.key_bar import KeyBar
 
 PAGE_SIZE = 50
 
@@ -58,7 +59,7 @@ class QueueScreen(DashScreen):
         yield Static("", id="page-line")
         yield JobTable(id="jobs")
         yield FilterInput(placeholder="filter this page: id, name or reason", id="filter")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """Load the first page."""

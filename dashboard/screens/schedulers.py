@@ -7,12 +7,13 @@ import time
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from dashboard.keymap import SCHEDULERS_KEYS, bindings
 from dashboard.model import DashboardSnapshot, SchedulerPage
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
+from dashboard.widgets.key_bar import KeyBar
 from dashboard.widgets.schedulers_table import SchedulersTable, describe
 
 PAGE_SIZE = 50
@@ -39,7 +40,7 @@ class SchedulersScreen(DashScreen):
         yield Static(display_text(f"schedulers of queue {self.queue}", limit=70), id="queue-title")
         yield SchedulersTable(id="schedulers")
         yield Static("", id="scheduler-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """First read."""

@@ -9,7 +9,7 @@ import time
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from dashboard.durations import describe_age, parse_age, stuck_error
 from dashboard.keymap import STALLED_KEYS, bindings
@@ -18,6 +18,7 @@ from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
 from dashboard.screens.prompt import PromptScreen
 from dashboard.widgets.active_table import ActiveTable
+from dashboard.widgets.key_bar import KeyBar
 from dashboard.widgets.stalled_events import StalledEvents
 
 STUCK_AFTER_MS = 5 * 60_000
@@ -56,7 +57,7 @@ class StalledScreen(DashScreen):
         yield Static("", id="no-workers")
         yield StalledEvents(id="stalled-events")
         yield ActiveTable(id="active")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """First read."""

@@ -7,13 +7,14 @@ import time
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from dashboard.backend import FeatureUnavailable
 from dashboard.keymap import WORKERS_KEYS, bindings
 from dashboard.model import DashboardSnapshot, QueueSnapshot, WorkerRow
 from dashboard.sanitize import display_text
 from dashboard.screens.base import DashScreen
+from dashboard.widgets.key_bar import KeyBar
 from dashboard.widgets.workers_table import WorkersTable, describe, unattended, waiting
 
 REFRESH_S = 1.0
@@ -42,7 +43,7 @@ class WorkersScreen(DashScreen):
         yield Static("", id="unattended")
         yield WorkersTable(id="workers")
         yield Static("", id="worker-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         """First read."""
