@@ -27,6 +27,7 @@ from typing import NoReturn
 import pytest
 
 from support.bullmq_node import NODE_ROOT, PACKAGES, NodeDriver, NodeUnavailable
+from support.required import required, skip_or_fail
 
 REQUIRE_NODE = "CORRAL_REQUIRE_NODE"
 """Set to 1 and every skip for want of node, npm or an installed BullMQ is a failure instead."""
@@ -54,14 +55,12 @@ _sessions: dict[str, Path | NodeUnavailable] = {}
 
 def node_required() -> bool:
     """Whether ``CORRAL_REQUIRE_NODE`` asks for the Node tests to run rather than skip."""
-    return os.environ.get(REQUIRE_NODE, "").strip().lower() in {"1", "true", "yes"}
+    return required(REQUIRE_NODE)
 
 
 def unavailable(reason: str) -> NoReturn:
     """Skip the test with ``reason``, or fail it under ``CORRAL_REQUIRE_NODE=1``."""
-    if node_required():
-        pytest.fail(f"{reason} ({REQUIRE_NODE}=1 makes this a failure)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(reason, REQUIRE_NODE)
 
 
 def _installed(folder: Path, package: str) -> str | None:

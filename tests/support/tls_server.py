@@ -33,10 +33,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, NoReturn, Self
 
-import pytest
 import redis
 
 from engine.pdeathsig import stop_with_parent
+from support.required import required, skip_or_fail
 
 HOST: Final = "127.0.0.1"
 TESTS_DIR: Final = Path(__file__).resolve().parent.parent
@@ -96,14 +96,12 @@ class ServerBinary:
 
 def tls_server_required() -> bool:
     """Whether ``CORRAL_REQUIRE_TLS_SERVER`` asks for the TLS tests to run rather than skip."""
-    return os.environ.get(REQUIRE_ENV, "").strip().lower() in {"1", "true", "yes"}
+    return required(REQUIRE_ENV)
 
 
 def unavailable(reason: str) -> NoReturn:
     """Skip the test with ``reason``, or fail it under ``CORRAL_REQUIRE_TLS_SERVER=1``."""
-    if tls_server_required():
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1 makes this a failure)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(reason, REQUIRE_ENV)
 
 
 @contextlib.contextmanager
