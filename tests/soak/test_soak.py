@@ -342,12 +342,14 @@ def _criteria(figures: dict[str, Any], lived: list[str], memory_checked: bool) -
 
 def _in_flight_at_kills(ledger: Path, killed: list[int]) -> list[str]:
     """Jobs a SIGKILLed worker had started and that another process started again: the jobs
-    in flight at a kill, which the stalled check recovers (each may finish twice)."""
-    lines = read_ledger(ledger)
+    in flight at a kill, which the stalled check recovers (each may finish twice). The process
+    that ran one again may have been killed later itself: any other process counts."""
+    starters: dict[str, set[int]] = {}
+    for line in read_ledger(ledger):
+        if line["kind"] == "start":
+            starters.setdefault(str(line["job_id"]), set()).add(int(str(line["pid"])))
     victims = set(killed)
-    by_victim = {str(x["job_id"]) for x in lines if x["kind"] == "start" and x["pid"] in victims}
-    again = {str(x["job_id"]) for x in lines if x["kind"] == "start" and x["pid"] not in victims}
-    return sorted(by_victim & again)
+    return sorted(job for job, pids in starters.items() if pids & victims and len(pids) > 1)
 
 
 async def _faults(
