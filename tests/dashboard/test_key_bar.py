@@ -48,7 +48,9 @@ async def test_the_key_bar_shows_the_screens_keys_and_keeps_no_widget(
         for _ in range(20):
             await _open_and_close_queue(pilot, app)
         after = _live_widgets()
-        assert after <= before + 2, (before, after)  # not a key bar's worth per switch
+        # at most one closed queue screen's widgets not collected yet (a page load may still
+        # hold it), not a key bar's worth per switch (the Footer left 160 here)
+        assert after <= before + 15, (before, after)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, QueueScreen))
         await until(pilot, lambda: "esc Back" in visible_text(app).splitlines()[-1])
