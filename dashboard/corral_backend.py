@@ -130,7 +130,7 @@ class CorralBackend:
         cursor = 0
         while True:
             cursor, keys = await client.scan(cursor, match=pattern, count=SCAN_COUNT)
-            found = (QueueKeys.from_meta_key(_text(key), self.prefix) for key in keys)
+            found = (QueueKeys.from_meta_key(from_redis(key), self.prefix) for key in keys)
             yield sorted({k.queue for k in found if k is not None})
             if int(cursor) == 0:
                 return
@@ -144,7 +144,7 @@ class CorralBackend:
             for _ in range(SAMPLE_KEYS):
                 pipe.randomkey()
             sampled: list[str | bytes | None] = await pipe.execute()
-        named = (QueueKeys.from_any_key(_text(key), self.prefix) for key in sampled if key)
+        named = (QueueKeys.from_any_key(from_redis(key), self.prefix) for key in sampled if key)
         return await self.confirm_queues(client, sorted({k.queue for k in named if k}))
 
     async def confirm_queues(self, client: Redis, names: Sequence[str]) -> list[str]:
@@ -194,9 +194,9 @@ class CorralBackend:
                 failed_total=_int_or_none(totals[1]) or 0,
                 workers=int(live) if registered else None,
                 oldest_wait_ms=oldest.get(queue),
-                breaker=_text(tripped) if tripped else None,
-                breaker_reason=_text(reason) if reason else "",
-                dead_letter=bool(dead_letter) and _text(dead_letter) == "1",
+                breaker=from_redis(tripped) if tripped else None,
+                breaker_reason=from_redis(reason) if reason else "",
+                dead_letter=bool(dead_letter) and from_redis(dead_letter) == "1",
             )
         return readings
 
@@ -208,7 +208,7 @@ class CorralBackend:
         seconds, micros = replies[-1]
         now = int(seconds) * 1000 + int(micros) // 1000
         heads = {
-            queue: _text(replies[(i + 1) * per_queue - 1])
+            queue: from_redis(replies[(i + 1) * per_queue - 1])
             for i, queue in enumerate(queues)
             if replies[(i + 1) * per_queue - 1] is not None
         }
@@ -240,13 +240,13 @@ class CorralBackend:
                 pipe.zrange(key, start, end, desc=job_state in NEWEST_FIRST_STATES)
                 pipe.zcard(key)
             raw_ids, total = await pipe.execute()
-        ids = [_text(i) for i in raw_ids]
+        ids = [from_redis(i) for i in raw_ids]
         async with client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hmget(self.keys(queue).job(job_id), list(_ROW_FIELDS))
             values = await pipe.execute() if ids else []
         rows = tuple(
-            _row(job_id, state, [None if v is None else _text(v) for v in row])
+            _row(job_id, state, [None if v is None else from_redis(v) for v in row])
             for job_id, row in zip(ids, values, strict=True)
         )
         return JobPage(queue=queue, state=state, start=start, rows=rows, total=int(total))
@@ -262,16 +262,16 @@ class CorralBackend:
             members, total = await pipe.execute()
         async with client.pipeline(transaction=False) as pipe:
             for job_id, _ in members:
-                pipe.exists(keys.lock(_text(job_id)))
-                pipe.hmget(keys.job(_text(job_id)), [F.NAME, F.WORKER])
+                pipe.exists(keys.lock(from_redis(job_id)))
+                pipe.hmget(keys.job(from_redis(job_id)), [F.NAME, F.WORKER])
             replies = await pipe.execute() if members else []
         jobs = [
             ActiveJob(
-                id=_text(job_id),
-                name=_text(fields[0] or ""),
+                id=from_redis(job_id),
+                name=from_redis(fields[0] or ""),
                 active_since_ms=int(score),
                 lock_held=bool(held),
-                worker=_text(fields[1]) if fields[1] else None,
+                worker=from_redis(fields[1]) if fields[1] else None,
             )
             for (job_id, score), held, fields in zip(
                 members, replies[::2], replies[1::2], strict=True
@@ -288,8 +288,8 @@ class CorralBackend:
             raw_fields, raw_logs = await pipe.execute()
         if not raw_fields:
             return None
-        fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-        logs = tuple(_text(line) for line in raw_logs)
+        fields = {from_redis(k): from_redis(v) for k, v in raw_fields.items()}
+        logs = tuple(from_redis(line) for line in raw_logs)
         found = await read_job_state(client, keys, job_id, list_scan_limit=LPOS_MAX)
         state = found.value if found is not None else None
         raw = tuple(sorted(fields.items()))
@@ -362,7 +362,7 @@ class CorralBackend:
         path = [JobRef(queue, job_id, self.prefix)]
         while len(path) < FLOW_PATH_MAX:
             raw = await client.hget(path[-1].key, F.PARENT)
-            up = JobRef.from_key(_text(raw)) if raw else None
+            up = JobRef.from_key(from_redis(raw)) if raw else None
             if up is None or up in path:
                 break
             path.append(up)
@@ -434,7 +434,7 @@ class CorralBackend:
             pipe.zcard(keys.schedulers)
             pipe.time()
             raw_ids, total, (seconds, micros) = await pipe.execute()
-        ids = [_text(i) for i in raw_ids]
+        ids = [from_redis(i) for i in raw_ids]
         async with client.pipeline(transaction=False) as pipe:
             for scheduler_id in ids:
                 pipe.hgetall(keys.scheduler(scheduler_id))
@@ -443,7 +443,7 @@ class CorralBackend:
         for scheduler_id, raw in zip(ids, hashes, strict=True):
             if not raw:
                 continue  # removed since the ZRANGE
-            fields = {_text(k): _text(v) for k, v in raw.items()}
+            fields = {from_redis(k): from_redis(v) for k, v in raw.items()}
             try:
                 read.append((scheduler_id, JobScheduler.from_hash(scheduler_id, fields)))
             except (ValueError, TypeError, KeyError) as exc:  # written by something else
@@ -512,7 +512,7 @@ class CorralBackend:
         else:
             desc = job_state in NEWEST_FIRST_STATES
             raw = cast("list[str | bytes]", await client.zrange(key, start, end, desc=desc))
-        return [_text(i) for i in raw]
+        return [from_redis(i) for i in raw]
 
     async def retry_job_ids(
         self, client: Redis, queue: str, job_ids: Sequence[str], state: str
@@ -730,9 +730,3 @@ def _link(ref: JobRef, node: FlowNode | None, pending: bool = False) -> JobLink:
         failed_reason=job.failed_reason if job is not None else None,
         pending=pending,
     )
-
-
-def _text(value: str | bytes) -> str:
-    """Clients may or may not decode replies; the backend always works with ``str`` that
-    encodes back to the bytes it was read as (``from_redis``: ``surrogateescape``)."""
-    return from_redis(value)

@@ -44,18 +44,6 @@ def _raw(response: Any, **options: Any) -> Any:
     return response
 
 
-def _text(value: bytes | str) -> str:
-    """A reply's bytes as text, never raised on: bytes that are not UTF-8 become lone
-    surrogates (``from_redis``), so an id read here addresses its own key again."""
-    return from_redis(value)
-
-
-def _key_bytes(key: str) -> bytes:
-    """A key as the server names it in a reply (as the dashboard's clients encode it when
-    sending: ``surrogateescape``)."""
-    return to_redis(key)
-
-
 def _event_name(fields: Sequence[bytes] | None) -> bytes:
     """The ``event`` field of a flat ``[field, value, ...]`` list (both engines write it first)."""
     if not fields:
@@ -101,7 +89,7 @@ class EventTail:
         self.keep = keep
         """Newest entries of each stream and round made into ``Event``s (None: all of them)."""
         self.notable = frozenset(notable)
-        self._notable_raw = frozenset(_key_bytes(name) for name in self.notable)
+        self._notable_raw = frozenset(to_redis(name) for name in self.notable)
         self._callbacks: tuple[Any, Any] | None = None
         self.last_ids: dict[str, str] = {}
         self._added: dict[str, int] = {}
@@ -218,11 +206,11 @@ class EventTail:
     def _parse(self, reply: Any, events: list[Event], count: int) -> tuple[int, int]:
         """Append the kept entries of a raw XREAD reply to ``events``; return how many entries
         it held, and how many of its streams returned ``count`` of them (full: more may wait)."""
-        by_key = {_key_bytes(self.backend.events_key(q)): q for q in self.last_ids}
+        by_key = {to_redis(self.backend.events_key(q)): q for q in self.last_ids}
         streams = reply.items() if isinstance(reply, dict) else reply  # RESP3 sends a map
         read = full = 0
         for key, entries in streams:
-            queue = by_key.get(key if isinstance(key, bytes) else _key_bytes(key))
+            queue = by_key.get(key if isinstance(key, bytes) else to_redis(key))
             if queue is None or not entries:
                 continue
             # the event name of each entry, compared and counted as bytes: nothing decoded yet
@@ -231,7 +219,7 @@ class EventTail:
                 for _, fields in entries
             ]
             tally = Counter(names)
-            self.backend.tally_events(queue, {_text(name): n for name, n in tally.items()})
+            self.backend.tally_events(queue, {from_redis(name): n for name, n in tally.items()})
             first_kept = 0 if self.keep is None else max(0, len(entries) - self.keep)
             kept: Sequence[int] = range(first_kept, len(entries))
             if first_kept and not self._notable_raw.isdisjoint(tally):
@@ -240,9 +228,11 @@ class EventTail:
             for index in kept:
                 entry_id, fields = entries[index]
                 pairs = iter(fields or ())
-                fields_map = {_text(k): _text(v) for k, v in zip(pairs, pairs, strict=False)}
-                events.append(self.backend.parse_event(queue, _text(entry_id), fields_map))
-            self.last_ids[queue] = _text(entries[-1][0])
+                fields_map = {
+                    from_redis(k): from_redis(v) for k, v in zip(pairs, pairs, strict=False)
+                }
+                events.append(self.backend.parse_event(queue, from_redis(entry_id), fields_map))
+            self.last_ids[queue] = from_redis(entries[-1][0])
             self._added[queue] = self._added.get(queue, 0) + len(entries)
             read += len(entries)
             full += len(entries) >= count

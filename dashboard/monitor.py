@@ -127,7 +127,8 @@ class QueueMonitor:
         self.notify_flags: str | None = None
         self.maxmemory_policy: str | None = None
         self.replica: str | None = None
-        """Read at every (re)connect: a failover may land on a node configured otherwise."""
+        """Both read at every (re)connect: a failover may land on a node configured otherwise,
+        or make this one a replica."""
         self._recheck = False
         self.queues: list[str] = list(self.fixed_queues)
         self.readings: dict[str, QueueReading] = {}

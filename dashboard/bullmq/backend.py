@@ -35,7 +35,7 @@ from dashboard.bullmq.keys import (
     validate_bull_prefix,
 )
 from dashboard.bullmq.layout import QueueLayout, detect_layout
-from dashboard.bullmq.replies import as_int, as_text, server_ms
+from dashboard.bullmq.replies import as_int, server_ms
 from dashboard.bullmq.workers import count_workers, worker_rows
 from dashboard.model import (
     STATE_ORDER,
@@ -51,6 +51,7 @@ from dashboard.model import (
     StateCounts,
     WorkerRow,
 )
+from dashboard.sanitize import from_redis
 from engine.health import Thresholds
 
 SCAN_COUNT = 1_000
@@ -100,7 +101,7 @@ class BullMQBackend:
         found: set[str] = set()
         pattern = BullKeys.meta_pattern(self.prefix)
         async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-            name = BullKeys.queue_of_meta_key(as_text(key), self.prefix)
+            name = BullKeys.queue_of_meta_key(from_redis(key), self.prefix)
             if name is not None:
                 found.add(name)
         return sorted(found)
@@ -137,13 +138,13 @@ class BullMQBackend:
             sizes = dict(zip(STATE_ORDER, (int(n) for n in chunk), strict=False))
             (paused_flag, version), wait_tail, paused_tail = chunk[len(STATE_ORDER) :]
             for state, tail in (("wait", wait_tail), ("paused", paused_tail)):
-                if tail is not None and as_text(tail).startswith(LEGACY_MARKER):
+                if tail is not None and from_redis(tail).startswith(LEGACY_MARKER):
                     sizes[state] = max(sizes[state] - 1, 0)  # as BullMQ's getCounts reports it
-            if wait_tail is not None and not as_text(wait_tail).startswith(LEGACY_MARKER):
-                heads[queue] = as_text(wait_tail)
+            if wait_tail is not None and not from_redis(wait_tail).startswith(LEGACY_MARKER):
+                heads[queue] = from_redis(wait_tail)
             paused = paused_flag is not None
             self.layouts[queue] = detect_layout(
-                None if version is None else as_text(version),
+                None if version is None else from_redis(version),
                 paused,
                 sizes["wait"],
                 sizes["paused"],
@@ -187,7 +188,7 @@ class BullMQBackend:
             pipe.llen(keys.paused)
             (paused, version), wait_len, paused_len = await pipe.execute()
         layout = detect_layout(
-            None if version is None else as_text(version),
+            None if version is None else from_redis(version),
             paused is not None,
             int(wait_len),
             int(paused_len),
@@ -230,7 +231,7 @@ class BullMQBackend:
                 pipe.zrange(key, start, end, desc=state not in ASCENDING_STATES)
                 pipe.zcard(key)
             raw_ids, total = await pipe.execute()
-        ids = [as_text(i) for i in raw_ids]
+        ids = [from_redis(i) for i in raw_ids]
         if state in ("wait", "paused"):
             ids = [i for i in ids if not i.startswith(LEGACY_MARKER)]
         async with client.pipeline(transaction=False) as pipe:
@@ -238,7 +239,7 @@ class BullMQBackend:
                 pipe.hmget(keys.job(job_id), list(ROW_FIELDS))
             values: list[Any] = await pipe.execute() if ids else []
         rows = tuple(
-            job_row(job_id, state, [None if v is None else as_text(v) for v in row])
+            job_row(job_id, state, [None if v is None else from_redis(v) for v in row])
             for job_id, row in zip(ids, values, strict=True)
         )
         return JobPage(queue=queue, state=state, start=start, rows=rows, total=int(total))
@@ -380,7 +381,7 @@ class BullMQBackend:
             raw = await client.lrange(key, start, end)
         else:
             raw = await client.zrange(key, start, end, desc=state not in ASCENDING_STATES)
-        ids = [as_text(cast("str | bytes", i)) for i in raw]
+        ids = [from_redis(cast("str | bytes", i)) for i in raw]
         return [i for i in ids if not i.startswith(LEGACY_MARKER)]
 
     async def retry_job_ids(

@@ -19,8 +19,8 @@ from redis.asyncio.client import Pipeline
 from dashboard.backend import FLOW_PATH_MAX
 from dashboard.bullmq.job_reads import FIND_ORDER, place_of, read_place
 from dashboard.bullmq.keys import BullKeys
-from dashboard.bullmq.replies import as_text
 from dashboard.model import JobLink, JobLinks
+from dashboard.sanitize import from_redis
 
 PARENT_FIELDS = ("parent", "parentKey")
 LINK_FIELDS = ("name", "failedReason")
@@ -87,7 +87,7 @@ def parent_ref(parent_json: str | None, parent_key: str | None, prefix: str) -> 
 
 
 def _texts(values: Iterable[Any]) -> list[str]:
-    return [as_text(value) for value in values]
+    return [from_redis(value) for value in values]
 
 
 def _unique(groups: Iterable[Iterable[str]]) -> list[str]:
@@ -121,11 +121,11 @@ async def _read_refs(client: Redis, refs: Sequence[FlowRef], pending: set[str]) 
             JobLink(
                 queue=ref.queue,
                 id=ref.id,
-                name=as_text(name) if name is not None else "",
+                name=from_redis(name) if name is not None else "",
                 state=place_of(places),
                 exists=bool(exists),
                 has_children=bool(children),
-                failed_reason=as_text(reason) if reason else None,
+                failed_reason=from_redis(reason) if reason else None,
                 pending=ref.key in pending,
             )
         )
@@ -170,7 +170,7 @@ async def read_job_links(
     if not exists:
         return None
     counts, samples, places = rest[:4], rest[4:8], rest[8:]
-    name, reason, parent_json, parent_key = (None if v is None else as_text(v) for v in fields)
+    name, reason, parent_json, parent_key = (None if v is None else from_redis(v) for v in fields)
     keys_read, pending = _child_keys(samples, sample)
     children = [ref for key in keys_read if (ref := ref_of_key(key, prefix)) is not None]
     parent = parent_ref(parent_json, parent_key, prefix)
@@ -202,7 +202,7 @@ async def read_flow_path(
     while len(path) < FLOW_PATH_MAX:
         ref = path[-1]
         raw = await client.hmget(ref.keys.job(ref.id), list(PARENT_FIELDS))
-        parent_json, parent_key = (None if v is None else as_text(v) for v in raw)
+        parent_json, parent_key = (None if v is None else from_redis(v) for v in raw)
         up = parent_ref(parent_json, parent_key, prefix)
         if up is None or up.key in seen:
             break

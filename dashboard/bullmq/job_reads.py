@@ -11,8 +11,9 @@ from redis.asyncio.client import Pipeline
 
 from dashboard.bullmq.jobs import Family, JobExtras, job_detail
 from dashboard.bullmq.keys import LIST_STATES, BullKeys
-from dashboard.bullmq.replies import as_int, as_pairs, as_text
+from dashboard.bullmq.replies import as_int, as_pairs
 from dashboard.model import ActiveJob, JobDetail
+from dashboard.sanitize import from_redis
 
 LOG_LINES = 200
 """Newest log lines read for the detail view."""
@@ -57,7 +58,7 @@ async def read_active_jobs(
         pipe.lrange(keys.active, -(start + count), -(start + 1))
         pipe.llen(keys.active)
         members, total = await pipe.execute()
-    ids = [as_text(m) for m in reversed(members)]
+    ids = [from_redis(m) for m in reversed(members)]
     async with client.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.exists(keys.lock(job_id))
@@ -66,10 +67,10 @@ async def read_active_jobs(
     jobs = [
         ActiveJob(
             id=job_id,
-            name=as_text(fields[0] or ""),
+            name=from_redis(fields[0] or ""),
             active_since_ms=as_int(fields[1]) or 0,
             lock_held=bool(held),
-            worker=as_text(fields[2]) if fields[2] else None,
+            worker=from_redis(fields[2]) if fields[2] else None,
         )
         for job_id, held, fields in zip(ids, replies[::2], replies[1::2], strict=True)
     ]
@@ -99,25 +100,25 @@ async def read_job_detail(client: Redis, keys: BullKeys, job_id: str) -> JobDeta
     )
     if not raw_fields:
         return None
-    fields = {as_text(k): as_text(v) for k, v in raw_fields.items()}
+    fields = {from_redis(k): from_redis(v) for k, v in raw_fields.items()}
     place = dict(zip(FIND_ORDER, places, strict=True))
     found = place_of(places)
     logs, log_count, pending, pending_ids, done, done_pairs, ignored = rest[:7]
     ignored_pairs, unsuccessful, unsuccessful_ids = rest[7:]
     delayed_score = place["delayed"]
     extras = JobExtras(
-        logs=tuple(as_text(line) for line in logs),
+        logs=tuple(from_redis(line) for line in logs),
         log_count=int(log_count),
         due_ms=None if delayed_score is None else int(float(delayed_score)) // 0x1000,
         family=Family(
             pending=int(pending),
-            pending_sample=tuple(sorted(as_text(k) for k in pending_ids or ())),
+            pending_sample=tuple(sorted(from_redis(k) for k in pending_ids or ())),
             processed=int(done),
             processed_sample=tuple(sorted(as_pairs(done_pairs))),
             ignored=int(ignored),
             ignored_sample=tuple(sorted(as_pairs(ignored_pairs))),
             unsuccessful=int(unsuccessful),
-            unsuccessful_sample=tuple(as_text(k) for k in unsuccessful_ids),
+            unsuccessful_sample=tuple(from_redis(k) for k in unsuccessful_ids),
         ),
     )
     return job_detail(keys.queue, job_id, found, fields, extras)

@@ -10,12 +10,6 @@ from typing import Any
 from dashboard.sanitize import from_redis
 
 
-def as_text(value: str | bytes) -> str:
-    """``value`` as ``str``, never raised on: bytes that are not UTF-8 become lone surrogates
-    (``from_redis``), so a name or id read here addresses its own key again."""
-    return from_redis(value)
-
-
 def as_int(raw: Any) -> int | None:
     """An integer reply or field, or None when it is missing or not an integer."""
     if raw is None or raw == "":
@@ -31,8 +25,10 @@ def as_pairs(reply: Any) -> tuple[tuple[str, str], ...]:
     if not reply:
         return ()
     if isinstance(reply[0], list | tuple):
-        return tuple((as_text(k), as_text(v)) for k, v in reply)
-    return tuple((as_text(k), as_text(v)) for k, v in zip(reply[::2], reply[1::2], strict=True))
+        return tuple((from_redis(k), from_redis(v)) for k, v in reply)
+    return tuple(
+        (from_redis(k), from_redis(v)) for k, v in zip(reply[::2], reply[1::2], strict=True)
+    )
 
 
 def server_ms(reply: Any) -> int:

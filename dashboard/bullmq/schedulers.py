@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from dashboard.bullmq.job_reads import FIND_ORDER, place_of, read_place
 from dashboard.bullmq.keys import BullKeys
-from dashboard.bullmq.replies import as_text, int_field, server_ms
+from dashboard.bullmq.replies import int_field, server_ms
 from dashboard.model import SchedulerPage, SchedulerRow
-from dashboard.sanitize import to_redis
+from dashboard.sanitize import from_redis, to_redis
 
 LEGACY_KEY_PARTS = 5
 """A legacy repeat key spells ``name:jobId:endDate:tz:pattern-or-every`` (BullMQ before 5)."""
@@ -109,7 +109,7 @@ class _Found:
 
 
 def _decode(scheduler_id: str, score: Any, raw: Mapping[Any, Any]) -> _Found | None:
-    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    fields = {from_redis(k): from_redis(v) for k, v in raw.items()}
     if not fields and not _legacy_shaped(scheduler_id):
         return None  # removed since the ZRANGE
     try:
@@ -142,7 +142,7 @@ async def _with_last_jobs(
             opts, state = read[row.last_job_id]
             row = replace(row, last_job_state=state)
             if item.legacy:
-                row = _legacy_counts(row, None if opts is None else as_text(opts))
+                row = _legacy_counts(row, None if opts is None else from_redis(opts))
         rows.append(row)
     return rows
 
@@ -159,7 +159,7 @@ async def read_schedulers(client: Redis, keys: BullKeys, start: int, count: int)
     for reply in (members, total):
         if isinstance(reply, Exception):
             raise reply
-    ids = [(as_text(member), score) for member, score in members[: max(count, 0)]]
+    ids = [(from_redis(member), score) for member, score in members[: max(count, 0)]]
     async with client.pipeline(transaction=False) as pipe:
         for scheduler_id, _ in ids:
             pipe.hgetall(keys.scheduler(scheduler_id))

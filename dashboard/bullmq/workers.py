@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping, Sequence
 
-from dashboard.bullmq.replies import as_int, as_text
+from dashboard.bullmq.replies import as_int
 from dashboard.model import WorkerRow
-from dashboard.sanitize import to_redis
+from dashboard.sanitize import from_redis, to_redis
 
 NAMED_WORKER = ":w:"
 
@@ -87,7 +87,7 @@ def worker_rows(
     rank = {queue: index for index, queue in enumerate(queues)}
     rows: list[WorkerRow] = []
     for client in clients:
-        fields = {key: as_text(value) for key, value in client.items()}
+        fields = {key: from_redis(value) for key, value in client.items()}
         found = _worker_of(fields.get("name", ""), prefix, owner)
         if found is None:
             continue
