@@ -222,18 +222,23 @@ class MultiplexedConnection:
         have run."""
         packed = [_pack_evalsha(sha, keys, args) for sha, _, keys, args in calls]
         replies = await self._run_many(calls, packed, range(len(calls)))
-        refused = [i for i, reply in enumerate(replies) if isinstance(reply, NOT_PRIMARY_ERRORS)]
-        retry = self._kwargs.get("retry")
-        backoff = getattr(retry, "_backoff", None)
-        retries = 0 if retry is None or self._closed else int(retry.get_retries())
-        for attempt in range(1, retries + 1):
-            if not refused:
-                break
-            await asyncio.sleep(backoff.compute(attempt) if backoff is not None else 0)
-            again = await self._run_many(calls, packed, refused)
-            for i, reply in zip(refused, again, strict=True):
+
+        def first_refusal() -> Exception | None:
+            return next((r for r in replies if isinstance(r, NOT_PRIMARY_ERRORS)), None)
+
+        async def resend_refused() -> None:
+            """Send the refused calls again; raise the refusal while any is refused still."""
+            refused = [
+                i for i, reply in enumerate(replies) if isinstance(reply, NOT_PRIMARY_ERRORS)
+            ]
+            for i, reply in zip(refused, await self._run_many(calls, packed, refused), strict=True):
                 replies[i] = reply
-            refused = [i for i in refused if isinstance(replies[i], NOT_PRIMARY_ERRORS)]
+            if (refusal := first_refusal()) is not None:
+                raise refusal
+
+        if (refusal := first_refusal()) is not None:
+            with contextlib.suppress(*NOT_PRIMARY_ERRORS):  # still refused: raised below
+                await self._retried(refusal, resend_refused)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -309,16 +309,16 @@ class Queue:
                     await self._add_one(pipe, fields)
                 wait_for_fsync(pipe, self.durable_timeout_ms)
                 replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NOT_PRIMARY_ERRORS) for reply in replies[:-1]):
+            refused = [isinstance(reply, NOT_PRIMARY_ERRORS) for reply in replies[:-1]]
+            if not any(refused):
                 break
             # the server is a replica now (a failover): errors left in the replies do not make
             # redis-py drop the connection, so drop the idle ones here; the next connection
             # goes to the configured address. When every add was refused none ran: try again.
             await self.client.connection_pool.disconnect(inuse_connections=False)
-            if not all(isinstance(reply, NOT_PRIMARY_ERRORS) for reply in replies[:-1]):
+            if not all(refused) or attempt == DEMOTED_RETRIES:
                 break
-            if attempt < DEMOTED_RETRIES:
-                await asyncio.sleep(0.1 * 2**attempt)
+            await asyncio.sleep(0.1 * 2**attempt)
         for reply in replies[:-1]:
             if isinstance(reply, Exception):
                 raise reply
