@@ -379,6 +379,47 @@ async def test_r10_client_kill_bursts(
 ABSENT = 8.0  # seconds R11 watches a worker wait for a server that is not there yet
 
 
+@dataclass(frozen=True, slots=True)
+class _Waited:
+    """A ``corral worker`` started while nothing listens on its server's port, watched."""
+
+    worker: WorkerProcess
+    tries: list[float]  # its connection attempts, in seconds from its first one
+    waited: float  # seconds watched from its first attempt
+    cpu_share: float  # of a core, over that time
+    lines: list[str]  # what it logged meanwhile
+
+
+async def _worker_waiting_for_server(
+    port: int, queue: str, url: str, tmp_path: Path, procs: list[WorkerProcess], seconds: float
+) -> _Waited:
+    """Start a worker with nothing listening on ``port`` and watch it try to connect for
+    ``seconds`` from its first attempt (a listener counts the attempts, then frees the port)."""
+    log_file = tmp_path / "worker.log"
+    with AttemptRecorder(port, []) as recorder:
+        worker = WorkerProcess(
+            LEDGER_JOB, queue, url, ledger=tmp_path / "ledger.jsonl", log_file=log_file
+        )
+        procs.append(worker)
+        pid = worker.proc.pid
+        recorder.pids.append(pid)
+
+        async def tried() -> bool:  # once the interpreter has started and imported
+            return bool(recorder.times(pid))
+
+        await wait_until(tried, within=20)
+        first_try, cpu_before = recorder.times(pid)[0], cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+    waited = time.monotonic() - first_try
+    return _Waited(
+        worker,
+        [t - first_try for t in recorder.times(pid)],
+        waited,
+        (cpu_seconds(pid) - cpu_before) / waited,
+        log_file.read_text().splitlines(),
+    )
+
+
 @pytest.mark.timeout(60)
 async def test_r11_server_absent_when_worker_and_producer_start(
     queue_name: str, tmp_path: Path, procs: list[WorkerProcess]
@@ -388,7 +429,7 @@ async def test_r11_server_absent_when_worker_and_producer_start(
     backoff as after an outage (counted by a listener on the port), quietly (one log line) and
     cheaply (under 5 % of a core), then runs jobs once the server appears."""
     server = FaultServer()  # not started: its port is free
-    url, ledger, log_file = server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
+    url, ledger = server.url, tmp_path / "ledger.jsonl"
     try:
         async with Queue(queue_name, url) as queue:
             started = time.monotonic()
@@ -396,23 +437,12 @@ async def test_r11_server_absent_when_worker_and_producer_start(
                 await queue.add("too-early", {})
             refused_after = time.monotonic() - started
         assert refused_after < 10
-        with AttemptRecorder(server.port, []) as recorder:
-            worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, log_file=log_file)
-            procs.append(worker)
-            pid = worker.proc.pid
-            recorder.pids.append(pid)
-
-            async def tried() -> bool:  # once the interpreter has started and imported
-                return bool(recorder.times(pid))
-
-            await wait_until(tried, within=20)
-            first_try, cpu_before = recorder.times(pid)[0], cpu_seconds(pid)
-            await asyncio.sleep(ABSENT)
-        waited = time.monotonic() - first_try
-        cpu_share = (cpu_seconds(pid) - cpu_before) / waited
-        lines = log_file.read_text().splitlines()
+        watched = await _worker_waiting_for_server(
+            server.port, queue_name, url, tmp_path, procs, ABSENT
+        )
+        worker, tries, waited = watched.worker, watched.tries, watched.waited
+        cpu_share, lines = watched.cpu_share, watched.lines
         server.start()
-        tries = [t - first_try for t in recorder.times(pid)]
         async with Queue(queue_name, url) as queue:
             job = await queue.add("j", {})
             added_at = time.monotonic()
@@ -462,22 +492,11 @@ async def test_r1_r11_long_outage_backoff_reaches_its_cap_and_stays_there(
     within the cap plus 2 s."""
     url, ledger, log_file = fresh_server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
     fresh_server.kill()  # a fresh, empty server that is down before the worker starts
-    with AttemptRecorder(fresh_server.port, []) as recorder:
-        worker = WorkerProcess(LEDGER_JOB, queue_name, url, ledger=ledger, log_file=log_file)
-        procs.append(worker)
-        pid = worker.proc.pid
-        recorder.pids.append(pid)
-
-        async def tried() -> bool:
-            return bool(recorder.times(pid))
-
-        await wait_until(tried, within=20)
-        first_try, cpu_before = recorder.times(pid)[0], cpu_seconds(pid)
-        await asyncio.sleep(LONG_OUTAGE)
-    waited = time.monotonic() - first_try
-    start_cpu = (cpu_seconds(pid) - cpu_before) / waited
-    start_lines = log_file.read_text().splitlines()
-    start_tries = [t - first_try for t in recorder.times(pid)]
+    watched = await _worker_waiting_for_server(
+        fresh_server.port, queue_name, url, tmp_path, procs, LONG_OUTAGE
+    )
+    worker, pid, waited = watched.worker, watched.worker.proc.pid, watched.waited
+    start_tries, start_cpu, start_lines = watched.tries, watched.cpu_share, watched.lines
     await asyncio.to_thread(fresh_server.restart)
     async with Queue(queue_name, url) as queue:
         await queue.add("first", {})

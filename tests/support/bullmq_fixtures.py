@@ -13,21 +13,20 @@ without npm, or when npm cannot install, the tests that need BullMQ skip with th
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 from support.bullmq_node import NODE_ROOT, PACKAGES, NodeDriver, NodeUnavailable
-from support.required import required, skip_or_fail
+from support.required import fetch_lock, required, skip_or_fail
 
 REQUIRE_NODE = "CORRAL_REQUIRE_NODE"
 """Set to 1 and every skip for want of node, npm or an installed BullMQ is a failure instead."""
@@ -70,20 +69,6 @@ def _installed(folder: Path, package: str) -> str | None:
         return None
     version = manifest.get("version")
     return version if isinstance(version, str) else None
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One npm run under ``root`` at a time, across processes (xdist workers, parallel runs): two
-    never write one folder, nor npm's shared cache, at once; the check for an install is done
-    under the lock too, so a waiting process finds the install the other one made."""
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def npm_error(stderr: str | bytes | None) -> str:
@@ -142,7 +127,7 @@ def install_bullmq(
             )
     packages = PACKAGES[major]
     folder = root / f"bullmq{major}"
-    with _locked(root):
+    with fetch_lock(root, ".install.lock"):
         if all(_installed(folder, name) == version for name, version in packages.items()):
             return folder / "node_modules"
         folder.mkdir(parents=True, exist_ok=True)

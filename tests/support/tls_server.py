@@ -18,8 +18,6 @@ that signed none of them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -27,7 +25,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +34,7 @@ from typing import Final, NoReturn, Self
 import redis
 
 from engine.pdeathsig import stop_with_parent
-from support.required import required, skip_or_fail
+from support.required import fetch_lock, required, skip_or_fail
 
 HOST: Final = "127.0.0.1"
 TESTS_DIR: Final = Path(__file__).resolve().parent.parent
@@ -104,19 +102,6 @@ def unavailable(reason: str) -> NoReturn:
     skip_or_fail(reason, REQUIRE_ENV)
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One fetch under ``root`` at a time, across processes; the check for an earlier fetch is
-    made under the lock too, so a process that waited finds the other one's files."""
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".fetch.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _unpacked(root: Path) -> ServerBinary | None:
     """The binary unpacked under ``root`` if it runs, else None."""
     path = root / "usr" / "bin" / "redis-server"
@@ -146,7 +131,7 @@ def fetch_debian_server(root: Path = DEBIAN_ROOT, timeout: float = FETCH_TIMEOUT
                 f"apt-get download and dpkg -x (or set {BINARY_ENV} to a redis-server built "
                 "with TLS)"
             )
-    with _locked(root):
+    with fetch_lock(root, ".fetch.lock"):
         found = _unpacked(root)
         if found is not None:
             return found
