@@ -284,15 +284,16 @@ class Worker:
             raise RuntimeError(f"worker {self.id} is already running or has run")
         self._started = True
         self._loop = asyncio.get_running_loop()
+        reached = False
         try:
             reached = await self._wait_for_server()
-        except BaseException:  # refused (an unsafe server): close, so close() returns at once
-            await self._release(unregister=False)  # and send the refused server nothing
-            self._stopped.set()
-            raise
-        if not reached:  # closed before the server ever answered: nothing to hand back
-            await self._release(unregister=False)
-            self._stopped.set()
+        finally:
+            # refused (an unsafe server) or closed before the server answered: nothing to hand
+            # back or unregister; close now, so close() returns at once
+            if not reached:
+                await self._release(unregister=False)
+                self._stopped.set()
+        if not reached:
             return
         helpers = [
             asyncio.create_task(self._renewer.run(self.client, lambda: len(self._running))),
