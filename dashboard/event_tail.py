@@ -8,9 +8,9 @@ A busy engine writes thousands of entries a second, so the XREAD reply is taken 
 sent it, undecoded (bytes, no per-entry dicts): each entry's ``event`` name is counted as bytes
 (the backend is told how many entries of each kind it read: ``tally_events``), and only the
 newest ``keep`` entries of each stream and the ``notable`` ones (a stalled job, a breaker change)
-are decoded into ``Event``s. A round that leaves entries unread (its read was full, or XINFO
-counted more than it read) says so (``TailRound.behind``), and the next round reads more, up to
-``MAX_BATCH``, so a tail that fell behind catches up before the stream is trimmed.
+are decoded into ``Event``s. A round reads at most ``BATCH`` entries of each stream, however far
+behind the tail is: a round that leaves entries unread (its read was full, or XINFO counted more
+than it read) says so (``TailRound.behind``), and the caller reads the next one at once.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ from dashboard.backend import Backend
 from dashboard.model import Event
 from dashboard.sanitize import from_redis, to_redis
 
-BATCH = 2_000
-"""Entries read per stream and round while the tail keeps up, so one round's cost stays bounded."""
-MAX_BATCH = 10_000
-"""Entries read per stream and round at most while catching up on a backlog (BullMQ trims its
-stream at about 10,000 entries: older ones are gone by then anyway)."""
+BATCH = 500
+"""Entries read per stream and round, also while catching up on a backlog (in back-to-back
+rounds, a few ms each: a 10,000-entry backlog, as long as BullMQ's trimmed stream, is read in
+well under a second). A reply is about 500 bytes of small objects per entry, freed after the
+round. Under the soak's load a memory profile of the dashboard found most of what it took
+after start-up in allocator arenas first taken while a large round was read and never given
+back: objects that live longer (render caches and the like) made meanwhile keep an arena once
+its reply is freed. Small rounds fit in the space that is already there."""
 NOTABLE = frozenset({"stalled", "breaker"})
 """Events kept however many others came after them in the same round."""
 _EVENT = b"event"
@@ -94,8 +97,6 @@ class EventTail:
         self.last_ids: dict[str, str] = {}
         self._added: dict[str, int] = {}
         """``entries-added`` of each stream as of its last id seen."""
-        self.count = BATCH
-        """Entries the next round reads per stream: ``BATCH``, more while catching up."""
         self._busy = False
 
     def forget(self, queues: Sequence[str]) -> None:
@@ -108,7 +109,7 @@ class EventTail:
         """One round: XINFO every stream, then XREAD BLOCK the ones already followed.
 
         While the streams are busy (the last round read entries) the cyclic garbage collector
-        is paused for the round: a reply of thousands of entries is thousands of lists, which
+        is paused for the round: a reply of hundreds of entries a stream is as many lists, which
         would otherwise trigger collections while it is being built, and its lists, still alive
         then, would be counted as long-lived objects, starting a full collection of the whole
         program every second or two (a fifth to half of a busy dashboard's CPU in the BullMQ
@@ -126,7 +127,7 @@ class EventTail:
 
     async def _read(self, client: Redis, queues: Sequence[str]) -> TailRound:
         following = [q for q in queues if q in self.last_ids]
-        count = self.count
+        count = BATCH
         async with self._pipeline(client) as pipe:
             for queue in queues:
                 pipe.xinfo_stream(self.backend.events_key(queue))
@@ -172,7 +173,6 @@ class EventTail:
         # entries XINFO counted before the read that the read did not reach
         backlog = max((n - self._added.get(q, n) for q, n in added_now.items()), default=0)
         behind = full > 0 or backlog > 0
-        self.count = min(MAX_BATCH, BATCH + max(backlog, 0)) if behind else BATCH
         self._busy = read > 0
         return TailRound(tuple(events), tuple(gaps), read, behind)
 
