@@ -9,8 +9,10 @@ change of a probe queue shows on the overview is measured every 0.25 s and the t
 keypress shows its effect every 10 s. A twin of it runs under tracemalloc (which would triple
 the measured one's CPU), gets the same keys, and its allocation sites are checked for monotonic
 growth. L2 (for the stalled events it reports) and L3 also run the dashboard's data layer
-alone (``support.soak_monitor``). The memory criteria are checked only when the warm-up is the
-plan's 2 minutes (runs of at least 600 s); shorter runs report them.
+alone (``support.soak_monitor``). The twin and the monitor only observe: they run at a lower
+CPU priority (``support.soak.INSTRUMENT_NICE``), so they do not slow the timed dashboard. The
+memory criteria are checked only when the warm-up is the plan's 2 minutes (runs of at least
+600 s); shorter runs report them.
 
 Durations and sizes come from the environment, so the full runs need no code change:
 ``CORRAL_SOAK_SECONDS`` (default 60; the plan's full run is 600), ``CORRAL_SOAK_RATE`` (jobs/s,

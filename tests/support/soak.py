@@ -28,6 +28,17 @@ def env_number(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+INSTRUMENT_NICE = 10
+"""CPU priority given up by the processes that only observe a soak run (the dashboard's traced
+twin, the monitor alone): on a machine the workload keeps busy they take what the measured
+dashboard, the workers and the server leave, instead of slowing the timed keypresses."""
+
+
+def run_as_instrument() -> None:
+    """Lower this process's CPU priority by ``INSTRUMENT_NICE``."""
+    os.nice(INSTRUMENT_NICE)
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident memory of process ``pid`` in MiB, or None once it is gone."""
     try:

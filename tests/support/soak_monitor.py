@@ -12,6 +12,7 @@ import time
 
 from dashboard.corral_backend import CorralBackend
 from dashboard.monitor import QueueMonitor
+from support.soak import run_as_instrument
 
 
 async def watch(url: str, queue: str, out: str) -> None:
@@ -35,4 +36,5 @@ async def watch(url: str, queue: str, out: str) -> None:
 
 
 if __name__ == "__main__":
+    run_as_instrument()
     asyncio.run(watch(*sys.argv[1:4]))

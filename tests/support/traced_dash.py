@@ -23,6 +23,7 @@ from typing import Any
 import corral.cli
 import dashboard.app
 import dashboard.cli  # noqa: F401 - imported by ``corral dash`` on demand; here before tracing
+from support.soak import run_as_instrument
 
 MIN_KB = 16.0
 MAX_SITES = 200
@@ -81,6 +82,7 @@ def main(argv: list[str]) -> int:
     if sep != "--":
         print("usage: python -m support.traced_dash OUT EVERY -- dash ARGS...", file=sys.stderr)
         return 2
+    run_as_instrument()  # an observer: it must not slow the dashboard it twins
     started = time.monotonic()
     tracemalloc.start(1)
     stop = threading.Event()
