@@ -426,13 +426,21 @@ async def test_l2_sustained_load_with_worker_and_client_kills(
 async def test_l3_a_large_backlog_drained(
     fresh_server: FaultServer, tmp_path: Path, procs: list[WorkerProcess]
 ) -> None:
-    """L3: ``CORRAL_SOAK_BACKLOG`` jobs added first, then drained by 4 workers with the monitor
-    attached: worker memory is bounded by concurrency, not by the backlog (it does not grow
-    while the backlog shrinks), and so is the monitor's."""
+    """L3: ``CORRAL_SOAK_BACKLOG`` jobs added first, then drained by 4 workers with the real
+    dashboard on screen (its keys open the queue and its wait list at every stage of the
+    drain) and the monitor alone attached: worker memory is bounded by concurrency, not by
+    the backlog (it does not grow while the backlog shrinks), and so is the dashboard's and
+    the monitor's."""
+    pytest.importorskip("pyte")
     backlog = int(env_number("CORRAL_SOAK_BACKLOG", 200_000))
     url, ledger, seen = fresh_server.url, tmp_path / "ledger.jsonl", tmp_path / "monitor.jsonl"
     added: list[str] = []
-    async with Queue(QUEUE, url, max_events=MAX_EVENTS) as queue:
+    async with (
+        Queue(QUEUE, url, max_events=MAX_EVENTS) as queue,
+        contextlib.AsyncExitStack() as attached,
+    ):
+        # on screen while the backlog builds up, so its own warm-up is over when it drains
+        dash = await attached.enter_async_context(dashboard_process(url, tmp_path, 0.0))
         started = time.monotonic()
         for offset in range(0, backlog, 1000):
             jobs = await queue.add_bulk(
@@ -441,22 +449,22 @@ async def test_l3_a_large_backlog_drained(
             added.extend(job.id for job in jobs)
         add_s = time.monotonic() - started
         memory_full = int((await queue.client.info("memory"))["used_memory"]) / 2**20
-        with monitor_process(url, seen) as monitor:
-            workers = [_worker(url, ledger) for _ in range(WORKERS)]
-            procs.extend(workers)
+        monitor = attached.enter_context(monitor_process(url, seen))
+        workers = [_worker(url, ledger) for _ in range(WORKERS)]
+        procs.extend(workers)
 
-            def pids() -> dict[str, int]:
-                out = {f"worker{i}-pid{w.proc.pid}": w.proc.pid for i, w in enumerate(workers)}
-                return {**out, "monitor": monitor.pid}
+        def pids() -> dict[str, int]:
+            out = {f"worker{i}-pid{w.proc.pid}": w.proc.pid for i, w in enumerate(workers)}
+            return {**out, "monitor": monitor.pid, "dashboard": dash.pid}
 
-            sampler = Sampler(queue, pids)
-            sampling = asyncio.create_task(sampler.run())
-            drain_start = time.monotonic()
-            await wait_until(lambda: _drained(queue, backlog), within=3600, interval=0.5)
-            drain_s = time.monotonic() - drain_start
-            await sampler.sample()
-            sampler.stop()
-            await sampling
+        sampler = Sampler(queue, pids)
+        sampling = asyncio.create_task(sampler.run())
+        drain_start = time.monotonic()
+        await wait_until(lambda: _drained(queue, backlog), within=3600, interval=0.5)
+        drain_s = time.monotonic() - drain_start
+        await sampler.sample()
+        sampler.stop()
+        await sampling
         for worker in workers:
             worker.signal(signal.SIGTERM)
         finished = {str(x["job_id"]) for x in read_ledger(ledger) if x["kind"] == "finish"}
@@ -466,6 +474,9 @@ async def test_l3_a_large_backlog_drained(
         await assert_invariants(queue.client, QUEUE)
     warmup = min(20.0, drain_s * 0.2)
     rss = {k: s.summary(warmup) for k, s in sampler.rss.items()}
+    screen = screen_figures(dash.watch, (drain_start, drain_start + drain_s))
+    if dash.status != 0:
+        screen["errors"].append(f"watcher exit {dash.status}: {dash.errors.read_text()[-2000:]}")
     figures: dict[str, Any] = {
         "backlog": backlog,
         "add_rate": round(backlog / add_s, 1),
@@ -478,10 +489,12 @@ async def test_l3_a_large_backlog_drained(
         "duplicated": len(check.duplicated),
         "completed_records": totals[0],
         "monitor": {k: v for k, v in monitor_figures(seen).items() if k != "stalled"},
+        "dashboard": screen,
         "worker_log_lines": _log_lines(tmp_path),
     }
     _report("L3", figures)
     assert check.lost == set() and check.duplicated == set() and check.unexpected == set()
     assert totals == (backlog, 0)
+    assert not screen["errors"], figures
     for name, summary in rss.items():  # bounded: no growth while the backlog drains
         assert summary["max"] <= summary["at_warmup"] * 1.10 + 5, (name, figures)
