@@ -22,11 +22,20 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ReadOnlyError, ResponseError
+from support.failover import (
+    HOST,
+    RESUME_WITHIN,
+    Producer,
+    caught_up,
+    client_of,
+    completed_ids,
+    replicate,
+)
 from support.invariants import assert_invariants
 from support.ledger import check_ledger, read_ledger
 from support.outage import cpu_seconds, gaps
 from support.proxy import FaultProxy
-from support.server import FaultServer, ServerFactory
+from support.server import ServerFactory
 from support.streams import stream_events
 from support.workers import WorkerProcess, wait_until
 
@@ -35,9 +44,7 @@ from engine.connection import make_client
 from engine.multiplex import MultiplexedConnection
 from engine.scripts import SCRIPT_NAMES, ScriptRegistry, script_source
 
-HOST = "127.0.0.1"
 LEDGER_JOB = "support.jobs:ledger_job"
-RESUME_WITHIN = 5.0 + 1.0  # the plan's 5 s, plus the scheduling slack
 OUTAGE = 8.0  # seconds a demoted server stays a replica before it is promoted back
 USED_SCRIPTS = ("add_job", "move_to_active", "complete_jobs")
 """Scripts the first test's run calls before the failover (and after it, lock renewals too)."""
@@ -45,26 +52,6 @@ USED_SCRIPTS = ("add_job", "move_to_active", "complete_jobs")
 
 def _sha(name: str) -> str:
     return hashlib.sha1(script_source(name).encode()).hexdigest()
-
-
-def _admin(server: FaultServer) -> aioredis.Redis:
-    return aioredis.Redis(host=HOST, port=server.port, decode_responses=True)
-
-
-async def _caught_up(primary: aioredis.Redis, replica: aioredis.Redis) -> bool:
-    """The replica is linked and has every write the primary made."""
-    mine: dict[str, Any] = await primary.info("replication")
-    theirs: dict[str, Any] = await replica.info("replication")
-    return theirs.get("master_link_status") == "up" and int(
-        theirs.get("slave_repl_offset", -1)
-    ) >= int(mine["master_repl_offset"])
-
-
-async def _replicate(replica: aioredis.Redis, primary: aioredis.Redis, port: int) -> None:
-    for server in (primary, replica):  # either may serve a full sync: start it at once
-        await server.config_set("repl-diskless-sync-delay", 0)
-    await replica.replicaof(HOST, port)
-    await wait_until(lambda: _caught_up(primary, replica), within=20)
 
 
 async def _fail_over(
@@ -80,7 +67,7 @@ async def _fail_over(
     try:
         if while_paused is not None:
             await while_paused()
-        await wait_until(lambda: _caught_up(old, new), within=10)
+        await wait_until(lambda: caught_up(old, new), within=10)
         await new.replicaof("NO", "ONE")
         for proxy in proxies:
             proxy.retarget(new_port)
@@ -99,60 +86,6 @@ async def _errors(client: aioredis.Redis) -> dict[str, int]:
     return out
 
 
-async def _completed(client: aioredis.Redis, queue: str) -> set[str]:
-    members: list[Any] = await client.zrange(QueueKeys(queue).completed, 0, -1)
-    return {str(member) for member in members}
-
-
-class _Producer:
-    """Adds a short job every ``every`` s while running; ``hold()`` stops it between adds."""
-
-    def __init__(self, queue: Queue, every: float = 0.02) -> None:
-        self.added: list[str] = []
-        self.errors: list[BaseException] = []
-        self._queue = queue
-        self._every = every
-        self._go = asyncio.Event()
-        self._busy = asyncio.Lock()
-        self._stopped = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._go.set()
-        self._task = asyncio.create_task(self._run())
-
-    def resume(self) -> None:
-        self._go.set()
-
-    async def hold(self) -> None:
-        """Stop adding; returns once the add in flight (if any) is done."""
-        self._go.clear()
-        async with self._busy:
-            pass
-
-    async def stop(self) -> None:
-        self._stopped = True
-        self._go.set()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 30)
-
-    async def _run(self) -> None:
-        n = 0
-        while not self._stopped:
-            await self._go.wait()
-            async with self._busy:
-                if self._stopped or not self._go.is_set():
-                    continue
-                try:
-                    job = await self._queue.add("produced", {"sleep": 0.02, "n": n})
-                except Exception as exc:  # the test asserts there is none
-                    self.errors.append(exc)
-                else:
-                    self.added.append(job.id)
-            n += 1
-            await asyncio.sleep(self._every)
-
-
 def _lines_since(log_file: Path, offset: int) -> list[str]:
     return log_file.read_bytes()[offset:].decode().splitlines()
 
@@ -169,10 +102,10 @@ async def test_r9_failover_moves_the_address_and_the_worker_follows(
     line. A job added after the failover completes within 5 s + slack; nothing added is lost,
     no job runs twice, no ``stalled`` event, and the invariants hold on B."""
     a, b = server_factory(), server_factory()
-    admin_a, admin_b = _admin(a), _admin(b)
+    admin_a, admin_b = client_of(a), client_of(b)
     ledger, log_file = tmp_path / "ledger.jsonl", tmp_path / "worker.log"
     try:
-        await _replicate(admin_b, admin_a, a.port)
+        await replicate(admin_b, admin_a, a.port)
         with FaultProxy(a.port) as worker_end, FaultProxy(a.port) as producer_end:
             worker = WorkerProcess(
                 LEDGER_JOB,
@@ -186,11 +119,11 @@ async def test_r9_failover_moves_the_address_and_the_worker_follows(
             )
             procs.append(worker)
             async with Queue(queue_name, producer_end.url) as queue:
-                producer = _Producer(queue)
+                producer = Producer(queue)
                 producer.start()
 
                 async def warm() -> bool:
-                    return len(await _completed(admin_a, queue_name)) >= 20
+                    return len(await completed_ids(admin_a, queue_name)) >= 20
 
                 await wait_until(warm, within=30)
                 await producer.hold()
@@ -232,7 +165,7 @@ async def test_r9_failover_moves_the_address_and_the_worker_follows(
                 added = {*producer.added, *long_jobs, probe.id}
 
                 async def all_done() -> bool:
-                    return len(await _completed(admin_b, queue_name)) >= len(added)
+                    return len(await completed_ids(admin_b, queue_name)) >= len(added)
 
                 await wait_until(all_done, within=30)
                 errors_after = await _errors(admin_a)
@@ -265,7 +198,7 @@ async def test_r9_failover_moves_the_address_and_the_worker_follows(
                 after = (*USED_SCRIPTS, "extend_locks")
                 assert all(await admin_b.script_exists(*map(_sha, after)))
                 # the ledger: nothing lost, nothing run twice, nothing unexpected
-                completed = await _completed(admin_b, queue_name)
+                completed = await completed_ids(admin_b, queue_name)
                 check = check_ledger(ledger, added, completed)
                 assert not check.lost and not check.duplicated and not check.unexpected
                 assert all(check.finishes[job_id] == 1 for job_id in added)
@@ -285,10 +218,10 @@ async def test_r9_demoted_server_promoted_back_worker_waits_quietly(
     retries less and less often (its reconnects thin out), uses under 5 % of a core, and once A
     is primary again runs the jobs added to B meanwhile (replicated to A), within its backoff."""
     a, b = server_factory(), server_factory()
-    admin_a, admin_b = _admin(a), _admin(b)
+    admin_a, admin_b = client_of(a), client_of(b)
     ledger, log_file = tmp_path / "ledger.jsonl", tmp_path / "worker.log"
     try:
-        await _replicate(admin_b, admin_a, a.port)
+        await replicate(admin_b, admin_a, a.port)
         with FaultProxy(a.port) as end:
             worker = WorkerProcess(
                 LEDGER_JOB, queue_name, end.url, ledger=ledger, log_file=log_file
@@ -299,7 +232,7 @@ async def test_r9_demoted_server_promoted_back_worker_waits_quietly(
                 before = [(await on_a.add("before", {})).id for _ in range(5)]
 
             async def done_on_a(ids: list[str]) -> bool:
-                return set(ids) <= await _completed(admin_a, queue_name)
+                return set(ids) <= await completed_ids(admin_a, queue_name)
 
             await wait_until(lambda: done_on_a(before), within=30)
 
@@ -359,7 +292,9 @@ async def test_r9_demoted_server_promoted_back_worker_waits_quietly(
             assert cpu_share < 0.05
             # resumed within the backoff it had reached (capped at 20 s), plus slack
             assert resumed <= min(outage, 20.0) + 1.0
-            check = check_ledger(ledger, {*before, *during}, await _completed(admin_a, queue_name))
+            check = check_ledger(
+                ledger, {*before, *during}, await completed_ids(admin_a, queue_name)
+            )
             assert not check.lost and not check.duplicated and not check.unexpected
             assert len([x for x in read_ledger(ledger) if x["kind"] == "start"]) == 10
             await assert_invariants(admin_a, queue_name, completed=10)
@@ -378,13 +313,13 @@ async def test_r9_every_call_path_reconnects_after_a_failover(
     errors redis-py leaves in the replies), and the worker's blocking connection, blocked in
     ``BZPOPMIN`` during the failover."""
     a, b = server_factory(), server_factory()
-    admin_a, admin_b = _admin(a), _admin(b)
+    admin_a, admin_b = client_of(a), client_of(b)
     for admin in (admin_a, admin_b):
         await admin.config_set("appendonly", "yes")  # durable adds need AOF
     keys = QueueKeys(queue_name)
     pause_keys = [keys.wait, keys.paused, keys.meta, keys.events]
     try:
-        await _replicate(admin_b, admin_a, a.port)
+        await replicate(admin_b, admin_a, a.port)
         with FaultProxy(a.port) as end:
             client, _ = make_client(end.url)
             wire = MultiplexedConnection.for_client(client)
@@ -466,9 +401,9 @@ async def test_scripts_are_refused_whole_by_a_replica(server_factory: ServerFact
     retrying it on the new primary is safe. The same body declared ``no-writes`` does run on
     the replica (and fails in its own way, with no keys or arguments given)."""
     primary, replica = server_factory(), server_factory()
-    admin_p, admin_r = _admin(primary), _admin(replica)
+    admin_p, admin_r = client_of(primary), client_of(replica)
     try:
-        await _replicate(admin_r, admin_p, primary.port)
+        await replicate(admin_r, admin_p, primary.port)
         for name in SCRIPT_NAMES:
             source = script_source(name)
             first_line, _, body = source.partition("\n")
