@@ -1,10 +1,10 @@
 """``corral dash``: ``run_dash(args)`` builds the backend and runs the dashboard (the flags are
 defined with the other commands in ``corral.cli``).
 
-In write mode it first reads the server's ``maxmemory-policy`` and refuses (exit status 2, the
-reason on stderr) a server that may evict keys, or whose policy this user may not read (neither
-``INFO`` nor ``CONFIG GET``), unless ``--allow-unsafe-eviction`` (R5). In any mode it refuses a
-Redis Cluster node (R12).
+Before the app opens it looks at the server once, over one short connection
+(``check_at_start``), and refuses (exit status 2, the reason on stderr) a Redis Cluster node in
+any mode (R12), and in write mode a server that may evict keys, or whose policy this user may not
+read (neither ``INFO`` nor ``CONFIG GET``), unless ``--allow-unsafe-eviction`` (R5).
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import argparse
 import getpass
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from redis.asyncio.connection import parse_url
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
 
 from corral.threshold_flags import thresholds_from
 from dashboard.app import DashboardApp
@@ -25,11 +30,11 @@ from dashboard.bullmq.keys import DEFAULT_BULL_PREFIX, validate_bull_queue_name
 from dashboard.corral_backend import CorralBackend
 from dashboard.credentials import resolve_url
 from dashboard.durations import parse_age, stuck_error
-from dashboard.eviction import cluster_at_start, is_evicting, policy_at_start, start_refusal
+from dashboard.eviction import is_evicting, read_policy_sync, start_refusal
 from dashboard.sanitize import mask_url
 from dashboard.screens.stalled import STUCK_AFTER_MS
 from engine import gc_policy
-from engine.connection import DEFAULT_URL, TlsOptions
+from engine.connection import DEFAULT_URL, TlsOptions, cluster_refusal
 from engine.keys import DEFAULT_PREFIX, validate_prefix, validate_queue_name
 
 
@@ -45,15 +50,49 @@ def _backend(args: argparse.Namespace) -> tuple[Backend, list[str]]:
     return CorralBackend(corral_prefix, allow_unsafe_eviction=allow_unsafe), queues
 
 
-def _evicting_server(url: str) -> bool:
-    """True (and the reason, fix and override on stderr) when the server's policy may evict
-    keys or is refused to this user; False when it is safe or cannot be read now (no server:
-    the app then shows why, and its monitor checks once connected)."""
-    policy = policy_at_start(url)
-    if policy is None or not is_evicting(policy):
-        return False
-    print(start_refusal(policy), file=sys.stderr)
-    return True
+START_TIMEOUT_S = 3.0
+"""How long ``corral dash`` waits for the server before it opens the app anyway (the app then
+shows why it cannot connect, and checks the policy once it can)."""
+CLUSTER_START_REFUSAL = (
+    "corral dashboard: the server is a Redis Cluster node (cluster_enabled:1): the "
+    "dashboard does not support Redis Cluster, whose keys are spread over nodes it does not "
+    "connect to. Point it at a standalone server (or a primary behind a proxy)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StartCheck:
+    """What ``corral dash`` found before the app opens."""
+
+    cluster_node: bool = False
+    """The server is a Redis Cluster node (False also where ``INFO cluster`` is refused)."""
+    policy: str | None = None
+    """Its ``maxmemory-policy`` (``read_policy_sync``), or None: not asked for, or not read."""
+
+
+def check_at_start(url: str, *, policy: bool) -> StartCheck:
+    """One look at the server over one short connection (one try, short timeouts): is it a
+    Redis Cluster node, and (``policy``) what is its eviction policy. Nothing is found where it
+    cannot be reached now (no server, wrong password, TLS failure): the app then shows why, and
+    its monitor reads the policy once it connects."""
+    client = redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=START_TIMEOUT_S,
+        socket_timeout=START_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # one try: the app's own reconnects take over
+    )
+    try:
+        try:
+            if cluster_refusal(client.info("cluster")) is not None:
+                return StartCheck(cluster_node=True)
+        except ResponseError:  # INFO refused: not known to be a cluster node
+            pass
+        return StartCheck(policy=read_policy_sync(client) if policy else None)
+    except (RedisError, OSError):
+        return StartCheck()
+    finally:
+        client.close()
 
 
 def run_dash(args: argparse.Namespace) -> int:
@@ -89,10 +128,12 @@ def run_dash(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if (cluster := cluster_at_start(connect_url)) is not None:
-        print(cluster, file=sys.stderr)
+    found = check_at_start(connect_url, policy=not read_only and not allow_unsafe)
+    if found.cluster_node:
+        print(CLUSTER_START_REFUSAL, file=sys.stderr)
         return 2
-    if not read_only and not allow_unsafe and _evicting_server(connect_url):
+    if found.policy is not None and is_evicting(found.policy):
+        print(start_refusal(found.policy), file=sys.stderr)
         return 2
     app = DashboardApp(
         url,

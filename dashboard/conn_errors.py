@@ -3,17 +3,20 @@
 "authentication failed", "authentication required", "NOPERM: may not run 'info'",
 "connection refused", "timeout", "TLS certificate verify failed: unknown CA", "the server is a
 read-only replica" …, redacted, so the status bar says what is wrong without a traceback and
-never shows a password.
+never shows a password. A plaintext/TLS mix-up is named from facts the caller gives, never from
+the traceback: the URL's scheme, and the stage of connecting that failed, which the connect hook
+``greet`` and the explicit ``connect`` note on the exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from urllib.parse import urlsplit
 
-from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
-from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
-from redis.connection import AbstractConnection, SSLConnection
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -56,8 +59,9 @@ def describe_tls(message: str) -> str | None:
     return "TLS handshake failed: " + handshake.group(2).strip()
 
 
-def describe_error(exc: BaseException) -> str:
-    """What went wrong, in a few words an operator can act on."""
+def describe_error(exc: BaseException, *, url: str | None = None) -> str:
+    """What went wrong, in a few words an operator can act on; ``url``, the one the failing
+    client was built from, lets a plaintext/TLS mix-up be named (``describe_tls_mixup``)."""
     message = str(exc)
     if isinstance(exc, AuthenticationError):
         lowered = message.lower()
@@ -75,7 +79,7 @@ def describe_error(exc: BaseException) -> str:
         return "NOPERM: " + redact_string(message)
     if isinstance(exc, ReadOnlyError):
         return READ_ONLY_REPLICA
-    if (mixup := describe_tls_mixup(exc)) is not None:  # before the generic timeout/reset
+    if (mixup := describe_tls_mixup(exc, url)) is not None:  # before the generic timeout/reset
         return mixup
     if isinstance(exc, RedisTimeoutError | asyncio.TimeoutError | TimeoutError):
         return "timeout (no answer from the server)"
@@ -106,32 +110,96 @@ TLS_ON_PLAINTEXT = "timeout: no answer to the TLS handshake (no TLS on this port
 RESET_AFTER_HANDSHAKE = "reset after the TLS handshake (a client certificate needed? --tls-cert)"
 """TLS 1.3: the client's handshake ends before the server has checked the client's
 certificate, and the server's alert can be lost to the reset that follows it."""
-_HANDSHAKE_FRAMES = frozenset({"_create_connection_transport", "do_handshake"})
-"""Where a client waits for the server's side of the TLS handshake, the TCP connection made
-(asyncio's transport set-up; ``ssl``'s handshake for the synchronous client)."""
+
+GREETING = "corral: failed in the commands a new connection starts with (AUTH, HELLO, SELECT)"
+"""The note ``greet`` puts on a failure after the socket, and any TLS handshake, were made."""
+PORT_OPEN = "corral: the TLS socket timed out, but the port took a plain TCP connection"
+"""The note ``connect`` puts on a TLS connect that timed out before ``greet`` ran, when the port
+takes TCP connections: the TLS handshake got no answer (a host that does not answer at all, or
+not in time, gets no such note)."""
+PROBE_TIMEOUT_S = 1.0
+"""How long ``connect`` waits for that one plain TCP connection."""
 
 
-def describe_tls_mixup(exc: BaseException) -> str | None:
+async def greet(connection: AbstractConnection) -> None:
+    """redis-py's connect hook (``redis_connect_func``): what redis-py runs on a new
+    connection once its socket, and any TLS handshake, are made (``on_connect``: AUTH, HELLO,
+    SELECT); a failure there is noted ``GREETING``."""
+    try:
+        await connection.on_connect()
+    except Exception as exc:
+        exc.add_note(GREETING)
+        raise
+
+
+async def connect(client: Redis, url: str) -> None:
+    """Make the first connection of ``client`` (built from ``url``, with ``greet`` as its
+    connect hook) now, so that a failure is known to be one of connecting. A TLS connect that
+    timed out before ``greet`` ran (the TCP connection or the TLS handshake: redis-py makes both
+    under one timeout and says the same of either) is noted ``PORT_OPEN`` when one plain TCP
+    connection to the same port then succeeds within ``PROBE_TIMEOUT_S``. The connection made
+    stays in the pool."""
+    pool = client.connection_pool
+    try:
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        tls_timeout = _uses_tls(url) and _timed_out(exc) and GREETING not in _notes(exc)
+        if tls_timeout and await _takes_tcp(url):
+            exc.add_note(PORT_OPEN)
+        raise
+    await pool.release(connection)
+
+
+def describe_tls_mixup(exc: BaseException, url: str | None = None) -> str | None:
     """A plaintext client on a TLS port, a TLS client on a plaintext port, or a client without
-    the certificate the server asks for (None: none of these). Told from what the client saw:
-    a TLS server resets a plaintext connection at its first command; a plaintext server takes
-    the TLS hello as the start of a command line and never answers it; a server that needs a
-    client certificate says so in its alert, or resets the connection once the handshake is
-    done."""
+    the certificate the server asks for (None: none of these, or ``url`` not given).
+
+    Told from the server's alert where it came, else from facts the caller gives: the scheme of
+    ``url`` (rediss://: the client used TLS) and the stage of connecting that failed, noted on
+    ``exc`` by ``greet`` and ``connect``. A TLS server resets a plaintext connection at its first
+    command; a server that needs a client certificate says so in its alert, or resets the
+    connection once the handshake is done; a plaintext server takes the TLS hello as the start
+    of a command line and never answers it, while the port takes TCP connections."""
     if "CERTIFICATE_REQUIRED" in str(exc):
         return CLIENT_CERT_REQUIRED
-    tls, connecting, names = _trace(exc)
-    if tls is None or not connecting:
+    if url is None:
         return None
-    reset = any(isinstance(link, ConnectionResetError) for link in _chain(exc))
-    if reset and not tls:
-        return PLAINTEXT_ON_TLS
-    if reset and not names & _HANDSHAKE_FRAMES:  # on its first command, the handshake done
-        return RESET_AFTER_HANDSHAKE
-    timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
-    if tls and timed_out and names & _HANDSHAKE_FRAMES:
+    tls = _uses_tls(url)
+    notes = _notes(exc)
+    if GREETING in notes and any(isinstance(link, ConnectionResetError) for link in _chain(exc)):
+        return RESET_AFTER_HANDSHAKE if tls else PLAINTEXT_ON_TLS
+    if tls and PORT_OPEN in notes:
         return TLS_ON_PLAINTEXT
     return None
+
+
+def _notes(exc: BaseException) -> list[str]:
+    return getattr(exc, "__notes__", [])
+
+
+def _uses_tls(url: str) -> bool:
+    return urlsplit(url).scheme == "rediss"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, RedisTimeoutError | TimeoutError)
+
+
+async def _takes_tcp(url: str) -> bool:
+    """Whether the host and port of ``url`` take a plain TCP connection within
+    ``PROBE_TIMEOUT_S`` (closed at once, before a byte is sent)."""
+    parts = urlsplit(url)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            _, writer = await asyncio.open_connection(
+                parts.hostname or "localhost", parts.port or 6379
+            )
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -142,22 +210,3 @@ def _chain(exc: BaseException) -> list[BaseException]:
         found.append(link)
         link = link.__cause__ or link.__context__
     return found
-
-
-def _trace(exc: BaseException) -> tuple[bool | None, bool, set[str]]:
-    """Whether the failing connection used TLS (None: no redis-py connection in the trace),
-    whether it failed while connecting, and the names of every frame in the traces."""
-    tls: bool | None = None
-    connecting = False
-    names: set[str] = set()
-    for link in _chain(exc):
-        tb = link.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code.co_name
-            names.add(code)
-            owner = tb.tb_frame.f_locals.get("self")
-            if isinstance(owner, AbstractConnection | AsyncAbstractConnection):
-                tls = isinstance(owner, SSLConnection | AsyncSSLConnection)
-                connecting = connecting or code == "connect"
-            tb = tb.tb_next
-    return tls, connecting, names

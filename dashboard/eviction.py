@@ -1,30 +1,24 @@
 """R5 for the dashboard: a server whose ``maxmemory-policy`` may evict keys can lose jobs silently.
 
-``corral dash`` in write mode refuses such a server before the app opens (``policy_at_start``,
+``corral dash`` in write mode refuses such a server before the app opens (``read_policy_sync``,
 ``start_refusal``); the monitor reads the policy again at every (re)connect (``read_policy``),
 since a failover can land on a node configured differently, and the action layer refuses to act
-while it is unsafe (``action_refusal``). The policy comes from ``INFO memory``, which works where
-``CONFIG`` is disabled (managed services, the read-only ACL user); where ``INFO`` is refused (an
-ACL user without ``+info``) from ``CONFIG GET maxmemory-policy``; where both are refused it is
-``UNREADABLE``, which is never taken for safe: write mode refuses it as it refuses an evicting
-policy, read-only mode shows it. No Textual here.
+while it is unsafe (``action_refusal``). Both read by one rule (``policy_reads``, free of I/O):
+from ``INFO memory``, which works where ``CONFIG`` is disabled (managed services, the read-only
+ACL user); where ``INFO`` is refused (an ACL user without ``+info``) from ``CONFIG GET
+maxmemory-policy``; where both are refused it is ``UNREADABLE``, which is never taken for safe:
+write mode refuses it as it refuses an evicting policy, read-only mode shows it. No Textual here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import redis
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
-from redis.retry import Retry
+from redis.exceptions import ResponseError
 
 from engine.connection import SAFE_EVICTION_POLICY as SAFE_POLICY
-from engine.connection import cluster_refusal
-
-START_TIMEOUT_S = 3.0
-"""How long ``corral dash`` waits for the server before it opens the app anyway (the app then
-shows why it cannot connect, and checks the policy once it can)."""
-
 
 UNREADABLE = "unknown"
 """The policy as read where neither ``INFO`` nor ``CONFIG GET`` may read it (no server has a
@@ -76,6 +70,56 @@ def action_refusal(policy: str) -> str:
     )
 
 
+Command = tuple[str, ...]
+PolicyReads = Generator[Command, object, str | None]
+
+
+def policy_reads() -> PolicyReads:
+    """The one rule for reading the policy, free of I/O: yields each command to send, is sent
+    its reply (or the ``ResponseError`` that refused it), and returns the policy: from ``INFO
+    memory`` (None if that has no ``maxmemory_policy``); where INFO is refused (NOPERM, or INFO
+    renamed away) from ``CONFIG GET``; where that is refused too, ``UNREADABLE``."""
+    memory = yield ("INFO", "memory")
+    if not isinstance(memory, ResponseError):
+        return _policy_of(memory)
+    config = yield ("CONFIG GET", "maxmemory-policy")
+    return UNREADABLE if isinstance(config, ResponseError) else _configured(config)
+
+
+async def read_policy(client: Redis) -> str | None:
+    """The server's policy (``policy_reads``) through an asyncio client, as the monitor reads
+    it at each (re)connect. Connection errors propagate (the caller reconnects)."""
+    reads = policy_reads()
+    command = next(reads)
+    try:
+        while True:
+            try:
+                reply: object = await client.execute_command(*command)  # type: ignore[no-untyped-call]
+            except ResponseError as refused:
+                reply = refused
+            command = reads.send(reply)
+    except StopIteration as done:
+        policy: str | None = done.value
+        return policy
+
+
+def read_policy_sync(client: redis.Redis) -> str | None:
+    """``read_policy`` through a synchronous client, as ``corral dash`` reads the policy before
+    the app opens. Connection errors propagate."""
+    reads = policy_reads()
+    command = next(reads)
+    try:
+        while True:
+            try:
+                reply: object = client.execute_command(*command)  # type: ignore[no-untyped-call]
+            except ResponseError as refused:
+                reply = refused
+            command = reads.send(reply)
+    except StopIteration as done:
+        policy: str | None = done.value
+        return policy
+
+
 def _policy_of(memory: object) -> str | None:
     if not isinstance(memory, dict):
         return None
@@ -86,69 +130,3 @@ def _policy_of(memory: object) -> str | None:
 def _configured(config: object) -> str:
     policy = config.get("maxmemory-policy") if isinstance(config, dict) else None
     return UNREADABLE if policy is None else str(policy)
-
-
-async def read_policy(client: Redis) -> str | None:
-    """The server's ``maxmemory-policy`` from ``INFO memory``, else (INFO refused, as for an ACL
-    user without ``+info``) from ``CONFIG GET``, else ``UNREADABLE``. Connection errors
-    propagate (the caller reconnects)."""
-    try:
-        return _policy_of(await client.info("memory"))
-    except ResponseError:  # NOPERM, or INFO renamed away
-        pass
-    try:
-        return _configured(await client.config_get("maxmemory-policy"))
-    except ResponseError:
-        return UNREADABLE
-
-
-def _start_client(url: str) -> redis.Redis:
-    """A client for one quick look before the app opens: one try, short timeouts."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=START_TIMEOUT_S,
-        socket_timeout=START_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),  # one try: the app's own reconnects take over
-    )
-
-
-def policy_at_start(url: str) -> str | None:
-    """The policy, read once before the app opens (as ``read_policy`` does: ``UNREADABLE``
-    where INFO and CONFIG GET are refused); None when it cannot be read now (no server, wrong
-    password, TLS failure): the app then shows the connection problem, and its monitor reads
-    the policy once it connects."""
-    client = _start_client(url)
-    try:
-        try:
-            return _policy_of(client.info("memory"))
-        except ResponseError:
-            pass
-        try:
-            return _configured(client.config_get("maxmemory-policy"))
-        except ResponseError:
-            return UNREADABLE
-    except (RedisError, OSError):
-        return None
-    finally:
-        client.close()
-
-
-def cluster_at_start(url: str) -> str | None:
-    """Why ``corral dash`` will not open on this server: it is a Redis Cluster node, whose
-    other nodes hold keys the dashboard's one connection cannot read (read-only or not). None
-    for any other server, or when ``INFO cluster`` cannot be read now."""
-    client = _start_client(url)
-    try:
-        why = cluster_refusal(client.info("cluster"))
-    except (RedisError, OSError):
-        return None
-    finally:
-        client.close()
-    if why is None:
-        return None
-    return (
-        "corral dashboard: the server is a Redis Cluster node (cluster_enabled:1): the "
-        "dashboard does not support Redis Cluster, whose keys are spread over nodes it does not "
-        "connect to. Point it at a standalone server (or a primary behind a proxy)."
-    )

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.backend import Backend, FeatureUnavailable, QueueReading
-from dashboard.conn_errors import describe_error
+from dashboard.conn_errors import connect, describe_error, greet
 from dashboard.event_tail import EventTail
 from dashboard.eviction import read_policy
 from dashboard.model import Breach, DashboardSnapshot, Event, MinuteHistory, Mode, QueueSnapshot
@@ -323,7 +323,8 @@ class QueueMonitor:
 
     def _set_error(self, mode: Mode, exc: BaseException) -> None:
         self.mode = mode
-        self.error = describe_error(exc)  # specific and redacted; the URL is on screen masked
+        # specific and redacted (the URL is on screen masked); the URL's scheme tells TLS
+        self.error = describe_error(exc, url=self.url)
         self._publish()
 
     def _client(self, socket_timeout: float) -> Redis:
@@ -334,6 +335,7 @@ class QueueMonitor:
             socket_connect_timeout=3.0,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), retries=0),  # the monitor reconnects itself, with backoff
+            redis_connect_func=greet,  # notes a failure after the socket (and TLS) were made
         )
         return client
 
@@ -342,7 +344,7 @@ class QueueMonitor:
         streams = self._client(SOCKET_TIMEOUT_S + self.tail.block_ms / 1000)
         pubsub_client = self._client(SOCKET_TIMEOUT_S)
         try:
-            await counts.ping()
+            await connect(counts, self.url)  # a failure here is one of connecting
             self.maxmemory_policy = await read_policy(counts)  # R5: again after each reconnect
             self.replica = await replica_refusal(counts)  # Z2: a failover may demote it
             live = await self._notifications_on(counts)

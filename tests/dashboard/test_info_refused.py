@@ -22,7 +22,8 @@ from workload import finish_jobs
 
 from corral.cli import main
 from dashboard.app import DashboardApp
-from dashboard.eviction import UNREADABLE, policy_at_start
+from dashboard.cli import check_at_start
+from dashboard.eviction import UNREADABLE, read_policy
 from dashboard.screens.confirm import ConfirmScreen
 from dashboard.screens.queue import QueueScreen
 from engine.queue import Queue
@@ -69,8 +70,9 @@ async def failed_jobs(fresh_server: FaultServer, queue_name: str) -> AsyncIterat
 async def test_the_users_are_refused_info_and_config(
     failed_jobs: Queue, fresh_server: FaultServer
 ) -> None:
-    """The premise, and what the start-up check reads: UNREADABLE for users without INFO and
-    CONFIG, the real policy through CONFIG GET for the one that has it."""
+    """The premise, and what the start-up check and the monitor's reader both read (one rule):
+    UNREADABLE for users without INFO and CONFIG, the real policy through CONFIG GET for the
+    one that has it, and through INFO for a user that may run it."""
     for user in ("viewer", "operator"):
         client = aioredis.Redis.from_url(as_user(fresh_server.url, user), decode_responses=True)
         try:
@@ -80,9 +82,24 @@ async def test_the_users_are_refused_info_and_config(
                 await client.config_get("maxmemory-policy")
         finally:
             await client.aclose()
-        assert policy_at_start(as_user(fresh_server.url, user)) == UNREADABLE
+        assert await _both_read(as_user(fresh_server.url, user)) == UNREADABLE
     fresh_server.config_set("maxmemory-policy", "volatile-lru")
-    assert policy_at_start(as_user(fresh_server.url, "cfg")) == "volatile-lru"
+    assert await _both_read(as_user(fresh_server.url, "cfg")) == "volatile-lru"
+    assert await _both_read(fresh_server.url) == "volatile-lru"  # the default user: INFO
+    assert check_at_start(fresh_server.url, policy=False).policy is None  # not asked for
+
+
+async def _both_read(url: str) -> str | None:
+    """The policy as ``corral dash`` reads it before the app opens, checked to be the one the
+    monitor reads at each (re)connect."""
+    found = check_at_start(url, policy=True)
+    assert not found.cluster_node
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        assert await read_policy(client) == found.policy
+    finally:
+        await client.aclose()
+    return found.policy
 
 
 async def test_read_only_shows_the_policy_is_unknown_and_why(

@@ -4,12 +4,14 @@ engine's clients, the dashboard and ``corral dash``/``corral worker`` connect wi
 a wrong CA, an expired certificate, a certificate for another host, a plaintext client on the
 TLS port, a TLS client on the plaintext port, a missing client certificate and a wrong password
 each fail with their own one-line message, within the connect timeout, never a hang or a
-traceback, and the password shows nowhere."""
+traceback, and the password shows nowhere; a TLS client whose host does not answer at all is
+told it timed out, not that the port has no TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +28,12 @@ from dashboard.app import DashboardApp
 from dashboard.conn_errors import (
     CLIENT_CERT_REQUIRED,
     PLAINTEXT_ON_TLS,
+    PROBE_TIMEOUT_S,
     RESET_AFTER_HANDSHAKE,
     TLS_ON_PLAINTEXT,
+    connect,
     describe_error,
+    greet,
 )
 from dashboard.corral_backend import CorralBackend
 from dashboard.credentials import ENV_PASSWORD
@@ -279,21 +284,13 @@ async def test_each_failure_is_named_by_the_engine_client_and_the_dashboard(
     case = CASES[name]
     server = _case_server(tls_server, pki, case)
     url, tls = _case_url(server, pki, case, f"ops:{case.password}")
-    # the engine's client, with its own retries (a shorter connect timeout, for the slow case)
-    client, _ = make_client(tls.apply(url), socket_connect_timeout=1.0)
-    started = time.monotonic()
-    try:
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - each case names its own class
-            async with asyncio.timeout(4 * 1.0 + SLACK + 2):
-                await client.ping()
-    finally:
-        await client.aclose()
-    said = describe_error(raised.value)
+    # the engine's client, with its own retries (a shorter connect timeout, for the slow case),
+    # connected first as the dashboard does, so that the failure is known to be one of connecting
+    said = await _engine_client_says(tls.apply(url))
     assert case.expected in said, said
     if name == "no-client-certificate":
         assert said in CLIENT_CERT, said
     _no_secret(said)
-    assert time.monotonic() - started < 4 * 1.0 + SLACK
     # the dashboard: the reason on its status bar, within the connect timeout
     app = DashboardApp(url, CorralBackend(), queues=["q"], read_only=True, tls=tls)
     started = time.monotonic()
@@ -308,6 +305,51 @@ async def test_each_failure_is_named_by_the_engine_client_and_the_dashboard(
         _no_secret(text + notices(app) + app.snapshot.error)
     assert waited < CONNECT_TIMEOUT + SLACK, waited
     _no_secret(caplog.text)
+
+
+async def _engine_client_says(url: str) -> str:
+    """What ``describe_error`` says of the engine's client failing to connect to ``url`` (its
+    retries included, within their connect timeouts and the probe's)."""
+    client, _ = make_client(url, socket_connect_timeout=1.0, redis_connect_func=greet)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - each case names its own class
+            async with asyncio.timeout(4 * 1.0 + PROBE_TIMEOUT_S + SLACK + 2):
+                await connect(client, url)
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started < 4 * 1.0 + PROBE_TIMEOUT_S + SLACK
+    return describe_error(raised.value, url=url)
+
+
+async def test_a_tls_client_that_gets_no_tcp_answer_is_told_timeout_not_a_mixup(
+    pki: Pki,
+) -> None:
+    """A host that does not answer at all (here a port whose accept queue is full: its SYNs go
+    unanswered) is a plain timeout for a TLS client too, not "no TLS on this port": only a
+    port that takes TCP connections but not the TLS hello is that."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # room for one connection, never accepted
+        port = full.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=2):  # fills the queue
+            url = f"rediss://ops:{PASSWORD}@127.0.0.1:{port}/0"
+            tls = _verified(pki)
+            said = await _engine_client_says(tls.apply(url))
+            assert said == "timeout (no answer from the server)", said
+            app = DashboardApp(url, CorralBackend(), queues=["q"], read_only=True, tls=tls)
+            started = time.monotonic()
+            async with app.run_test(size=SIZE) as pilot:
+                await until(
+                    pilot, lambda: app.snapshot is not None and app.snapshot.error is not None
+                )
+                waited = time.monotonic() - started
+                await pilot.pause(0.1)
+                text = visible_text(app)
+                assert "✖ timeout (no answer from the server)" in text, text
+                assert TLS_ON_PLAINTEXT not in text and "DISCONNECTED" in text
+                _no_secret(text)
+            assert waited < CONNECT_TIMEOUT + PROBE_TIMEOUT_S + SLACK, waited
 
 
 @pytest.mark.parametrize("name", list(CASES))
