@@ -7,7 +7,8 @@ channel, so it hears of a cancel at once without any per-job polling; because pu
 fire-and-forget, it also reads the requests of the jobs it holds after every (re)subscribe and
 every ``recheck`` seconds (the lock-renewal cadence), one pipelined read for all of them. A
 request counts only for the attempt whose token it names, so a late or stale one can never
-cancel a later run of the job.
+cancel a later run of the job. While the server cannot be reached, the watcher waits for the
+worker's reachability probe and subscribes again as soon as it answers.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from .connection import TRANSIENT_ERRORS
 from .errors import InvalidJobOptions
 from .job import JobState
 from .keys import QueueKeys
+from .reachability import RECONNECT_CAP, UNREACHABLE_ERRORS, Reachability
 
 log = logging.getLogger("corral.worker")
-
-RECONNECT_CAP = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +59,14 @@ class CancelWatcher:
         held: Callable[[], Sequence[tuple[str, str]]],
         on_cancel: Callable[[str, str], None],
         recheck: float,
+        reach: Reachability,
     ) -> None:
         self._client = client
         self._keys = keys
         self._held = held
         self._on_cancel = on_cancel
         self._recheck = recheck
+        self._reach = reach
 
     async def check(self, only: Iterable[str] | None = None) -> None:
         """Read the cancel requests of the held jobs (or of those in ``only``) in one round
@@ -82,15 +84,20 @@ class CancelWatcher:
                 self._on_cancel(job_id, by or "unknown")
 
     async def run(self) -> None:
-        """Listen until cancelled; reconnect with backoff after a connection error."""
+        """Listen until cancelled; after a connection error, subscribe again once the server
+        is reachable (other errors: with backoff)."""
         delay = 0.0
         while True:
+            await self._reach.wait_up()  # while it is unreachable, only the probe tries it
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._keys.cancel_channel)
                 await self.check()  # anything published while we were not subscribed
                 delay = 0.0
                 await self._listen(pubsub)
+            except UNREACHABLE_ERRORS as exc:
+                log.debug("cancel watcher: %s; resubscribing once Redis is reachable", exc)
+                self._reach.lost(exc)
             except Exception as exc:  # never let cancellation die quietly: retry
                 if delay == 0.0 and not isinstance(exc, TRANSIENT_ERRORS):
                     log.warning("cancel watcher of queue %s: %s; retrying", self._keys.queue, exc)
@@ -99,7 +106,7 @@ class CancelWatcher:
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _listen(self, pubsub: PubSub) -> None:
         last_check = time.monotonic()

@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis._parsers.base import BaseParser
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
@@ -111,6 +111,30 @@ def make_client(connection: Connection, **overrides: Any) -> tuple[Redis, bool]:
         connection or default_url(), max_connections=MAX_CONNECTIONS, timeout=30, **options
     )
     return Redis.from_pool(pool), True
+
+
+PROBE_TIMEOUT = 5.0  # seconds a reachability probe may take to connect, and to get its reply
+
+
+def probe_client(client: Redis) -> Redis:
+    """A client to the server ``client`` talks to (same address, TLS, credentials, database and
+    connect hook) for reachability probes: each call is one connection attempt and one command,
+    as redis-py's retries are off for it (``client``'s own would make each probe of a dead
+    server several connection attempts, each connect retried as well), bounded by
+    ``PROBE_TIMEOUT``, on at most one connection."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    connect_timeout = kwargs.get("socket_connect_timeout") or PROBE_TIMEOUT
+    kwargs.update(
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        retry_on_timeout=False,
+        socket_timeout=PROBE_TIMEOUT,
+        socket_connect_timeout=min(connect_timeout, PROBE_TIMEOUT),
+        health_check_interval=0,
+    )
+    probe_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
+    return Redis.from_pool(probe_pool)
 
 
 TLS_QUERY_KEYS = (

@@ -1,5 +1,7 @@
 """LockRenewer: one timer renews the locks of every job a worker holds, and writes the
-worker's heartbeat record that ``Queue.get_workers`` and the dashboard read."""
+worker's heartbeat record that ``Queue.get_workers`` and the dashboard read. While the server
+cannot be reached it waits for the worker's reachability probe, hurrying it while a held lock
+can still be saved."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from collections.abc import Callable, Sequence
 from redis.asyncio import Redis
 
 from . import commands
-from .cancellation import RECONNECT_CAP
 from .connection import TRANSIENT_ERRORS, describe_error
 from .keys import QueueKeys
+from .reachability import RECONNECT_CAP, UNREACHABLE_ERRORS, Reachability
 from .scripts import ScriptRegistry
 
 log = logging.getLogger("corral.worker")
@@ -33,6 +35,7 @@ class LockRenewer:
         concurrency: int,
         held: Callable[[], Sequence[tuple[str, str]]],
         on_lost: Callable[[str], None],
+        reach: Reachability,
         *,
         restarts: int = 0,
     ) -> None:
@@ -43,6 +46,7 @@ class LockRenewer:
         self._concurrency = concurrency
         self._held = held
         self._on_lost = on_lost
+        self._reach = reach
         self._started: int | None = None  # server clock of the first heartbeat
         self._restarts = restarts
         self._suspects: set[str] = set()  # locks missing at the last renewal
@@ -97,19 +101,26 @@ class LockRenewer:
         self.last_beat_ms = int(time.time() * 1000)
 
     async def run(self, client: Redis, in_flight: Callable[[], int]) -> None:
-        """Renew and beat forever (until cancelled); transient errors retry sooner.
+        """Renew and beat forever (until cancelled).
 
-        While a held lock may still be alive (less than ``lock_ms`` since the last renewal
-        began) a failed renewal is retried every ``min(interval / 4, 1 s)``, to save it as
-        soon as the server answers again; after that, or with no job held, only the
-        heartbeat is at stake and the retries back off exponentially up to
-        ``RECONNECT_CAP``, so a long outage is not met with a fixed-rate reconnect loop."""
+        While the server cannot be reached, renewal waits for the worker's reachability
+        probe and renews as soon as it answers. While a held lock may still be alive (less
+        than ``lock_ms`` since the last renewal began) it has the probe try every
+        ``min(interval / 4, 1 s)``, to save the lock soon after the server is back; after
+        that, or with no job held, only the heartbeat is at stake and the probe keeps its own
+        pauses (doubling to ``RECONNECT_CAP``). A server that answers and refuses (out of
+        memory, a replica) is retried by renewal itself, on the same schedule."""
         interval = self._lock_ms / 2000
         retry = min(interval / 4, 1.0)
         delay = 0.0
         failing = False
         renewed = time.monotonic()  # when the last good renewal began: locks live until +ttl
         while True:
+            if not self._reach.up:  # unreachable: the probe tries it, renewal waits
+                alive_until = renewed + self._lock_ms / 1000  # the held locks, at the latest
+                if self._held():
+                    self._reach.hurry(alive_until, retry)
+                await self._reach.wait_up()
             started = time.monotonic()
             try:
                 await self.renew_once()
@@ -119,6 +130,7 @@ class LockRenewer:
                 failing = False
                 delay = 0.0
                 renewed = started
+                self._reach.answered()
                 _stop_if_cancel_requested()
                 # fixed rate: slow round trips must not stretch the period towards the lock TTL
                 await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
@@ -126,6 +138,9 @@ class LockRenewer:
                 if not failing:
                     log.warning("lock renewal failed (%s); retrying", describe_error(exc))
                 failing = True
+                if isinstance(exc, UNREACHABLE_ERRORS):
+                    self._reach.lost(exc)
+                    continue  # and wait for the probe, above
                 if self._held() and time.monotonic() - renewed < self._lock_ms / 1000:
                     delay = retry
                 else:

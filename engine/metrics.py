@@ -202,4 +202,4 @@ async def read_metrics(
     for minute, fields in zip(minutes, hashes, strict=True):
         processing, wait = _latencies(fields)
         points.append(MetricsPoint(minute, int(fields.get("count", 0)), processing, wait))
-    return Metrics(kind, points)  # type: ignore[arg-type]
+    return Metrics(kind, points)  # type: ignore[arg-type, unused-ignore]

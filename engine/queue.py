@@ -254,7 +254,7 @@ class Queue:
                     f"add_bulk item {index} is {item!r}: expected (name, data) or "
                     "(name, data, options)"
                 )
-            options = item[2] if len(item) == 3 else {}  # type: ignore[misc]
+            options = item[2] if len(item) == 3 else {}  # type: ignore[misc, unused-ignore]
             if not isinstance(options, Mapping):
                 raise InvalidJobOptions(f"add_bulk item {index}: options must be a dict")
             prepared.append(self._prepare(item[0], item[1], options))

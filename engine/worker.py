@@ -2,7 +2,8 @@
 
 Orchestration only: the fetch loop (block on the marker, take jobs, finish one and take the
 next in the same call), lock renewal, the stalled check, and graceful shutdown. Running one
-job lives in ``processing.py``.
+job lives in ``processing.py``; while the server cannot be reached, every loop waits for the
+one probe of ``reachability.py`` instead of retrying on its own.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .policies import ErrorPolicy
 from .prefetch import Prefetch, completion_batch
 from .processing import Outcome, Processor, failure, is_async_processor, run_processor
 from .rate_limit import MAX_LIMITED_SLEEP, RateLimit, manual_limit_ms
+from .reachability import RECONNECT_CAP, UNREACHABLE_ERRORS, Reachability, ReconnectDelay
 from .schedulers import SchedulerStore
 from .scripts import ScriptRegistry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps
@@ -59,8 +61,6 @@ log = logging.getLogger("corral.worker")
 
 MAX_LOG_LINES = 1000
 _NOT_MOVED = "DelayedError raised without job.move_to_delayed()"
-RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
-STILL_DOWN_EVERY = 30.0  # seconds between "Redis not reachable" lines while waiting at start
 REFUSED_RECHECK = 2.0  # seconds between checks of a server found unsafe on a reconnect
 
 
@@ -73,21 +73,6 @@ class _Running:
     handed_back: bool = False
     moved: bool = False  # the processor sent the job to delayed itself
     stop: AttemptStop = field(default_factory=AttemptStop)
-
-
-@dataclass(slots=True)
-class _Backoff:
-    """Exponential reconnect delay: 0.1 s doubling to ``RECONNECT_CAP``."""
-
-    delay: float = 0.0
-    failing: bool = field(default=False)
-
-    def next(self) -> float:
-        self.delay = min(max(self.delay * 2, 0.1), RECONNECT_CAP)
-        return self.delay
-
-    def reset(self) -> None:
-        self.delay = 0.0
 
 
 def _positive_int(name: str, value: object, low: int = 1) -> int:
@@ -188,6 +173,8 @@ class Worker:
         hook = self._watch.on_connect
         self.client, self._owns_client = make_client(connection, redis_connect_func=hook)
         self._watch.attach(self.client)
+        # while the server cannot be reached, only its probe tries it; the loops wait
+        self._reach = Reachability(self.client, f"worker {self.id}")
         self._blocking, _ = make_client(
             connection
             if isinstance(connection, str) or connection is None
@@ -227,6 +214,7 @@ class Worker:
             self.concurrency,
             self._held,
             self._lock_lost,
+            self._reach,
             restarts=self.restarts,
         )
         self._completions = CompletionBatcher(
@@ -238,7 +226,12 @@ class Worker:
             max_batch=completion_batch(self.concurrency),
         )
         self._cancels = CancelWatcher(
-            self.client, self.keys, self._held, self._cancelled, self.lock_duration / 2000
+            self.client,
+            self.keys,
+            self._held,
+            self._cancelled,
+            self.lock_duration / 2000,
+            self._reach,
         )
 
     # ---- public ----------------------------------------------------------------------------
@@ -370,34 +363,33 @@ class Worker:
         )
 
     async def _wait_for_server(self) -> bool:
-        """Check the server, retrying with backoff while it cannot be reached: True once it
-        passed, False if the worker started closing first (an attempt in progress, such as a
-        connection that gets no answer, is abandoned then, not waited out)."""
-        backoff = _Backoff()
-        logged_at: float | None = None
+        """Check the server, waiting for the reachability probe while it cannot be reached
+        (it says so once per 30 s): True once it passed, False if the worker started closing
+        first (an attempt in progress, such as a connection that gets no answer, is abandoned
+        then, not waited out). A server that answers but is not usable yet (a replica cut off
+        from its primary) is checked again after each probe, which pauses longer each time."""
         while not self._closing.is_set():
             try:
                 return await self._unless_closing(self._watch.start())
             except TRANSIENT_ERRORS as exc:
-                delay = backoff.next()
-                now = time.monotonic()
-                if logged_at is None or now - logged_at >= STILL_DOWN_EVERY:
-                    logged_at = now
-                    log.warning(
-                        "worker %s: Redis not reachable (%s); retrying",
-                        self.id,
-                        describe_error(exc),
-                    )
-                await self._sleep_unless_closing(delay)
+                self._reach.lost(exc, starting=True)
+                await self._wait_either(self._reach.wait_up())
         return False
 
     async def _fetch_loop(self) -> None:
-        backoff = _Backoff()
+        refused = ReconnectDelay()  # the server answers, and refuses (out of memory, a replica)
+        recheck = False
         next_delay = -1
         while not self._closing.is_set():
             try:
-                if self._watch.stale or backoff.failing or self._watch.refusal is not None:
+                if not self._reach.up:  # unreachable: the probe says when to try again
+                    await self._wait_either(self._reach.wait_up())
+                    recheck = True
+                    continue
+                recheck = recheck or self._watch.stale or self._watch.refusal is not None
+                if recheck or refused.failing:
                     await self._watch.recheck()  # reconnected: still safe? still the same data?
+                    recheck = False
                 if self._watch.refusal is not None:
                     await self._sleep_unless_closing(REFUSED_RECHECK)
                     continue
@@ -411,10 +403,11 @@ class Worker:
                 )
                 self._start(taken.jobs)
                 next_delay = taken.next_delay_ms
-                if backoff.failing:
+                if refused.failing:
                     log.info("worker %s: connection to Redis is back", self.id)
-                backoff.failing = False
-                backoff.reset()
+                refused.failing = False
+                refused.reset()
+                self._reach.answered()
                 if taken.jobs:
                     continue
                 if taken.rate_limit_ms > 0:  # sleep out the window rather than poll
@@ -427,14 +420,32 @@ class Worker:
                     timeout = max(min(timeout, next_delay / 1000), 0.01)
                 await self._wait_either(self._blocking.bzpopmin(self.keys.marker, timeout))
             except TRANSIENT_ERRORS as exc:
-                if not backoff.failing:
-                    log.warning(
-                        "worker %s: lost Redis (%s); reconnecting", self.id, describe_error(exc)
-                    )
-                    if isinstance(exc, RedisTimeoutError):
-                        await self._drop_idle_connections()
-                backoff.failing = True
-                await self._sleep_unless_closing(backoff.next())
+                recheck = True
+                await self._fetch_failed(exc, refused)
+
+    async def _fetch_failed(self, exc: Exception, refused: ReconnectDelay) -> None:
+        """A call of the fetch loop failed with ``exc``: report a server that cannot be reached
+        (the loop then waits for the probe), or back off from one that answers and refuses."""
+        if isinstance(exc, RedisTimeoutError):
+            await self._drop_idle_connections()
+        if isinstance(exc, UNREACHABLE_ERRORS):
+            self._reach.lost(exc)  # it logs the loss (and later the return)
+            return
+        if not refused.failing:
+            log.warning("worker %s: lost Redis (%s); reconnecting", self.id, describe_error(exc))
+        refused.failing = True
+        await self._sleep_unless_closing(refused.next())
+
+    async def _before_retry(self, exc: Exception, backoff: ReconnectDelay) -> None:
+        """Wait before a call that failed with ``exc`` is tried again: until the probe reaches
+        the server if it could not be reached (``Reachability``), else (it answered, and
+        refused: out of memory, a failed save, a replica) for the next of ``backoff``'s
+        delays."""
+        if isinstance(exc, UNREACHABLE_ERRORS):
+            self._reach.lost(exc)
+            await self._reach.wait_up()
+        else:
+            await asyncio.sleep(backoff.next())
 
     async def _drop_idle_connections(self) -> None:
         """A read timed out, so the link may have gone silent (half-open) for every connection
@@ -558,8 +569,9 @@ class Worker:
         opts = job.opts if job is not None else {}
         parent = commands.parent_queue(taken.fields)
         keep = retention_from_opts(opts, "remove_on_complete")
-        backoff = _Backoff()
+        backoff = ReconnectDelay()
         while True:
+            await self._reach.wait_up()  # no call while the server is known to be unreachable
             try:
                 if outcome.ok and parent is None:
                     # batched with the jobs that finish meanwhile; takes their replacements
@@ -611,7 +623,7 @@ class Worker:
                         describe_error(exc),
                     )
                 backoff.failing = True
-                await asyncio.sleep(backoff.next())
+                await self._before_retry(exc, backoff)
                 continue
             # a lease made before the worker started closing may still bring a job: _start gives
             # it back rather than leave it active with nobody renewing its lock
@@ -621,8 +633,9 @@ class Worker:
 
     async def _requeue(self, taken: commands.TakenJob, running: _Running) -> None:
         """The processor raised RateLimitError: the job goes back to the front of wait."""
-        backoff = _Backoff()
+        backoff = ReconnectDelay()
         while True:
+            await self._reach.wait_up()  # no call while the server is known to be unreachable
             try:
                 await commands.hand_back_job(
                     self.scripts,
@@ -645,7 +658,7 @@ class Worker:
                         describe_error(exc),
                     )
                 backoff.failing = True
-                await asyncio.sleep(backoff.next())
+                await self._before_retry(exc, backoff)
 
     # ---- locks, stalled jobs, shutdown -----------------------------------------------------
 
@@ -670,8 +683,9 @@ class Worker:
 
     async def _stalled_loop(self) -> None:
         interval = self.stalled_interval / 1000
-        delay = interval  # backs off while the server is unreachable: no fixed-rate retries
+        delay = interval  # backs off while the server refuses: no fixed-rate retries
         while True:
+            await self._reach.wait_up()  # while it is unreachable, only the probe tries it
             try:
                 recovered, failed = await commands.recover_stalled(
                     self.scripts,
@@ -690,7 +704,10 @@ class Worker:
                         len(failed),
                     )
                 delay = interval
-            except TRANSIENT_ERRORS:  # the fetch loop reports the connection state
+            except UNREACHABLE_ERRORS as exc:
+                self._reach.lost(exc)
+                continue  # and check at once when the server is back
+            except TRANSIENT_ERRORS:  # it answers, and refuses: back off
                 delay = min(delay * 2, max(interval, RECONNECT_CAP))
             await asyncio.sleep(delay)
 
@@ -711,16 +728,22 @@ class Worker:
                 running.task.cancel()
         for running in left:
             try:
-                await commands.hand_back_job(self.scripts, self.keys, running.job_id, running.token)
-                self.handed_back.append(running.job_id)
+                if self._reach.up:  # else each call would only wait out its retries
+                    await commands.hand_back_job(
+                        self.scripts, self.keys, running.job_id, running.token
+                    )
+                    self.handed_back.append(running.job_id)
+                    continue
             except (LockLost, JobNotFound, JobStateError):
-                pass  # finished, or recovered by another worker, meanwhile
-            except TRANSIENT_ERRORS:
-                log.warning(
-                    "worker %s: Redis unreachable; job %s is left to the stalled check",
-                    self.id,
-                    running.job_id,
-                )
+                continue  # finished, or recovered by another worker, meanwhile
+            except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, UNREACHABLE_ERRORS):
+                    self._reach.lost(exc)
+            log.warning(
+                "worker %s: Redis unreachable; job %s is left to the stalled check",
+                self.id,
+                running.job_id,
+            )
         if self.handed_back:
             log.warning(
                 "worker %s: handed back unfinished job(s) %s", self.id, ", ".join(self.handed_back)
@@ -733,10 +756,11 @@ class Worker:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._sandbox is not None:
             await self._sandbox.close()
-        if unregister:
+        if unregister and self._reach.up:  # else its record expires by itself
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.client.delete(self.keys.worker(self.id))
                 await self.client.zrem(self.keys.workers, self.id)
+        await self._reach.close()
         await close_quietly(self._wire)
         if self._owns_client:
             await self.client.aclose()

@@ -94,13 +94,26 @@ class _Producer:
                 await asyncio.wait_for(self._stop.wait(), self._every)
 
 
-def _backoff_report(tries: list[float], window: float) -> str:
+CAP = 20.0  # seconds between reconnect attempts, at most
+TIMER_SLACK = 0.5  # seconds a timer of a busy, shared core may fire late
+SETTLE = 4.0
+"""Seconds from the start of an outage by which the calls each loop had in flight have failed
+(redis-py retries each on new connections, with pauses of up to 0.4 s); from then on only the
+worker's probe tries the server."""
+STARTING_SETTLE = 2.0
+"""The same for a worker that starts without a server: its first check fails within about a
+second, and its probe's pauses (0.1 s doubling) are 1.6 s long from 1.5 s in."""
+
+
+def _backoff_report(tries: list[float], window: float, settle: float = SETTLE) -> str:
     early = sum(1 for t in tries if t < window / 2)
+    later = [round(t, 2) for t in tries if t >= settle]
     return (
         f"{len(tries)} connection attempts ({early} in the first half of {window:.1f} s, "
         f"{len(tries) - early} in the second), the first {tries[0]:.3f} s in, the second "
         f"{tries[1]:.3f} s in, the last {tries[-1]:.2f} s in; longest gap "
-        f"{max(gaps(tries)):.2f} s; pauses of 0.5 s or more: {[round(p, 2) for p in pauses(tries)]}"
+        f"{max(gaps(tries)):.2f} s; pauses of 0.5 s or more: "
+        f"{[round(p, 2) for p in pauses(tries)]}; {settle:g} s in and later: {later}"
     )
 
 
@@ -111,9 +124,22 @@ def _assert_backs_off(tries: list[float], window: float) -> None:
     assert len(tries) >= 2, f"{len(tries)} reconnect attempt(s)"
     report = _backoff_report(tries, window)
     assert tries[0] <= 0.5, report
-    assert max(gaps([0.0, *tries, window])) <= 20.0, report
+    assert max(gaps([0.0, *tries, window])) <= CAP + TIMER_SLACK, report
     early = sum(1 for t in tries if t < window / 2)
     assert (len(tries) - early) * 2 <= early, report
+
+
+def _assert_one_try_per_step(tries: list[float], window: float, settle: float = SETTLE) -> None:
+    """From ``settle`` s into the outage on, one connection attempt per backoff step: every
+    pause between two attempts at least twice the one before it (up to the cap), none over
+    the cap. A worker whose loops each retried on their own, or whose tries were each retried
+    by redis-py, would make several attempts per step, a fraction of a second apart."""
+    report = _backoff_report(tries, window, settle)
+    steps = gaps([t for t in tries if t >= settle])
+    assert all(step >= 1.5 for step in steps), report  # 0.1 s doubling: 1.6 s by 3.1 s in
+    for before, after in itertools.pairwise(steps):
+        assert after >= min(1.8 * before, CAP - TIMER_SLACK), report
+    assert max([0.0, *steps]) <= CAP + TIMER_SLACK, report
 
 
 @pytest.mark.timeout(90)
@@ -184,8 +210,9 @@ async def test_r1_server_without_persistence_killed_and_restarted_empty(
             f"R1 producer: {len(failed)} failed add(s), slowest {max(a.took for a in failed):.2f}"
             f" s; first add after the restart {first.started - restarted_at:+.2f} s from it"
         )
-        # the worker: backoff, CPU, quiet logs
+        # the worker: backoff, from one probe once the loops' calls in flight have failed
         _assert_backs_off(tries, outage)
+        _assert_one_try_per_step(tries, outage)
         assert cpu_share < 0.05
         assert "Traceback" not in log, log
         for line in worker_lines:
@@ -460,6 +487,9 @@ async def test_r11_server_absent_when_worker_and_producer_start(
             # a server: its first retry comes within 0.5 s of it
             _assert_backs_off(tries, waited)
             assert 0 < tries[1] <= 0.5, _backoff_report(tries, waited)
+            # its first check (a call that redis-py retries) fails within a second; then only
+            # the probe tries, once per step
+            _assert_one_try_per_step(tries, waited, settle=STARTING_SETTLE)
             # one loop retries here, so its pauses are its backoff delays: they double
             delays = pauses(tries)
             assert len(delays) >= 2 and delays[-1] >= 1.5, _backoff_report(tries, waited)
@@ -487,9 +517,11 @@ async def test_r1_r11_long_outage_backoff_reaches_its_cap_and_stays_there(
     """R1 and R11 past the cap: a worker waiting 55 s for a server that is not there yet
     doubles its pauses up to 20 s and then holds them there (never longer), repeating its
     "not reachable" line once per 30 s; then, started and running, it loses the server for
-    55 s: its reconnect loops thin out to capped pauses too (few attempts in the last 25 s,
-    no gap over 20 s), each state change is logged once, and after the restart a new job runs
-    within the cap plus 2 s."""
+    55 s: once the calls its loops had in flight have failed, only its probe tries the server,
+    one connection attempt per backoff step, doubling to the cap and holding there (at most
+    two attempts in the last 25 s, none over 20 s apart), each state change is logged once
+    and "not reachable" repeated once per 30 s, and after the restart a new job runs within
+    the cap plus 2 s."""
     url, ledger, log_file = fresh_server.url, tmp_path / "ledger.jsonl", tmp_path / "worker.log"
     fresh_server.kill()  # a fresh, empty server that is down before the worker starts
     watched = await _worker_waiting_for_server(
@@ -526,26 +558,31 @@ async def test_r1_r11_long_outage_backoff_reaches_its_cap_and_stays_there(
             f"CPU {run_cpu:.2%}; {len(run_lines)} log line(s); job after the restart done "
             f"{back_after:.2f} s after it"
         )
-        # waiting at start: one loop, pauses doubling to the cap, then at the cap
+        # waiting at start: one probe, pauses doubling to the cap, then at the cap
         delays = pauses(start_tries)
         report = _backoff_report(start_tries, waited)
         assert all(b >= 0.9 * a for a, b in itertools.pairwise(delays)), delays
-        assert max(gaps([*start_tries, waited])) <= 20.0 + 1.0, report
-        assert sum(d >= 0.9 * 20.0 for d in delays) >= 1, report  # the cap was reached
+        assert max(gaps([*start_tries, waited])) <= CAP + TIMER_SLACK, report
+        assert sum(d >= 0.9 * CAP for d in delays) >= 1, report  # the cap was reached
+        _assert_one_try_per_step(start_tries, waited, settle=STARTING_SETTLE)
         assert sum("not reachable" in line for line in start_lines) == 2, start_lines
         assert start_cpu < 0.05
-        # running: every loop backs off to the cap; each state change said once
+        # running: after the calls in flight, one probe, doubling to the cap and holding there
         _assert_backs_off(run_tries, outage)
-        assert max(gaps([0.0, *run_tries, outage])) <= 20.0 + 1.0
-        # at the cap each of the worker's four reconnecting loops (fetch, lock heartbeat,
-        # stalled check, cancel watcher) tries at most twice in 25 s, each try a call that
-        # redis-py retries 3 times on a fresh connection: 32 attempts at most (a fixed-rate
-        # loop of 1 s would make 100)
-        assert len(late) <= 4 * 2 * 4, _backoff_report(run_tries, outage)
+        assert max(gaps([0.0, *run_tries, outage])) <= CAP + TIMER_SLACK
+        _assert_one_try_per_step(run_tries, outage)
+        report = _backoff_report(run_tries, outage)
+        assert sum(d >= 0.9 * CAP for d in gaps(run_tries)) >= 1, report  # the cap was reached
+        # one attempt per capped pause: two at most in the last 25 s (the four loops of old,
+        # each retrying on its own, each try a call that redis-py retried on new connections,
+        # made about 20)
+        assert len(late) <= 2, report
         assert run_cpu < 0.05
         for kind in WORKER_STATE_CHANGES:
             assert sum(kind in line for line in run_lines) <= 1, run_lines
-        assert len(run_lines) <= len(WORKER_STATE_CHANGES) + 2, run_lines  # + once per 30 s
+        # "not reachable" once more, 30 s or more after "lost Redis"
+        assert sum("not reachable" in line for line in run_lines) == 1, run_lines
+        assert len(run_lines) <= len(WORKER_STATE_CHANGES) + 2, run_lines
         assert back_after < 20.0 + 2.0 + 1.0
         log = worker.output()
         assert "Traceback" not in log, log
