@@ -1,9 +1,10 @@
-"""Whether a worker's server answers, and the one task that tries it while it does not.
+"""Whether a worker's server can be used, and the one task that tries it while it cannot.
 
 When a call of one of the worker's loops (fetch, lock renewal, stalled check, cancel watcher,
-a job's completion) fails because the server cannot be reached, the loop reports it (``lost``)
-and every loop waits (``wait_up``) instead of retrying on its own. One probe task tries the
-server meanwhile: one ``PING``, one connection attempt (see ``connection.probe_client``), the
+a job's completion) fails because the server cannot be reached, or is a replica now, the loop
+reports it (``lost``) and every loop waits (``wait_up``) instead of retrying on its own. One
+probe task tries the server meanwhile: one ``ROLE`` (a primary answers ``master``), one
+connection attempt (see ``connection.probe_client``), the
 tries ``FIRST_DELAY`` doubling to ``RECONNECT_CAP`` apart, or every ``hurry`` seconds while a
 held lock can still be saved. Its first answer wakes every loop at once. It logs the changes
 of state ("lost Redis", "connection to Redis is back") once, and "Redis not reachable" at most
@@ -22,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .connection import describe_error, probe_client
+from .connection import NOT_PRIMARY_ERRORS, describe_error, probe_client
 
 log = logging.getLogger("corral.worker")
 
@@ -30,12 +31,17 @@ RECONNECT_CAP = 20.0  # seconds between reconnect attempts, at most
 FIRST_DELAY = 0.1  # seconds from a failed call to the first probe
 STILL_DOWN_EVERY = 30.0  # seconds between "Redis not reachable" lines while it is not
 
-UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
-"""Errors that mean the server cannot be reached now: the connection failed or went silent, or
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    *NOT_PRIMARY_ERRORS,
+)
+"""Errors that mean the server cannot be used now: the connection failed or went silent, or
 leads to a server still loading its data (redis-py's ``BusyLoadingError`` is a
-``ConnectionError``). A server that answers and refuses (out of memory, a failed save, a
-replica) is reachable: a probe would succeed at once, so the loop that met such an error
-retries by itself, with its own backoff."""
+``ConnectionError``), or to a replica (``READONLY``, ``UNBLOCKED``, ``MASTERDOWN``: no write
+until a failover moves the address or the server is promoted; the probe asks ``ROLE``). A server
+that answers and refuses otherwise (out of memory, a failed save) would pass a probe at once, so
+the loop that met such an error retries by itself, with its own backoff."""
 
 
 @dataclass(slots=True)
@@ -121,12 +127,15 @@ class Reachability:
         while True:
             since = await self._pause_from(since, self._delay.next())
             try:
-                await self._prober.ping()
+                role = await self._prober.execute_command("ROLE")  # type: ignore[no-untyped-call]
+                if not _is_primary(role):
+                    self._remind()  # a replica still: the loops' writes would be refused
+                    continue
             except UNREACHABLE_ERRORS as exc:
                 self._error = exc
                 self._remind()
                 continue
-            except Exception as exc:  # it answered (an ACL that refuses PING, say): reachable
+            except Exception as exc:  # it answered (an ACL that refuses ROLE, say): usable
                 log.debug("%s: probe answered with %s", self._who, exc)
             finally:  # keep no idle connection of its own between outages
                 with contextlib.suppress(Exception):
@@ -169,3 +178,9 @@ class Reachability:
                 await self._task
         with contextlib.suppress(Exception):
             await self._prober.aclose()
+
+
+def _is_primary(role: object) -> bool:
+    """Whether a ``ROLE`` reply is a primary's (``master``, as bytes or text)."""
+    first = role[0] if isinstance(role, list | tuple) and role else None
+    return first in ("master", b"master")
