@@ -129,7 +129,6 @@ class EventTail:
 
     async def _read(self, client: Redis, queues: Sequence[str]) -> TailRound:
         following = [q for q in queues if q in self.last_ids]
-        count = BATCH
         async with self._pipeline(client) as pipe:
             for queue in queues:
                 pipe.xinfo_stream(self.backend.events_key(queue))
@@ -140,7 +139,7 @@ class EventTail:
                 pipe.execute_command(
                     "XREAD",
                     "COUNT",
-                    count,
+                    BATCH,
                     "BLOCK",
                     self.block_ms,
                     "STREAMS",
@@ -171,7 +170,7 @@ class EventTail:
             reply = replies[len(queues)]
             if isinstance(reply, Exception):
                 raise reply
-            read, full = self._parse(reply or [], events, count)
+            read, full = self._parse(reply or [], events)
         # entries XINFO counted before the read that the read did not reach
         backlog = max((n - self._added.get(q, n) for q, n in added_now.items()), default=0)
         behind = full > 0 or backlog > 0
@@ -205,9 +204,9 @@ class EventTail:
             return True
         return int(info["length"]) < int(added) - self._added.get(queue, 0)
 
-    def _parse(self, reply: Any, events: list[Event], count: int) -> tuple[int, int]:
+    def _parse(self, reply: Any, events: list[Event]) -> tuple[int, int]:
         """Append the kept entries of a raw XREAD reply to ``events``; return how many entries
-        it held, and how many of its streams returned ``count`` of them (full: more may wait)."""
+        it held, and how many of its streams returned ``BATCH`` of them (full: more may wait)."""
         by_key = {to_redis(self.backend.events_key(q)): q for q in self.last_ids}
         streams = reply.items() if isinstance(reply, dict) else reply  # RESP3 sends a map
         read = full = 0
@@ -237,5 +236,5 @@ class EventTail:
             self.last_ids[queue] = from_redis(entries[-1][0])
             self._added[queue] = self._added.get(queue, 0) + len(entries)
             read += len(entries)
-            full += len(entries) >= count
+            full += len(entries) >= BATCH
         return read, full
