@@ -109,7 +109,7 @@ class LockRenewer:
         ``min(interval / 4, 1 s)``, to save the lock soon after the server is back; after
         that, or with no job held, only the heartbeat is at stake and the probe keeps its own
         pauses (doubling to ``RECONNECT_CAP``). A server that answers and refuses (out of
-        memory, a replica) is retried by renewal itself, on the same schedule."""
+        memory, a failed save) is retried by renewal itself, on the same schedule."""
         interval = self._lock_ms / 2000
         retry = min(interval / 4, 1.0)
         delay = 0.0

@@ -366,8 +366,9 @@ class Worker:
         """Check the server, waiting for the reachability probe while it cannot be reached
         (it says so once per 30 s): True once it passed, False if the worker started closing
         first (an attempt in progress, such as a connection that gets no answer, is abandoned
-        then, not waited out). A server that answers but is not usable yet (a replica cut off
-        from its primary) is checked again after each probe, which pauses longer each time."""
+        then, not waited out). A replica counts as unreachable: the probe waits until it is a
+        primary. A server that answers and refuses otherwise is checked again after each probe,
+        which pauses longer each time."""
         while not self._closing.is_set():
             try:
                 return await self._unless_closing(self._watch.start())
@@ -377,7 +378,7 @@ class Worker:
         return False
 
     async def _fetch_loop(self) -> None:
-        refused = ReconnectDelay()  # the server answers, and refuses (out of memory, a replica)
+        refused = ReconnectDelay()  # the server answers, and refuses (out of memory, a failed save)
         recheck = False
         next_delay = -1
         while not self._closing.is_set():
@@ -439,8 +440,7 @@ class Worker:
     async def _before_retry(self, exc: Exception, backoff: ReconnectDelay) -> None:
         """Wait before a call that failed with ``exc`` is tried again: until the probe reaches
         the server if it could not be reached (``Reachability``), else (it answered, and
-        refused: out of memory, a failed save, a replica) for the next of ``backoff``'s
-        delays."""
+        refused: out of memory, a failed save) for the next of ``backoff``'s delays."""
         if isinstance(exc, UNREACHABLE_ERRORS):
             self._reach.lost(exc)
             await self._reach.wait_up()
@@ -571,7 +571,8 @@ class Worker:
         keep = retention_from_opts(opts, "remove_on_complete")
         backoff = ReconnectDelay()
         while True:
-            await self._reach.wait_up()  # no call while the server is known to be unreachable
+            if not self._reach.up:  # no call while the server is known to be unreachable
+                await self._reach.wait_up()
             try:
                 if outcome.ok and parent is None:
                     # batched with the jobs that finish meanwhile; takes their replacements
@@ -635,7 +636,8 @@ class Worker:
         """The processor raised RateLimitError: the job goes back to the front of wait."""
         backoff = ReconnectDelay()
         while True:
-            await self._reach.wait_up()  # no call while the server is known to be unreachable
+            if not self._reach.up:  # no call while the server is known to be unreachable
+                await self._reach.wait_up()
             try:
                 await commands.hand_back_job(
                     self.scripts,
